@@ -1,0 +1,103 @@
+"""`ivr` command line: run the server, manage the project's Asterisk, validate and simulate flows."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from .config import ConfigError, load_config
+from .logsafe import setup_logging
+
+log = logging.getLogger("ivr")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .app import App
+    from .asterisk import AsteriskError, AsteriskInstance
+
+    cfg = load_config(args.config)
+    setup_logging(cfg.log.level, cfg.log.file)
+    if not cfg.ari.password:
+        print("ivr: no ARI password: set ari.password in the config or IVR_ARI_PASSWORD", file=sys.stderr)
+        return 2
+    ast = None
+    if args.with_asterisk:
+        ast = AsteriskInstance(cfg)
+        try:
+            ast.start()
+        except AsteriskError as e:
+            print(f"ivr: cannot start Asterisk: {e}", file=sys.stderr)
+            return 2
+        log.info("asterisk started (SIP %s:%d, ARI %s)", cfg.asterisk.bind_address, cfg.asterisk.sip_port,
+                 cfg.ari_url)
+
+    async def main() -> None:
+        app = App(cfg)
+        app.install_signal_handlers()
+        await app.run()
+
+    try:
+        asyncio.run(main())
+    finally:
+        if ast is not None:
+            ast.stop()
+    return 0
+
+
+def _cmd_asterisk(args: argparse.Namespace) -> int:
+    from .asterisk import AsteriskError, AsteriskInstance, render_configs
+
+    cfg = load_config(args.config)
+    inst = AsteriskInstance(cfg)
+    try:
+        if args.action == "render":
+            for name, text in render_configs(cfg, inst.astdir).items():
+                print(f";; ---- {name}\n{text}")
+        elif args.action == "check":
+            print(inst.check_installed())
+        elif args.action == "cli":
+            print(inst.cli(" ".join(args.rest)), end="")
+    except AsteriskError as e:
+        print(f"ivr: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="ivr", description="IVR and skill-based ACD server on Asterisk ARI")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="run the ARI application")
+    r.add_argument("--config", "-c", default="config/ivr.yaml")
+    r.add_argument("--with-asterisk", action="store_true",
+                   help="also start the project's Asterisk (chroot from scripts/install.sh) and stop it on exit")
+    r.set_defaults(func=_cmd_run)
+
+    a = sub.add_parser("asterisk", help="the project's Asterisk: render configs, check the install, run a CLI command")
+    a.add_argument("action", choices=["render", "check", "cli"])
+    a.add_argument("rest", nargs="*")
+    a.add_argument("--config", "-c", default="config/ivr.yaml")
+    a.set_defaults(func=_cmd_asterisk)
+
+    v = sub.add_parser("validate", help="validate flow files", add_help=False)
+    v.set_defaults(func=None, passthrough="validate")
+    s = sub.add_parser("simulate", help="walk a flow without Asterisk", add_help=False)
+    s.set_defaults(func=None, passthrough="simulate")
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("validate", "simulate"):
+        from .flow import cli as flow_cli
+        fn = flow_cli.validate_main if argv[0] == "validate" else flow_cli.simulate_main
+        return fn(argv[1:])
+    args = p.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"ivr: config error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Application config: YAML file + environment overrides -> frozen dataclasses, validated at start.
+
+Secrets (ARI password, admin token, SIP passwords) come from the file or the environment, never from code;
+`redacted()` gives the config in effect with every secret masked, for logs and the admin API.
+
+Environment overrides:
+  IVR_ARI_PASSWORD, IVR_ADMIN_TOKEN      the two secrets the app itself uses
+  IVR_AGENT_<ID>_PASSWORD                 SIP password of agent <ID> (upper case, '-' -> '_')
+  IVR__<SECTION>__<KEY>=value             any scalar, e.g. IVR__ASTERISK__SIP_PORT=5070
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+SECRET_KEYS = {"password", "token", "admin_token", "sip_password", "auth_value"}
+
+
+class ConfigError(ValueError):
+    """The config file or an override is invalid; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class AsteriskConfig:
+    bind_address: str = "127.0.0.1"
+    sip_port: int = 5060
+    http_port: int = 8088
+    rtp_start: int = 20000
+    rtp_end: int = 20999
+    root: str = "/var/cache/ivr/asterisk-sid"   # the chroot built by scripts/install.sh
+    instance: str = "default"                   # instance dir /srv/ivr-<instance> inside the chroot
+
+
+@dataclass(frozen=True)
+class AriConfig:
+    url: str = ""            # default: http://<asterisk.bind_address>:<asterisk.http_port>
+    user: str = "ivr"
+    password: str = ""
+    app: str = "ivr"
+    reconnect_min: float = 0.2
+    reconnect_max: float = 5.0
+
+
+@dataclass(frozen=True)
+class FlowsConfig:
+    dir: str = "flows"
+    default: str = "support"
+    routes: Mapping[str, str] = field(default_factory=dict)   # dialed number -> flow name
+    watch: bool = True                                         # hot reload on file change
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    bind_address: str = "127.0.0.1"
+    port: int = 8080
+    admin_token: str = ""
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "INFO"
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class AgentSipConfig:
+    id: str
+    endpoint: str
+    sip_password: str
+
+
+@dataclass(frozen=True)
+class Config:
+    asterisk: AsteriskConfig = AsteriskConfig()
+    ari: AriConfig = AriConfig()
+    flows: FlowsConfig = FlowsConfig()
+    http: HttpConfig = HttpConfig()
+    log: LogConfig = LogConfig()
+    # Sections owned by other modules (acd, crm): kept as plain data and validated by those modules.
+    agents: tuple[Mapping[str, Any], ...] = ()
+    queues: tuple[Mapping[str, Any], ...] = ()
+    crm: Mapping[str, Any] = field(default_factory=dict)
+    routing: Mapping[str, Any] = field(default_factory=dict)
+    acd: Mapping[str, Any] = field(default_factory=dict)
+    base_dir: str = "."      # relative paths in the file are resolved against the file's directory
+
+    @property
+    def ari_url(self) -> str:
+        return self.ari.url or f"http://{self.asterisk.bind_address}:{self.asterisk.http_port}"
+
+    def path(self, p: str) -> Path:
+        q = Path(p)
+        return q if q.is_absolute() else Path(self.base_dir) / q
+
+    def agent_sip(self) -> list[AgentSipConfig]:
+        out = []
+        for a in self.agents:
+            aid = str(a["id"])
+            endpoint = str(a.get("endpoint", f"PJSIP/{aid}"))
+            env = f"IVR_AGENT_{aid.upper().replace('-', '_')}_PASSWORD"
+            pw = os.environ.get(env) or str(a.get("sip_password", ""))
+            out.append(AgentSipConfig(aid, endpoint, pw))
+        return out
+
+    def redacted(self) -> dict[str, Any]:
+        return _redact(asdict(self))
+
+
+_SECTIONS = {"asterisk": AsteriskConfig, "ari": AriConfig, "flows": FlowsConfig, "http": HttpConfig,
+             "log": LogConfig}
+_RAW_LIST_SECTIONS = {"agents", "queues"}
+_RAW_MAP_SECTIONS = {"crm", "routing", "acd"}
+
+
+def _redact(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: ("***" if k in SECRET_KEYS and v else _redact(v)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_redact(v) for v in obj]
+    return obj
+
+
+def _coerce(section: str, key: str, value: Any, typ: Any) -> Any:
+    name = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    where = f"{section}.{key}"
+    if name == "int":
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if name == "float":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if name == "bool":
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("1", "true", "yes", "on"):
+            return True
+        if str(value).lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if name == "str":
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: expected a string, got {type(value).__name__}")
+        return "" if value is None else str(value)
+    if "Mapping" in name:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping")
+        return {str(k): str(v) for k, v in value.items()}
+    return value
+
+
+def _build_section(name: str, cls: type, data: Any) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: expected a mapping")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{name}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    kwargs = {k: _coerce(name, k, v, known[k].type) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the YAML file (or defaults when None), apply environment overrides, validate."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    base_dir = "."
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"{p}: cannot read config: {e.strerror}") from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: invalid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: the config must be a mapping of sections")
+        base_dir = str(p.resolve().parent.parent if p.resolve().parent.name == "config" else p.resolve().parent)
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+
+    for key, value in env.items():
+        if not key.startswith("IVR__"):
+            continue
+        parts = key[5:].lower().split("__")
+        if len(parts) != 2 or parts[0] not in _SECTIONS:
+            raise ConfigError(f"environment {key}: expected IVR__<SECTION>__<KEY> with a known section")
+        raw.setdefault(parts[0], {})
+        if raw[parts[0]] is None:
+            raw[parts[0]] = {}
+        raw[parts[0]][parts[1]] = value
+    if env.get("IVR_ARI_PASSWORD"):
+        raw.setdefault("ari", {})["password"] = env["IVR_ARI_PASSWORD"]
+    if env.get("IVR_ADMIN_TOKEN"):
+        raw.setdefault("http", {})["admin_token"] = env["IVR_ADMIN_TOKEN"]
+
+    unknown = sorted(set(raw) - set(_SECTIONS) - _RAW_LIST_SECTIONS - _RAW_MAP_SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown section(s) {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {"base_dir": base_dir}
+    for name, cls in _SECTIONS.items():
+        kwargs[name] = _build_section(name, cls, raw.get(name))
+    for name in _RAW_LIST_SECTIONS:
+        items = raw.get(name) or []
+        if not isinstance(items, list) or not all(isinstance(i, dict) and ("id" in i or "name" in i)
+                                                   for i in items):
+            raise ConfigError(f"{name}: expected a list of mappings each with an id/name")
+        kwargs[name] = tuple(items)
+    for name in _RAW_MAP_SECTIONS:
+        m = raw.get(name) or {}
+        if not isinstance(m, dict):
+            raise ConfigError(f"{name}: expected a mapping")
+        kwargs[name] = m
+    cfg = Config(**kwargs)
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: Config) -> None:
+    a = cfg.asterisk
+    for name in ("sip_port", "http_port", "rtp_start", "rtp_end"):
+        v = getattr(a, name)
+        if not 0 < v < 65536:
+            raise ConfigError(f"asterisk.{name}: {v} is not a valid port")
+    if a.rtp_start >= a.rtp_end:
+        raise ConfigError("asterisk.rtp_start must be below asterisk.rtp_end")
+    if not 0 <= cfg.http.port < 65536:
+        raise ConfigError(f"http.port: {cfg.http.port} is not a valid port")
+
+
+def with_overrides(cfg: Config, **sections: Mapping[str, Any]) -> Config:
+    """A copy of cfg with some fields of some sections replaced (used by tests and the run script)."""
+    changes = {name: replace(getattr(cfg, name), **values) for name, values in sections.items()}
+    return replace(cfg, **changes)
