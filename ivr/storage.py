@@ -1,0 +1,98 @@
+"""Durable embedded store (SQLite, WAL) for what calls leave behind: ACD call records, voicemails and
+callback requests. One small file; every write is a single short transaction.
+
+Calls here are synchronous and take well under a millisecond on a local file with WAL and
+synchronous=NORMAL; they run at call end (not on the routing hot path).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS call_records (
+  call_id TEXT PRIMARY KEY, queue TEXT NOT NULL, agent_id TEXT, outcome TEXT NOT NULL,
+  priority INTEGER, entered_at REAL, offered_at REAL, answered_at REAL, ended_at REAL,
+  wait_seconds REAL, talk_seconds REAL, offers INTEGER, rona_count INTEGER, short_abandon INTEGER,
+  within_sl INTEGER, caller TEXT, did TEXT, flow TEXT, extra TEXT
+);
+CREATE INDEX IF NOT EXISTS call_records_queue ON call_records(queue, ended_at);
+CREATE TABLE IF NOT EXISTS voicemails (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, mailbox TEXT NOT NULL, caller TEXT, recording TEXT NOT NULL,
+  duration REAL, created_at REAL NOT NULL, call_id TEXT
+);
+CREATE TABLE IF NOT EXISTS callbacks (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, number TEXT NOT NULL, queue TEXT, created_at REAL NOT NULL,
+  call_id TEXT, status TEXT NOT NULL DEFAULT 'pending'
+);
+"""
+
+
+class Storage:
+    def __init__(self, path: str | Path = ":memory:") -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _exec(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, args)
+
+    def add_call_record(self, rec: dict[str, Any], *, wall_offset: float = 0.0, caller: str = "", did: str = "",
+                        flow: str = "", extra: dict[str, Any] | None = None) -> None:
+        """`rec` is a CallRecord.as_dict(); monotonic times are shifted by wall_offset to wall-clock."""
+        def wall(t: float | None) -> float | None:
+            return None if t is None else t + wall_offset
+        self._exec(
+            "INSERT OR REPLACE INTO call_records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (rec["call_id"], rec["queue"], rec.get("agent_id"), rec["outcome"], rec.get("priority"),
+             wall(rec.get("entered_at")), wall(rec.get("offered_at")), wall(rec.get("answered_at")),
+             wall(rec.get("ended_at")), rec.get("wait_time"), rec.get("talk_time"), rec.get("offers"),
+             rec.get("rona_count"), int(bool(rec.get("short_abandon"))),
+             None if rec.get("within_service_level") is None else int(rec["within_service_level"]),
+             caller, did, flow, json.dumps(extra or {})))
+
+    def call_records(self, queue: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        cols = [d[1] for d in self._exec("PRAGMA table_info(call_records)").fetchall()]
+        if queue:
+            rows = self._exec("SELECT * FROM call_records WHERE queue=? ORDER BY ended_at LIMIT ?",
+                              (queue, limit)).fetchall()
+        else:
+            rows = self._exec("SELECT * FROM call_records ORDER BY ended_at LIMIT ?", (limit,)).fetchall()
+        return [dict(zip(cols, r)) for r in rows]
+
+    def add_voicemail(self, mailbox: str, caller: str, recording: str, duration: float, call_id: str = "",
+                      at: float | None = None) -> int:
+        cur = self._exec("INSERT INTO voicemails(mailbox, caller, recording, duration, created_at, call_id) "
+                         "VALUES (?,?,?,?,?,?)", (mailbox, caller, recording, duration, at or time.time(), call_id))
+        return int(cur.lastrowid)
+
+    def voicemails(self, mailbox: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT id, mailbox, caller, recording, duration, created_at, call_id FROM voicemails"
+        rows = self._exec(q + (" WHERE mailbox=?" if mailbox else "") + " ORDER BY id",
+                          (mailbox,) if mailbox else ()).fetchall()
+        keys = ["id", "mailbox", "caller", "recording", "duration", "created_at", "call_id"]
+        return [dict(zip(keys, r)) for r in rows]
+
+    def add_callback(self, number: str, queue: str, call_id: str = "", at: float | None = None) -> int:
+        cur = self._exec("INSERT INTO callbacks(number, queue, created_at, call_id) VALUES (?,?,?,?)",
+                         (number, queue, at or time.time(), call_id))
+        return int(cur.lastrowid)
+
+    def callbacks(self, status: str | None = "pending") -> list[dict[str, Any]]:
+        q = "SELECT id, number, queue, created_at, call_id, status FROM callbacks"
+        rows = self._exec(q + (" WHERE status=?" if status else "") + " ORDER BY id",
+                          (status,) if status else ()).fetchall()
+        return [dict(zip(["id", "number", "queue", "created_at", "call_id", "status"], r)) for r in rows]
