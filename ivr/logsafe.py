@@ -1,6 +1,6 @@
 """Logging helpers: phone numbers are masked, and every record can carry the call id.
 
-Nothing that identifies a caller goes to logs in full: `mask_number('+442079460123')` -> '+44*******23'.
+Nothing that identifies a caller goes to logs in full: `mask_number('+442079460034')` -> '+4420******34'.
 Digits collected in a `secure` flow step never reach this module at all (the flow engine redacts them).
 """
 
@@ -9,25 +9,9 @@ from __future__ import annotations
 import logging
 import sys
 
+from .crm.phone import mask as mask_number  # the one masking rule, shared with the CRM
 
-def mask_number(number: str | None) -> str:
-    if not number:
-        return "<none>"
-    s = str(number)
-    digits = [c for c in s if c.isdigit()]
-    if len(digits) <= 4:
-        return "*" * len(s)
-    keep_head = 3 if s.startswith("+") else 2
-    keep_tail = 2
-    out, seen = [], 0
-    n = len(digits)
-    for c in s[:64]:
-        if c.isdigit():
-            seen += 1
-            out.append(c if seen <= keep_head - (1 if s.startswith("+") else 0) or seen > n - keep_tail else "*")
-        else:
-            out.append(c)
-    return "".join(out)
+__all__ = ["CallLog", "mask_number", "setup_logging"]
 
 
 class CallLog(logging.LoggerAdapter):
