@@ -20,15 +20,21 @@ command -v python3 >/dev/null || die "python3 (3.11) is required"
 python3 -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else 1)' \
   || die "Python >= 3.11 is required, found $(python3 -V 2>&1)"
 
-pkgs=(mmdebstrap sip-tester baresip-core curl zstd)
+# prometheus: only for promtool (checks the alert rules); shellcheck: checks the docker entrypoint
+pkgs=(mmdebstrap sip-tester baresip-core curl zstd prometheus shellcheck)
 [ "$WITH_BROWSER" = 1 ] && pkgs+=(chromium)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   say "apt-get install ${missing[*]}"
   apt-get update -qq || die "apt-get update failed (is the Debian mirror reachable?)"
+  # never let a package start its daemon here (prometheus would listen on :9090)
+  prc_created=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d; prc_created=1; fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-    || die "apt-get install ${missing[*]} failed"
+    || { [ $prc_created = 1 ] && rm -f /usr/sbin/policy-rc.d; die "apt-get install ${missing[*]} failed"; }
+  [ $prc_created = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 
 if [ ! -f "$ROOT/.ready" ]; then
