@@ -10,12 +10,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections import deque
+from datetime import datetime
 from typing import Callable
 
 from .ari import (AriClient, AriError, Channel, ChannelDestroyed, Connected, Disconnected, Dispatcher, Event,
                   EventStream, StasisEnd, StasisStart)
-from .calls.session import CallSession, PromptAndHangup
+from .calls.flow_session import FlowSession, utc_now
+from .calls.flows import FlowRegistry
+from .calls.session import CallSession
 from .config import Config
+from .metrics import Metrics, QueueSnapshot
+from .storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -29,25 +35,66 @@ EVENT_TYPES = ["StasisStart", "StasisEnd", "ChannelDestroyed", "ChannelDtmfRecei
 
 
 def default_session_factory(app: "App", ev: StasisStart) -> CallSession | None:
-    if ev.args[:1] == ("inbound",):
-        return PromptAndHangup(app.ari, ev.channel)
+    if ev.args[:1] == ("inbound",) and app.flows is not None:
+        chosen = app.flows.flow_for(ev.channel.exten)
+        if chosen is not None:
+            return FlowSession(app, ev.channel, chosen[0], chosen[1], app.wall_clock)
     return None
 
 
+class StartupError(RuntimeError):
+    """The app cannot start with this config (e.g. invalid flows); the message lists every problem."""
+
+
 class App:
-    def __init__(self, cfg: Config, session_factory: SessionFactory = default_session_factory) -> None:
+    def __init__(self, cfg: Config, session_factory: SessionFactory | None = None, *,
+                 wall_clock: Callable[[], datetime] = utc_now, load_flows: bool = True) -> None:
         self.cfg = cfg
+        self.wall_clock = wall_clock
         self.ari = AriClient(cfg.ari_url, cfg.ari.user, cfg.ari.password, cfg.ari.app)
-        self.dispatcher = Dispatcher(self.handle)
+        self.metrics = Metrics(self)
+        self.dispatcher = Dispatcher(self.handle, on_lag=self.metrics.event_lag)
+        self.storage = Storage(cfg.path(cfg.storage.path)) if cfg.storage.path else None
+        self.crm = None
+        if cfg.crm and cfg.crm.get("backend", "sqlite") != "none":
+            from .crm.factory import crm_from_config
+            self.crm = crm_from_config(dict(cfg.crm), base_dir=cfg.base_dir)
+        self.acd = None
+        if cfg.queues:
+            from .calls.acd_service import AcdService
+            self.acd = AcdService(self)
+        self.flows: FlowRegistry | None = None
+        if load_flows:
+            queues = {str(q.get("name")) for q in cfg.queues} if cfg.queues else None
+            self.flows = FlowRegistry(cfg.path(cfg.flows.dir), dict(cfg.flows.routes), cfg.flows.default,
+                                      known_queues=queues)
+            result = self.flows.reload()
+            if not result.ok:
+                raise StartupError("invalid flows, not starting:\n  " + "\n  ".join(result.errors))
         self.events = EventStream(self.ari, self.dispatcher.submit, subscriptions=self.subscriptions,
                                   event_types=EVENT_TYPES, reconnect_min=cfg.ari.reconnect_min,
                                   reconnect_max=cfg.ari.reconnect_max)
-        self.session_factory = session_factory
+        self.session_factory = session_factory or default_session_factory
         self.sessions: dict[str, CallSession] = {}
+        self.recent_calls: deque[CallSession] = deque(maxlen=200)   # for the admin API and tests
         self.calls_started = 0
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
         self._extra_subscriptions: list[str] = []
+        self.web = None   # the HTTP edge (admin API, metrics, pages) is attached by ivr.web.server
+
+    # ------------------------------------------------------------------ live state (metrics provider)
+    def queue_snapshots(self) -> list[QueueSnapshot]:
+        return self.acd.queue_snapshots() if self.acd is not None else []
+
+    def active_calls(self) -> int:
+        return len(self.sessions)
+
+    def active_bridges(self) -> int:
+        return self.acd.active_bridges() if self.acd is not None else 0
+
+    def ari_connected(self) -> bool:
+        return self.events.connected
 
     def subscriptions(self) -> list[str]:
         """Event sources re-applied on every (re)connect (e.g. agent endpoints for presence)."""
@@ -65,11 +112,20 @@ class App:
             s = self.sessions.pop(ev.channel.id, None)
             if s is not None:
                 await s.ended()
+                self.recent_calls.append(s)
+            elif self.acd is not None:
+                await self.acd.on_channel_gone(ev)
         elif isinstance(ev, Connected):
+            if ev.reconnect:
+                self.metrics.ari_reconnected()
             await self.reconcile()
+            if self.acd is not None:
+                await self.acd.reconcile()
             self.ready.set()
         elif isinstance(ev, Disconnected):
             self.ready.clear()
+        elif self.acd is not None and await self.acd.on_event(ev):
+            pass
         else:
             cid = ev.channel_id
             s = self.sessions.get(cid) if cid else None
@@ -77,6 +133,8 @@ class App:
                 await s.on_event(ev)
 
     async def _on_stasis_start(self, ev: StasisStart) -> None:
+        if self.acd is not None and await self.acd.on_stasis_start(ev):
+            return   # an agent leg of ours
         session = self.session_factory(self, ev)
         if session is None:
             log.warning("no session for channel %s (args %s): hanging up", ev.channel.id, ev.args)
@@ -106,6 +164,8 @@ class App:
             log.info("reconcile: channel %s is gone; ending its session", cid)
             await s.ended()
         for c in channels:
+            if self.acd is not None and self.acd.owns_channel(c.id):
+                continue
             if c.id not in self.sessions and self._in_our_app(c):
                 log.info("reconcile: hanging up orphan channel %s", c.id)
                 await self.ari.hangup_quietly(c.id)
@@ -118,14 +178,27 @@ class App:
     async def run(self) -> None:
         log.info("ivr starting: ARI %s app=%s", self.cfg.ari_url, self.cfg.ari.app)
         async with self.ari:
-            task = asyncio.create_task(self.events.run(), name="ari-events")
+            tasks = [asyncio.create_task(self.events.run(), name="ari-events")]
+            if self.flows is not None and self.cfg.flows.watch:
+                tasks.append(asyncio.create_task(self.flows.watch(), name="flow-watch"))
+            if self.web is not None:
+                await self.web.start()
             try:
                 await self._stopping.wait()
             finally:
                 await self.events.stop()
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                if self.web is not None:
+                    await self.web.stop()
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
                 await self.dispatcher.close()
+                if self.acd is not None:
+                    self.acd.close()
+                if self.crm is not None:
+                    await self.crm.close()
+                if self.storage is not None:
+                    self.storage.close()
         log.info("ivr stopped")
 
     def stop(self) -> None:
@@ -135,3 +208,5 @@ class App:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
+        if self.flows is not None:
+            loop.add_signal_handler(signal.SIGHUP, self.flows.reload)

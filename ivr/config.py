@@ -68,6 +68,11 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    path: str = "var/ivr.sqlite"      # call records, voicemails, callbacks (relative to the project dir)
+
+
+@dataclass(frozen=True)
 class AgentSipConfig:
     id: str
     endpoint: str
@@ -81,6 +86,7 @@ class Config:
     flows: FlowsConfig = FlowsConfig()
     http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
+    storage: StorageConfig = StorageConfig()
     # Sections owned by other modules (acd, crm): kept as plain data and validated by those modules.
     agents: tuple[Mapping[str, Any], ...] = ()
     queues: tuple[Mapping[str, Any], ...] = ()
@@ -112,7 +118,7 @@ class Config:
 
 
 _SECTIONS = {"asterisk": AsteriskConfig, "ari": AriConfig, "flows": FlowsConfig, "http": HttpConfig,
-             "log": LogConfig}
+             "log": LogConfig, "storage": StorageConfig}
 _RAW_LIST_SECTIONS = {"agents", "queues"}
 _RAW_MAP_SECTIONS = {"crm", "routing", "acd"}
 

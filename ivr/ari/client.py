@@ -70,7 +70,8 @@ class AriClient:
         return self._auth
 
     # ------------------------------------------------------------------------------------------ core
-    async def _op(self, name: str, **params: Any) -> Any:
+    async def _op(self, op_name: str, /, **params: Any) -> Any:
+        name = op_name
         op = OPERATIONS[name]
         path_vals = {}
         for p in op.path_params:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ivr.app import App, default_session_factory
+from ivr.app import App
 from ivr.ari import ChannelDtmfReceived, StasisStart
 from ivr.calls.session import PromptAndHangup
 from tests.support.sipp import SippCaller, SippProcess
@@ -20,7 +20,8 @@ async def _in_thread(fn, *a):
 
 
 async def test_call_answered_prompt_played_media_flows_and_nothing_leaks(cfg):
-    async with running_app(cfg) as app, ari_client(cfg) as ari:
+    factory = lambda app, ev: PromptAndHangup(app.ari, ev.channel)  # noqa: E731
+    async with running_app(cfg, factory) as app, ari_client(cfg) as ari:
         caller = SippProcess(SippCaller("100", steps=[("audio",)], end="wait_bye"), cfg.asterisk.sip_port)
         # while the prompt plays, Asterisk's own RTP counters prove that media flows both ways
         chans = await wait_for(lambda: ari.channels(), 10, what="the inbound channel")

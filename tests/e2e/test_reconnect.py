@@ -6,10 +6,15 @@ import asyncio
 
 import pytest
 
+from ivr.calls.session import PromptAndHangup
 from tests.support.sipp import SippCaller, SippProcess
 from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
 
 pytestmark = pytest.mark.e2e
+
+
+def _prompt(app, ev):
+    return PromptAndHangup(app.ari, ev.channel)
 
 
 async def _call_ok(cfg) -> None:
@@ -23,7 +28,7 @@ async def _subscribed(ari, source: str) -> bool:
 
 
 async def test_websocket_drop_reconnects_resubscribes_and_serves_next_call(cfg):
-    async with running_app(cfg) as app, ari_client(cfg) as ari:
+    async with running_app(cfg, _prompt) as app, ari_client(cfg) as ari:
         app.add_subscription("endpoint:PJSIP/caller")
         await app.events.drop()
         await wait_for(lambda: app.events.reconnects >= 1 and app.ready.is_set(), 10, what="reconnect")
@@ -33,7 +38,7 @@ async def test_websocket_drop_reconnects_resubscribes_and_serves_next_call(cfg):
 
 
 async def test_asterisk_restart_under_the_app(asterisk, cfg):
-    async with running_app(cfg) as app:
+    async with running_app(cfg, _prompt) as app:
         app.add_subscription("endpoint:PJSIP/caller")
         await _call_ok(cfg)
         await asyncio.to_thread(asterisk.stop)

@@ -37,7 +37,10 @@ class SippCaller:
     caller_name: str = "Test Caller"
     from_user: str = "caller"
 
-    def xml(self) -> str:
+    def xml(self, pcap_dir: Path | None = None) -> str:
+        from .rtp_dtmf import DtmfPcapWriter
+        pcap_dir = pcap_dir or Path(tempfile.mkdtemp(prefix="sipp-dtmf-"))
+        dtmf = DtmfPcapWriter()
         h = lambda method, cseq, to_tag="[peer_tag_param]": _HDR.format(  # noqa: E731
             name=self.caller_name, user=self.from_user, to_tag=to_tag, cseq=cseq, method=method)
         out = ['<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="ivr-caller">',
@@ -65,15 +68,17 @@ class SippCaller:
                "<send><![CDATA[", "      ACK [next_url] SIP/2.0", h("ACK", 1),
                "      Content-Length: 0", "", "]]></send>"]
         cseq = 2
-        for step in self.steps:
+        for n, step in enumerate(self.steps):
             kind = step[0]
             if kind == "pause":
                 out.append(f'<pause milliseconds="{int(step[1])}"/>')
             elif kind == "dtmf":
-                d = {"*": "star", "#": "pound"}.get(step[1], step[1])
-                pcap = PCAP_DIR / f"dtmf_2833_{d}.pcap"
+                pcap = dtmf.write(step[1], pcap_dir / f"dtmf-{n}.pcap")
                 out.append(f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
-                out.append('<pause milliseconds="250"/>')
+                if n < len(self.steps) - 1 or self.end == "hangup":
+                    # let this digit's packets go out before the next one; not after the last digit of a
+                    # call that Asterisk ends (a BYE during a sipp pause aborts the scenario)
+                    out.append('<pause milliseconds="250"/>')
             elif kind == "info":
                 out += ['<send retrans="500"><![CDATA[', "      INFO [next_url] SIP/2.0", h("INFO", cseq),
                         "      Content-Type: application/dtmf-relay", "      Content-Length: [len]", "",
@@ -113,7 +118,7 @@ class SippProcess:
             raise RuntimeError("sipp not installed: run scripts/install.sh")
         self.dir = tempfile.mkdtemp(prefix="sipp-")
         scen = Path(self.dir) / "caller.xml"
-        scen.write_text(call.xml())
+        scen.write_text(call.xml(Path(self.dir)))
         self.timeout = timeout
         self.proc = subprocess.Popen(
             ["sipp", f"127.0.0.1:{sip_port}", "-sf", str(scen), "-s", call.service, "-i", "127.0.0.1",

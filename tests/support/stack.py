@@ -9,15 +9,18 @@ import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-from ivr.app import App, SessionFactory, default_session_factory
+from ivr.app import App, SessionFactory
 from ivr.ari import AriClient
 from ivr.config import Config, load_config, with_overrides
 
 from .ports import free_tcp_port, free_udp_port, free_udp_range
 
 
-def make_test_config(base: str | None = None, **overrides) -> Config:
-    """The sample config moved onto free loopback ports with a fresh random ARI password."""
+def make_test_config(base: str | None = None, data_dir: str | None = None, **overrides) -> Config:
+    """The sample config moved onto free loopback ports with a fresh random ARI password; state files
+    (call records, CRM) go to `data_dir` (a fresh temp dir by default), never into the repo."""
+    import dataclasses
+    import tempfile
     cfg = load_config(base or os.path.join(os.path.dirname(__file__), "..", "..", "config", "ivr.yaml"),
                       env={})
     rtp = free_udp_range(200)
@@ -26,10 +29,17 @@ def make_test_config(base: str | None = None, **overrides) -> Config:
                      "rtp_end": rtp[1], "instance": f"test-{os.getpid()}-{secrets.token_hex(3)}"},
         "ari": {"password": secrets.token_urlsafe(12), "reconnect_min": 0.1, "reconnect_max": 1.0},
         "http": {"port": free_tcp_port(), "admin_token": secrets.token_urlsafe(12)},
+        "flows": {"watch": False},
     }
+    data_dir = data_dir or tempfile.mkdtemp(prefix="ivr-test-")
+    sections["storage"] = {"path": os.path.join(data_dir, "ivr.sqlite")}
     for k, v in overrides.items():
         sections.setdefault(k, {}).update(v)
-    return with_overrides(cfg, **sections)
+    cfg = with_overrides(cfg, **sections)
+    crm = dict(cfg.crm)
+    if crm.get("backend") == "sqlite":
+        crm["sqlite"] = {**crm.get("sqlite", {}), "path": os.path.join(data_dir, "crm.sqlite")}
+    return dataclasses.replace(cfg, crm=crm)
 
 
 def ari_client(cfg: Config) -> AriClient:
@@ -37,9 +47,9 @@ def ari_client(cfg: Config) -> AriClient:
 
 
 @asynccontextmanager
-async def running_app(cfg: Config, factory: SessionFactory = default_session_factory,
-                      app_cls: type = App) -> AsyncIterator[App]:
-    app = app_cls(cfg, factory) if factory is not None else app_cls(cfg)
+async def running_app(cfg: Config, factory: SessionFactory | None = None, app_cls: type = App,
+                      **kwargs) -> AsyncIterator[App]:
+    app = app_cls(cfg, factory, **kwargs)
     task = asyncio.create_task(app.run())
     try:
         await asyncio.wait_for(app.ready.wait(), 15)

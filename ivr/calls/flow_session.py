@@ -1,0 +1,251 @@
+"""One inbound call driven by the pure flow interpreter: ARI events -> flow events, flow commands -> ARI.
+
+Timers, CRM results and ACD outcomes come back as `Internal` events through the per-channel dispatcher,
+so the runner only ever sees one event at a time, in order. Digits are never logged (some are secure).
+Cleanup on hangup is idempotent: timers cancelled, CRM task cancelled, the ACD told, history written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..ari import (AriError, Channel, ChannelDtmfReceived, Event, PlaybackFinished, RecordingFailed,
+                   RecordingFinished)
+from ..flow import (Answer, CallInfo, CancelTimer, CustomerData, DigitReceived, Enqueue, FlowEnded, FlowRunner,
+                    FlowSet, Hangup, HungUp, NodeEntered, Play, QueueResult, Record, RequestCallback,
+                    SetLanguage, StartTimer, StopPlayback, StoreVoicemail, TimerFired, Transfer)
+from ..flow import PlaybackFinished as FlowPlaybackFinished
+from ..flow import RecordingFinished as FlowRecordingFinished
+from ..flow.model import DTMF_KEYS
+from ..logsafe import CallLog, mask_number
+from .internal import Internal, internal
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger(__name__)
+_seq = itertools.count(1)
+
+
+class FlowSession:
+    def __init__(self, app: "App", channel: Channel, flowset: FlowSet, flow_name: str,
+                 wall_clock: Callable[[], datetime]) -> None:
+        self.app = app
+        self.ari = app.ari
+        self.channel = channel
+        self.channel_id = channel.id
+        self.flow_name = flow_name
+        self.flow_version = flowset.version
+        self.log = CallLog(log, {"call": channel.id})
+        self.caller_raw = channel.caller.number
+        self.did = channel.exten
+        self.started_at = time.time()
+        self.crm_result: Any = None
+        self.e164: str | None = None
+        self.runner = FlowRunner(
+            flowset, flow_name,
+            CallInfo(channel.id, caller=channel.caller.number, did=channel.exten,
+                     language=channel.language or None, customer_lookup=app.crm is not None),
+            clock=wall_clock)
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._playbacks: dict[str, str] = {}     # ARI playback id -> runner playback id
+        self._language: str | None = None
+        self._crm_task: asyncio.Task | None = None
+        self._node: tuple[str, str] | None = None
+        self.in_queue = False
+        self.queue_name: str | None = None
+        self.queue_wait: float = 0.0
+        self.agent_id: str | None = None
+        self.outcome = "ivr"
+        self.closed = False
+        self.transferred = False
+
+    # ----------------------------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        self.log.info("inbound call from %s to %s -> flow %s (version %s)", mask_number(self.caller_raw),
+                      self.did, self.flow_name, self.flow_version)
+        if self.app.metrics is not None:
+            self.app.metrics.call_entered_flow(self.flow_name)
+        if self.app.crm is not None:
+            self._crm_task = asyncio.create_task(self._lookup(), name=f"crm:{self.channel_id}")
+        await self._run(self.runner.start())
+
+
+    async def _lookup(self) -> None:
+        # runs while the welcome prompt plays; the result comes back through the dispatcher in order
+        try:
+            result = await self.app.crm.lookup_caller(self.caller_raw)
+        except asyncio.CancelledError:
+            raise
+        except Exception:   # the guarded lookup never raises; belt and braces for a call's sake
+            self.log.exception("CRM lookup failed")
+            return
+        self.app.dispatcher.submit(internal(self.channel_id, ("crm", result)))
+
+    async def on_event(self, ev: Event) -> None:
+        if self.closed:
+            return
+        fe: Any = None
+        if isinstance(ev, ChannelDtmfReceived):
+            if ev.digit in DTMF_KEYS and len(ev.digit) == 1:
+                fe = DigitReceived(ev.digit)
+        elif isinstance(ev, PlaybackFinished):
+            rid = self._playbacks.pop(ev.playback.id, None)
+            if rid is not None:
+                fe = FlowPlaybackFinished(rid)
+        elif isinstance(ev, RecordingFinished):
+            fe = FlowRecordingFinished(ev.recording.name, float(ev.recording.duration))
+        elif isinstance(ev, RecordingFailed):
+            fe = FlowRecordingFinished(ev.recording.name, 0.0)
+        elif isinstance(ev, Internal):
+            kind, value = ev.payload
+            if kind == "timer":
+                if self._timers.pop(value, None) is not None:
+                    fe = TimerFired(value)
+            elif kind == "crm":
+                self.crm_result = value
+                self.e164 = getattr(value, "caller", None)
+                fe = CustomerData(value.as_flow_vars())
+            elif kind == "queue":
+                self.in_queue = False
+                fe = QueueResult(value)
+            elif kind == "callable":
+                await value()
+        if fe is not None:
+            await self._run(self.runner.feed(fe))
+
+    async def ended(self) -> None:
+        """The caller's channel left the app or was destroyed (hung up, transferred)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._crm_task is not None:
+            self._crm_task.cancel()
+        if self.in_queue and self.app.acd is not None:
+            await self.app.acd.caller_gone(self)
+        if not self.runner.finished:
+            await self._run(self.runner.feed(HungUp()), hung_up=True)
+            if self._node and self.app.metrics is not None:
+                self.app.metrics.node_exit(self._node[0], self._node[1], "hangup")
+        for h in self._timers.values():
+            h.cancel()
+        self._timers.clear()
+        await self._write_history()
+
+    # ------------------------------------------------------------------------------------ commands
+    async def _run(self, commands: list, hung_up: bool = False) -> None:
+        for cmd in commands:
+            try:
+                await self._execute(cmd, hung_up)
+            except AriError as e:
+                # the channel may be gone (caller hung up mid-command): the hangup event will clean up
+                self.log.info("%s failed: %s", type(cmd).__name__, e)
+
+    async def _execute(self, cmd: Any, hung_up: bool) -> None:
+        if isinstance(cmd, (StartTimer, CancelTimer)):
+            old = self._timers.pop(cmd.timer_id, None)
+            if old is not None:
+                old.cancel()
+            if isinstance(cmd, StartTimer) and not hung_up:
+                self._timers[cmd.timer_id] = asyncio.get_running_loop().call_later(
+                    cmd.seconds, self.app.dispatcher.submit, internal(self.channel_id, ("timer", cmd.timer_id)))
+            return
+        if isinstance(cmd, NodeEntered):
+            if self._node and self.app.metrics is not None:
+                self.app.metrics.node_exit(self._node[0], self._node[1], "next")
+            self._node = (cmd.flow, cmd.node)
+            self.log.debug("node %s:%s (%s)", cmd.flow, cmd.node, cmd.kind)
+            return
+        if isinstance(cmd, FlowEnded):
+            self.log.info("flow ended: %s; path: %s", cmd.reason, " > ".join(self.runner.visited_nodes))
+            if self._node and self.app.metrics is not None and cmd.reason != "hangup":
+                self.app.metrics.node_exit(self._node[0], self._node[1], _exit_label(cmd.reason))
+                self._node = None
+            return
+        if isinstance(cmd, StoreVoicemail):
+            if self.app.storage is not None:
+                vid = self.app.storage.add_voicemail(cmd.mailbox, cmd.caller, cmd.recording, cmd.duration,
+                                                     self.channel_id, cmd.recorded_at.timestamp())
+                self.log.info("voicemail %d stored in mailbox %s (%.1fs)", vid, cmd.mailbox, cmd.duration)
+            return
+        if isinstance(cmd, RequestCallback):
+            if self.app.storage is not None:
+                self.app.storage.add_callback(cmd.number, cmd.queue, self.channel_id,
+                                              cmd.requested_at.timestamp())
+                self.log.info("callback requested for %s (queue %s)", mask_number(cmd.number), cmd.queue)
+            return
+        if isinstance(cmd, SetLanguage):
+            self._language = cmd.language
+            return
+        if hung_up:
+            return   # nothing else can be done on a channel that is gone
+        if isinstance(cmd, Answer):
+            await self.ari.answer(self.channel_id)
+        elif isinstance(cmd, Play):
+            pid = f"{self.channel_id}-{cmd.playback_id}-{next(_seq)}"
+            self._playbacks[pid] = cmd.playback_id
+            await self.ari.play(self.channel_id, pid, list(cmd.media), lang=self._language)
+        elif isinstance(cmd, StopPlayback):
+            for pid, rid in list(self._playbacks.items()):
+                if rid == cmd.playback_id:
+                    self._playbacks.pop(pid, None)
+                    await self.ari.stop_playback(pid)
+        elif isinstance(cmd, Enqueue):
+            await self._enqueue(cmd)
+        elif isinstance(cmd, Transfer):
+            self.transferred = True
+            self.outcome = "transferred"
+            self.log.info("transfer to %s", cmd.destination)
+            await self.ari.continue_in_dialplan(self.channel_id, "transfer", cmd.destination)
+        elif isinstance(cmd, Record):
+            await self.ari.record(self.channel_id, cmd.name, max_seconds=cmd.max_seconds, beep=cmd.beep,
+                                  terminate_on=cmd.terminate_on, if_exists="overwrite")
+        elif isinstance(cmd, Hangup):
+            await self.ari.hangup_quietly(self.channel_id, cmd.reason)
+        else:
+            self.log.warning("unknown flow command %s ignored", type(cmd).__name__)
+
+    async def _enqueue(self, cmd: Enqueue) -> None:
+        if self.app.acd is None:
+            self.log.warning("queue %s: no ACD configured; continuing as no_agents", cmd.queue)
+            self.app.dispatcher.submit(internal(self.channel_id, ("queue", "no_agents")))
+            return
+        self.in_queue = True
+        self.queue_name = cmd.queue
+        await self.app.acd.enqueue(self, cmd)
+
+    def queue_outcome(self, outcome: str) -> None:
+        """Called by the ACD: the queue stay ended (answered conversation over, timeout, full, ...)."""
+        self.app.dispatcher.submit(internal(self.channel_id, ("queue", outcome)))
+
+    async def _write_history(self) -> None:
+        if self.app.crm is None:
+            return
+        from ..crm.model import Interaction
+        try:
+            inter = Interaction(
+                at=self.started_at, call_id=self.channel_id, did=self.did,
+                ivr_path=tuple(self.runner.visited_nodes), keys=self.runner.keys_pressed,
+                queue=self.queue_name, wait_seconds=self.queue_wait, agent_id=self.agent_id,
+                outcome=self.outcome, duration_seconds=time.time() - self.started_at,
+                customer_id=getattr(getattr(self.crm_result, "customer", None), "customer_id", None),
+                caller=self.e164)
+            await self.app.crm.record_interaction(self.e164, inter)
+        except Exception:
+            self.log.exception("could not record the interaction")
+
+
+def _exit_label(reason: str) -> str:
+    for k in ("transfer", "voicemail", "queue", "hangup", "callback"):
+        if k in reason:
+            return k
+    return reason.split(":")[0][:32] or "end"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
