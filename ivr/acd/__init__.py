@@ -1,0 +1,96 @@
+"""Skill-based ACD core: pure (no I/O, no asyncio), injected clock, decisions as frozen dataclasses.
+
+Modules: ``agent`` (agent config + state machine), ``queue`` (queue config), ``policy`` (eligibility,
+relaxation, fit score), ``call`` (call input), ``router`` (matching), ``decisions`` (router output),
+``record`` (call records), ``views`` (snapshots), ``index`` (internal indexes), ``errors``.
+"""
+
+from .agent import (
+    NO_ANSWER,
+    TRANSITIONS,
+    Agent,
+    AgentConfig,
+    AgentEvent,
+    AgentState,
+    agent_from_dict,
+    agent_to_dict,
+)
+from .call import Call, CallState
+from .decisions import (
+    AgentAutoPaused,
+    AgentStateChanged,
+    CallFinished,
+    CallRequeued,
+    CancelOffer,
+    Candidate,
+    Decision,
+    ExitOutcome,
+    Explanation,
+    Offer,
+    QueueExit,
+    StartWrapUp,
+)
+from .errors import (
+    AcdError,
+    ConfigError,
+    DuplicateId,
+    IllegalTransition,
+    InvalidCallState,
+    UnknownAgent,
+    UnknownCall,
+    UnknownQueue,
+)
+from .policy import Requirement, compile_requirements, fit_score, requirement_at
+from .queue import QueueConfig, RelaxationStep, ServiceLevel, queue_from_dict, queue_to_dict
+from .record import CallOutcome, CallRecord
+from .router import Router
+from .views import AgentSnapshot, CallSnapshot, QueueSnapshot, QueueStats
+
+__all__ = [
+    "NO_ANSWER",
+    "TRANSITIONS",
+    "AcdError",
+    "Agent",
+    "AgentAutoPaused",
+    "AgentConfig",
+    "AgentEvent",
+    "AgentSnapshot",
+    "AgentState",
+    "AgentStateChanged",
+    "Call",
+    "CallFinished",
+    "CallOutcome",
+    "CallRecord",
+    "CallRequeued",
+    "CallSnapshot",
+    "CallState",
+    "CancelOffer",
+    "Candidate",
+    "ConfigError",
+    "Decision",
+    "DuplicateId",
+    "ExitOutcome",
+    "Explanation",
+    "IllegalTransition",
+    "InvalidCallState",
+    "Offer",
+    "QueueConfig",
+    "QueueExit",
+    "QueueSnapshot",
+    "QueueStats",
+    "RelaxationStep",
+    "Requirement",
+    "Router",
+    "ServiceLevel",
+    "StartWrapUp",
+    "UnknownAgent",
+    "UnknownCall",
+    "UnknownQueue",
+    "agent_from_dict",
+    "agent_to_dict",
+    "compile_requirements",
+    "fit_score",
+    "queue_from_dict",
+    "queue_to_dict",
+    "requirement_at",
+]

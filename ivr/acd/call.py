@@ -1,0 +1,57 @@
+"""Calls as given to the router (``Call``, frozen input) and their life-cycle states.
+
+A call carries its queue, a priority (added to the queue's priority; higher first), per-call extra
+required skills (ANDed with the queue's, never relaxed; e.g. ``{"lang:fr": 1}`` or ``{"legacy": 1}``), an
+optional preferred agent with a deadline on the router clock (until then only that agent may take the
+call, even if it is busy or paused: the call waits for it; the preference is skipped for good, at once,
+if that agent is unknown, logged out, unregistered or not a member of the queue, at join time or later),
+and an opaque ``caller`` dict the router never reads.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .agent import SKILL_MAX, SKILL_MIN
+from .errors import ConfigError
+from .frozen import FrozenDict
+
+
+class CallState(str, enum.Enum):
+    WAITING = "waiting"
+    RINGING = "ringing"  # offered to an agent (agent reserved)
+    ON_CALL = "on_call"  # answered; stays known to the router until call_ended
+
+
+@dataclass(frozen=True)
+class Call:
+    id: str
+    queue: str
+    priority: int = 0
+    extra_skills: Mapping[str, int] = field(default_factory=dict)
+    preferred_agent: str | None = None
+    #: Router-clock time until which only ``preferred_agent`` may take the call (e.g. ``clock() + 30``).
+    preferred_until: float | None = None
+    caller: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id:
+            raise ConfigError("call: id must be a non-empty string")
+        if not isinstance(self.priority, int) or isinstance(self.priority, bool):
+            raise ConfigError(f"call {self.id!r}: priority must be an integer")
+        for s, lv in dict(self.extra_skills).items():
+            if not isinstance(s, str) or not s or isinstance(lv, bool) or not isinstance(lv, int) \
+                    or not SKILL_MIN <= lv <= SKILL_MAX:
+                raise ConfigError(f"call {self.id!r}: extra skill {s!r} needs a level "
+                                  f"{SKILL_MIN}..{SKILL_MAX}, got {lv!r}")
+        if (self.preferred_agent is None) != (self.preferred_until is None):
+            raise ConfigError(f"call {self.id!r}: preferred_agent and preferred_until go together")
+        if self.preferred_until is not None and not (isinstance(self.preferred_until, (int, float))
+                                                     and math.isfinite(self.preferred_until)):
+            raise ConfigError(f"call {self.id!r}: preferred_until must be a finite clock time")
+        object.__setattr__(self, "extra_skills", FrozenDict(dict(self.extra_skills)))
+        object.__setattr__(self, "caller", FrozenDict(dict(self.caller)))

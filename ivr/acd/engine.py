@@ -1,0 +1,498 @@
+"""Internal mechanics of the router (not public API): state, indexes, agent and call moves, matching,
+timers. ``router.Router`` subclasses ``Engine`` and adds the public operations; its docstring states the
+guarantees this code implements.
+
+Matching is incremental: operations mark what changed as *dirty* (calls that may have gained agents,
+agents that became offerable) and ``_dispatch`` serves the most senior candidate first, where candidates
+are the dirty calls plus, for each dirty agent, the most senior call it is eligible for. That equals
+walking *all* waiting calls by seniority (each taking its best eligible available agent): a call that is
+neither dirty nor eligible for a dirty agent has no eligible available agent, because the invariant held
+before the change. Timers (relaxation steps, preference deadlines, max_wait, wrap-up end, ring safety
+net) live in a heap with lazy invalidation; each due timer is applied and followed by a dispatch.
+"""
+
+from __future__ import annotations
+
+import itertools
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
+from heapq import heappop, nsmallest
+
+from .agent import NO_ANSWER, Agent, AgentConfig, AgentEvent, AgentState
+from .call import CallState
+from .decisions import (
+    AgentAutoPaused,
+    AgentStateChanged,
+    CallFinished,
+    CallRequeued,
+    CancelOffer,
+    Candidate,
+    Decision,
+    ExitOutcome,
+    Explanation,
+    Offer,
+    QueueExit,
+)
+from .errors import IllegalTransition, UnknownAgent, UnknownCall, UnknownQueue
+from .index import CallEntry, Group, QueueRuntime, TimerKind, Timers, insert_pinned, remove_pinned
+from .policy import admits, fit_score
+from .record import CallOutcome, CallRecord
+
+_WAITING = CallState.WAITING
+_RINGING = CallState.RINGING
+_ON_CALL = CallState.ON_CALL
+_LOGGED_OUT = AgentState.LOGGED_OUT
+_MISSING = object()
+_EXIT_TO_OUTCOME = {ExitOutcome.TIMEOUT: CallOutcome.TIMEOUT, ExitOutcome.FULL: CallOutcome.FULL,
+                    ExitOutcome.NO_AGENTS: CallOutcome.NO_AGENTS}
+_STAT_FOR_OUTCOME = {CallOutcome.ABANDONED: "abandoned", CallOutcome.TIMEOUT: "timeouts",
+                     CallOutcome.FULL: "full", CallOutcome.NO_AGENTS: "no_agents",
+                     CallOutcome.OVERFLOW: "overflow"}
+
+
+class Engine:
+    """State and internals shared by the public ``Router`` operations."""
+
+    def __init__(self, clock: Callable[[], float], offer_grace: float) -> None:
+        self._clock = clock
+        self._now = clock()
+        self._grace = offer_grace
+        self._queues: dict[str, QueueRuntime] = {}
+        self._agents: dict[str, Agent] = {}
+        self._agent_queues: dict[str, set[str]] = {}
+        self._avail_by_skill: dict[str, set[str]] = {}
+        self._pinned: dict[str, list[CallEntry]] = {}  # preferred agent -> its waiting pinned calls
+        self._calls: dict[str, CallEntry] = {}  # waiting, ringing and on-call calls
+        self._timers = Timers()
+        self._seq = itertools.count(1)
+        self._offer_gen = itertools.count(1)
+        self._wrap_gen: dict[str, int] = {}
+        self._dirty_calls: dict[CallEntry, str] = {}  # call -> trigger (may have gained agents)
+        self._dirty_agents: dict[str, str] = {}  # agent id -> trigger (became offerable / changed)
+        self._agents_version = 0  # bumped when "who could ever serve" may change
+        self._serve_cache: dict[Group, tuple[int, bool]] = {}
+
+    # ------------------------------------------------------------------ internals: lookups
+    def _advance(self) -> float:
+        self._now = max(self._now, self._clock())  # never let a wobbly clock move time backwards
+        return self._now
+
+    def _agent(self, agent_id: str) -> Agent:
+        a = self._agents.get(agent_id)
+        if a is None:
+            raise UnknownAgent(agent_id)
+        return a
+
+    def _call(self, call_id: str) -> CallEntry:
+        c = self._calls.get(call_id)
+        if c is None:
+            raise UnknownCall(call_id)
+        return c
+
+    def _require(self, agent_id: str, event: AgentEvent, *, allow_reserved: bool = False) -> Agent:
+        """Validate before mutating (an op that raises changes nothing)."""
+        a = self._agent(agent_id)
+        if not (a.can(event) or (allow_reserved and a.state is AgentState.RESERVED)):
+            raise IllegalTransition(agent_id, a.state, event)
+        return a
+
+    def _resolve_queues(self, config: AgentConfig) -> set[str]:
+        if config.queues is None:
+            return set(self._queues)
+        for q in config.queues:
+            if q not in self._queues:
+                raise UnknownQueue(q)
+        return set(config.queues)
+
+    def _pref_dead_reason(self, agent_id: str, queue: str) -> str:
+        a = self._agents.get(agent_id)
+        if a is None:
+            return "unknown agent"
+        if a.state is _LOGGED_OUT:
+            return "logged out"
+        if not a.registered:
+            return "unregistered"
+        if queue not in self._agent_queues[agent_id]:
+            return "does not serve the queue"
+        return ""
+
+    # ------------------------------------------------------------------ internals: agent side
+    def _index_add(self, a: Agent) -> None:
+        aid = a.id
+        for q in self._agent_queues[aid]:
+            self._queues[q].avail.add(aid)
+        abs_ = self._avail_by_skill
+        for s in a.skills:
+            p = abs_.get(s)
+            if p is None:
+                abs_[s] = {aid}
+            else:
+                p.add(aid)
+
+    def _index_remove(self, a: Agent) -> None:
+        aid = a.id
+        for q in self._agent_queues[aid]:
+            self._queues[q].avail.discard(aid)
+        for s in a.skills:
+            p = self._avail_by_skill.get(s)
+            if p is not None:
+                p.discard(aid)
+
+    def _transition(self, a: Agent, event: AgentEvent, out: list[Decision], *, reason: str | None = None,
+                    call_id: str | None = None) -> None:
+        was = a.offerable
+        old, new = a.apply(event, self._now, reason=reason, call_id=call_id)
+        out.append(AgentStateChanged(a.id, old, new, a.pause_reason))
+        now_ok = a.offerable
+        if now_ok and not was:
+            self._index_add(a)
+            self._dirty_agents[a.id] = "agent_available"
+        elif was and not now_ok:
+            self._index_remove(a)
+        if (old is _LOGGED_OUT) != (new is _LOGGED_OUT):
+            self._agents_version += 1
+
+    def _drop_prefs_of(self, agent_id: str, why: str) -> None:
+        for c in list(self._pinned.get(agent_id, ())):
+            self._drop_pref(c, f"preferred agent {agent_id} skipped: {why}")
+
+    # ------------------------------------------------------------------ internals: call side
+    def _place(self, c: CallEntry) -> None:
+        if c.pref_agent is not None:
+            lst = self._pinned.get(c.pref_agent)
+            if lst is None:
+                lst = self._pinned[c.pref_agent] = []
+            insert_pinned(lst, c)
+        else:
+            c.group.insert(c)
+
+    def _unplace(self, c: CallEntry) -> None:
+        if c.pref_agent is not None:
+            remove_pinned(self._pinned[c.pref_agent], c)
+        else:
+            c.group.remove(c)
+
+    def _drop_pref(self, c: CallEntry, note: str, trigger: str = "preference_dropped") -> None:
+        """End a preference for good (monotone: the eligible set only grows)."""
+        if c.state is _WAITING:
+            self._unplace(c)
+            c.pref_agent = None
+            self._place(c)
+            self._dirty_calls[c] = trigger
+        else:
+            c.pref_agent = None
+        c.pref_note = note
+
+    def _release_agent(self, c: CallEntry, reason: str, out: list[Decision]) -> Agent:
+        """Withdraw the ringing offer of ``c`` (not the agent's fault) and free the agent."""
+        a = self._agents[c.agent_id]  # type: ignore[index]
+        out.append(CancelOffer(c.id, a.id, reason))
+        c.agent_id = None
+        self._transition(a, AgentEvent.CANCEL, out)
+        return a
+
+    def _cancel_offer(self, a: Agent, reason: str, out: list[Decision]) -> None:
+        c = self._calls[a.call_id]  # type: ignore[index]
+        out.append(CancelOffer(c.id, a.id, reason))
+        self._requeue(c, out, miss=False, reason=reason)
+
+    def _requeue(self, c: CallEntry, out: list[Decision], *, miss: bool, reason: str) -> None:
+        a = self._agents[c.agent_id]  # type: ignore[index]
+        c.agent_id = None
+        c.state = _WAITING
+        if miss:
+            c.rona += 1
+            c.missed_by.add(a.id)
+            self._transition(a, AgentEvent.MISS, out)
+            limit = a.config.max_misses or c.qrt.config.max_misses
+            if a.misses >= limit:
+                self._transition(a, AgentEvent.PAUSE, out, reason=NO_ANSWER)
+                a.misses = 0  # fresh budget after the unpause
+                out.append(AgentAutoPaused(a.id, NO_ANSWER))
+        else:
+            self._transition(a, AgentEvent.CANCEL, out)
+        self._place(c)
+        if c.timed_out:  # max_wait passed while it rang: leave now rather than wait again
+            self._exit(c, ExitOutcome.TIMEOUT, out)
+            return
+        out.append(CallRequeued(c.id, c.qrt.name, reason))
+        self._dirty_calls[c] = "requeued"
+
+    def _refuse(self, c: CallEntry, outcome: ExitOutcome, out: list[Decision]) -> None:
+        qrt = c.qrt
+        out.append(QueueExit(c.id, qrt.name, outcome, getattr(qrt.config, f"on_{outcome.value}")))
+        rec = _EXIT_TO_OUTCOME[outcome]
+        qrt.stats[_STAT_FOR_OUTCOME[rec]] += 1
+        out.append(CallFinished(self._record(c, rec, False)))
+
+    def _exit(self, c: CallEntry, outcome: ExitOutcome, out: list[Decision]) -> None:
+        qrt = c.qrt
+        out.append(QueueExit(c.id, qrt.name, outcome, getattr(qrt.config, f"on_{outcome.value}")))
+        self._finish(c, _EXIT_TO_OUTCOME[outcome], out)
+
+    def _finish(self, c: CallEntry, outcome: CallOutcome, out: list[Decision], *, short: bool = False
+                ) -> None:
+        if c.state is _WAITING:
+            self._unplace(c)
+        qrt = c.qrt
+        qrt.calls.pop(c.id, None)
+        del self._calls[c.id]
+        self._dirty_calls.pop(c, None)
+        key = _STAT_FOR_OUTCOME.get(outcome)
+        if key:
+            qrt.stats[key] += 1
+        if short:
+            qrt.stats["short_abandoned"] += 1
+        out.append(CallFinished(self._record(c, outcome, short)))
+
+    def _record(self, c: CallEntry, outcome: CallOutcome, short: bool) -> CallRecord:
+        within = None
+        if c.answered_at is not None:
+            within = c.answered_at - c.entered <= c.qrt.config.service_level.seconds
+        return CallRecord(
+            call_id=c.id, queue=c.qrt.name, priority=c.prio, entered_at=c.entered, offered_at=c.first_offer,
+            answered_at=c.answered_at, ended_at=self._now, agent_id=c.last_agent, outcome=outcome,
+            offers=c.offers, rona_count=c.rona, short_abandon=short, within_service_level=within)
+
+    def _could_serve(self, qrt: QueueRuntime, group: Group) -> bool:
+        """Is a logged-in, registered member able to serve this group once fully relaxed? (cached per
+        group until the agent population changes)"""
+        hit = self._serve_cache.get(group)
+        if hit is not None and hit[0] == self._agents_version:
+            return hit[1]
+        reqs = group.final_reqs
+        agents = self._agents
+        ok = False
+        for aid in qrt.members:
+            a = agents[aid]
+            if a.state is not _LOGGED_OUT and a.registered and admits(reqs, a.skills):
+                ok = True
+                break
+        self._serve_cache[group] = (self._agents_version, ok)
+        return ok
+
+    def _check_empty(self, queue_names: Iterable[str], out: list[Decision]) -> None:
+        """leave_when_empty: waiting callers nobody logged in could ever serve leave with no_agents."""
+        for qn in sorted(queue_names):
+            qrt = self._queues[qn]
+            if not qrt.config.leave_when_empty or not qrt.calls:
+                continue
+            # Per group, not per call: every call of a group has the same fully relaxed requirement.
+            leaving = [c for g in qrt.active.values() if not self._could_serve(qrt, g) for c in g.calls]
+            for lst in self._pinned.values():
+                leaving += [c for c in lst if c.qrt is qrt and not self._could_serve(qrt, c.group)]
+            for c in sorted(leaving, key=lambda c: c.key):
+                self._exit(c, ExitOutcome.NO_AGENTS, out)
+
+    # ------------------------------------------------------------------ internals: matching
+    def _finish_op(self, out: list[Decision], *, advance: bool = False) -> list[Decision]:
+        if advance:
+            self._advance()
+        self._dispatch(out)
+        self._run_timers(out)
+        return out
+
+    def _best_call_for(self, a: Agent) -> CallEntry | None:
+        """Most senior waiting call ``a`` is eligible for, across all its queues (group heads + pinned)."""
+        now = self._now
+        skills = a.skills
+        get = skills.get
+        best: CallEntry | None = None
+        bkey = None
+        queues = self._queues
+        for qn in self._agent_queues[a.id]:
+            active = queues[qn].active
+            if not active:
+                continue
+            for g in active.values():
+                head = g.calls[0]
+                if bkey is not None and head.key >= bkey:
+                    continue  # cannot beat the best found so far: skip the skill check
+                # inline of policy.admits (hot path)
+                for grp in g._reqs[bisect_right(head.step_at, now)]:
+                    for s, lv in grp:
+                        if get(s, 0) < lv:
+                            break
+                    else:
+                        best, bkey = head, head.key
+                        break
+        pinned = self._pinned.get(a.id)
+        if pinned:
+            for c in pinned:  # sorted by seniority: the first eligible one is the best
+                if bkey is not None and c.key >= bkey:
+                    break
+                if admits(c.group.reqs(bisect_right(c.step_at, now)), skills):
+                    best, bkey = c, c.key
+                    break
+        return best
+
+    def _best_agent_for(self, c: CallEntry):
+        """Best eligible available agent for waiting call ``c``: (agent, ranked top keys, n, step)."""
+        qrt = c.qrt
+        qavail = qrt.avail
+        if not qavail:
+            return None
+        k = bisect_right(c.step_at, self._now)
+        groups = c.group._reqs[k]
+        if c.pref_agent is not None:
+            pool: Iterable[str] = (c.pref_agent,)
+        else:
+            pools = []
+            abs_ = self._avail_by_skill
+            for grp in groups:
+                best = qavail
+                for s, _ in grp:
+                    p = abs_.get(s)
+                    if not p:
+                        best = None
+                        break
+                    if len(p) < len(best):
+                        best = p
+                if best is qavail:
+                    pools = [qavail]  # filtering by queue membership makes any union a subset of it
+                    break
+                if best is not None:
+                    pools.append(best)
+            if not pools:
+                return None
+            pool = pools[0] if len(pools) == 1 else set().union(*pools)
+        optional = qrt.reqs[k].optional
+        agents = self._agents
+        missed = c.missed_by
+        ranked = []
+        for aid in pool:
+            if aid not in qavail:
+                continue
+            a = agents[aid]
+            sc = fit_score(groups, optional, a.skills)
+            if sc is not None:
+                ranked.append((aid in missed, -sc, a.idle_since, aid))
+        if not ranked:
+            return None
+        n = len(ranked)
+        top = sorted(ranked) if n <= 16 else nsmallest(Explanation.MAX_CANDIDATES, ranked)
+        return agents[top[0][3]], top, n, k
+
+    def _dispatch(self, out: list[Decision]) -> None:
+        """Greedy matching over what changed (see module docstring). The most senior call among the dirty
+        calls and the best calls of the dirty agents is served first, so the result equals walking *all*
+        waiting calls by seniority: a call that is neither dirty nor eligible for a dirty agent has no
+        eligible available agent (the invariant held before the change)."""
+        dc = self._dirty_calls
+        da = self._dirty_agents
+        cache: dict[str, CallEntry | None] = {}
+        calls = self._calls
+        agents = self._agents
+        while dc or da:
+            best: CallEntry | None = None
+            trig = ""
+            for c in list(dc):
+                if c.state is not _WAITING or calls.get(c.id) is not c:
+                    del dc[c]
+                elif best is None or c.key < best.key:
+                    best, trig = c, dc[c]
+            for aid in list(da):
+                a = agents.get(aid)
+                if a is None or not a.offerable:
+                    del da[aid]
+                    continue
+                bc = cache.get(aid, _MISSING)
+                if bc is _MISSING or (bc is not None and bc.state is not _WAITING):
+                    bc = cache[aid] = self._best_call_for(a)
+                if bc is None:
+                    del da[aid]
+                elif best is None or bc.key < best.key:
+                    best, trig = bc, da[aid]
+            if best is None:
+                break
+            dc.pop(best, None)
+            res = self._best_agent_for(best)
+            if res is None:
+                continue
+            agent, top, n, k = res
+            da.pop(agent.id, None)
+            self._offer(best, agent, top, n, k, trig, out)
+
+    def _offer(self, c: CallEntry, a: Agent, top: list, n: int, k: int, trigger: str,
+               out: list[Decision]) -> None:
+        now = self._now
+        qrt = c.qrt
+        self._unplace(c)
+        c.state = _RINGING
+        c.agent_id = a.id
+        c.last_agent = a.id
+        c.offers += 1
+        if c.first_offer is None:
+            c.first_offer = now
+        c.offered_at = now
+        c.offer_gen = next(self._offer_gen)
+        self._transition(a, AgentEvent.OFFER, out, call_id=c.id)
+        ring = qrt.config.ring_timeout
+        self._timers.add(now + ring + self._grace, TimerKind.RING, c.id, c.offer_gen)
+        cands = tuple(Candidate(t[3], -t[1], now - t[2], t[0]) for t in top[:Explanation.MAX_CANDIDATES])
+        expl = Explanation(
+            call_id=c.id, queue=qrt.name, agent_id=a.id, trigger=trigger, wait=now - c.entered,
+            priority=c.prio, step=k, step_description=qrt.reqs[k].description, requirement=c.group.text(k),
+            candidates=cands, n_candidates=n, reason=self._reason(c, top), preference=c.pref_note)
+        out.append(Offer(c.id, a.id, a.config.endpoint, qrt.name, ring, expl))
+
+    @staticmethod
+    def _reason(c: CallEntry, top: list) -> str:
+        if c.pref_agent is not None:
+            return "preferred agent"
+        if len(top) == 1:
+            return "only eligible agent"
+        w, r = top[0], top[1]
+        if w[0] != r[0]:
+            return "the others already missed this call"
+        if w[1] != r[1]:
+            return f"best skill fit ({-w[1]:g} > {-r[1]:g})"
+        if w[2] != r[2]:
+            return "longest idle among equal fit"
+        return "agent id tiebreak (equal fit and idle time)"
+
+    # ------------------------------------------------------------------ internals: timers
+    def _timer_valid(self, kind: int, ident: str, gen: int) -> bool:
+        if kind == TimerKind.WRAP:
+            a = self._agents.get(ident)
+            return a is not None and a.state is AgentState.WRAP_UP and self._wrap_gen.get(ident) == gen
+        c = self._calls.get(ident)
+        if c is None:
+            return False
+        if kind == TimerKind.RING:
+            return c.state is _RINGING and c.offer_gen == gen
+        if c.seq != gen or c.state is _ON_CALL:
+            return False
+        if kind == TimerKind.PREF:
+            return c.pref_agent is not None
+        return True  # RELAX, TIMEOUT
+
+    def _run_timers(self, out: list[Decision]) -> None:
+        heap = self._timers.heap
+        now = self._now
+        while heap and heap[0][0] <= now:
+            _, _, kind, ident, gen = heappop(heap)
+            if not self._timer_valid(kind, ident, gen):
+                continue
+            if kind == TimerKind.WRAP:
+                self._transition(self._agents[ident], AgentEvent.WRAP_UP_DONE, out)
+            else:
+                c = self._calls[ident]
+                if kind == TimerKind.RELAX:
+                    k = bisect_right(c.step_at, now)
+                    if k < len(c.step_at):
+                        self._timers.add(c.step_at[k], TimerKind.RELAX, c.id, c.seq)
+                    if c.state is _WAITING:
+                        self._dirty_calls[c] = "relaxation"
+                elif kind == TimerKind.TIMEOUT:
+                    if c.state is _WAITING:
+                        self._exit(c, ExitOutcome.TIMEOUT, out)
+                    else:
+                        c.timed_out = True
+                elif kind == TimerKind.PREF:
+                    self._drop_pref(c, f"preferred agent {c.pref_agent} expired", "preference_expired")
+                elif kind == TimerKind.RING:
+                    a = self._agents[c.agent_id]  # type: ignore[index]
+                    out.append(CancelOffer(c.id, a.id, "ring-timeout"))
+                    self._requeue(c, out, miss=True, reason="ring-timeout")
+            self._dispatch(out)

@@ -1,0 +1,135 @@
+"""Eligibility and fit score: the pure policy the router applies.
+
+Requirements of a call are a function of (queue, wait time, the call's extra skills) only:
+
+* step ``k`` = number of relaxation steps whose ``after`` <= wait;
+* skill groups: the *main* group (every required skill not dropped by steps <= k, at level
+  ``min(max(level, queue.min_proficiency), cap)`` where ``cap`` is the lowest ``min_proficiency`` set by
+  steps <= k) followed by each alternative added by steps <= k (levels capped the same way, dropped skills
+  removed). An agent qualifies if it satisfies *any* group;
+* the call's extra skills (CRM: language, ``legacy``...) are ANDed into every group and never relaxed;
+* a skill the agent lacks counts as proficiency 0.
+
+Every step removes constraints, lowers levels or adds a group, so the eligible set of a call only grows
+with its wait (monotone); ``queue_from_dict`` rejects steps that would tighten.
+
+Fit score (higher is better), computed on the first group (main first) that the agent satisfies::
+
+    score = sum(agent level of s for s in group incl. extra skills)
+          + sum(weight(s) * agent level of s for s in optional skills not dropped)
+
+so agents stronger on what the call needs win, and optional skills break ties in proportion to weight.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .agent import SKILL_MAX
+from .queue import QueueConfig
+
+SkillGroup = tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Requirements of a queue at one relaxation step (before per-call extra skills)."""
+
+    queue: str
+    step: int  # 0 = no relaxation applied
+    groups: tuple[SkillGroup, ...]  # main group first, then alternatives
+    optional: tuple[tuple[str, float], ...]
+    description: str  # of the last applied step ("" at step 0)
+
+    def admits(self, skills: Mapping[str, int], extra: Mapping[str, int] | None = None) -> bool:
+        return admits(merge_extra(self.groups, extra), skills)
+
+
+def compile_requirements(q: QueueConfig) -> tuple[Requirement, ...]:
+    """One ``Requirement`` per step index 0..len(q.relaxation)."""
+    dropped: set[str] = set()
+    cap: int | None = None
+    alts: list[dict[str, int]] = []
+    out = []
+    for k in range(len(q.relaxation) + 1):
+        desc = ""
+        if k:
+            st = q.relaxation[k - 1]
+            dropped |= st.drop_skills
+            if st.min_proficiency is not None:
+                cap = st.min_proficiency if cap is None else min(cap, st.min_proficiency)
+            if st.add_alternative:
+                alts.append(dict(st.add_alternative))
+            desc = f"step {k} ({st.describe()})"
+
+        top = SKILL_MAX if cap is None else cap
+        main = tuple(sorted((s, min(max(v, q.min_proficiency), top)) for s, v in q.required_skills.items()
+                            if s not in dropped))
+        groups = [main]
+        for a in alts:
+            g = tuple(sorted((s, min(v, top)) for s, v in a.items() if s not in dropped))
+            if g not in groups:
+                groups.append(g)
+        optional = tuple(sorted((s, float(w)) for s, w in q.optional_skills.items() if s not in dropped))
+        out.append(Requirement(q.name, k, tuple(groups), optional, desc))
+    return tuple(out)
+
+
+def step_afters(q: QueueConfig) -> tuple[float, ...]:
+    return tuple(st.after for st in q.relaxation)
+
+
+def step_at(afters: tuple[float, ...], wait: float) -> int:
+    """Relaxation step index in force after ``wait`` seconds (a step applies from exactly ``after``)."""
+    return bisect_right(afters, wait)
+
+
+def requirement_at(q: QueueConfig, wait: float) -> Requirement:
+    """Convenience (not the hot path): the requirement of queue ``q`` for a call that waited ``wait`` s."""
+    return compile_requirements(q)[step_at(step_afters(q), wait)]
+
+
+def merge_extra(groups: tuple[SkillGroup, ...], extra: Mapping[str, int] | None) -> tuple[SkillGroup, ...]:
+    """AND the call's extra skills into every group (the stricter level wins)."""
+    if not extra:
+        return groups
+    out = []
+    for g in groups:
+        d = dict(g)
+        for s, lv in extra.items():
+            if d.get(s, 0) < lv:
+                d[s] = lv
+        out.append(tuple(sorted(d.items())))
+    return tuple(out)
+
+
+def admits(groups: tuple[SkillGroup, ...], skills: Mapping[str, int]) -> bool:
+    """True if ``skills`` satisfy at least one group (hot path: plain loops, early exit)."""
+    get = skills.get
+    for g in groups:
+        for s, lv in g:
+            if get(s, 0) < lv:
+                break
+        else:
+            return True
+    return False
+
+
+def fit_score(groups: tuple[SkillGroup, ...], optional: tuple[tuple[str, float], ...],
+              skills: Mapping[str, int]) -> float | None:
+    """Score per the module docstring, or None if the agent satisfies no group."""
+    get = skills.get
+    for g in groups:
+        total = 0.0
+        for s, lv in g:
+            have = get(s, 0)
+            if have < lv:
+                break
+            total += have
+        else:
+            for s, w in optional:
+                total += w * get(s, 0)
+            return total
+    return None

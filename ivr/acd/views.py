@@ -1,0 +1,91 @@
+"""Read-only snapshots of the router for the lead's API and metrics (frozen, plain values, ``as_dict``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .agent import AgentState
+from .call import CallState
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (AgentState, CallState)):
+        return v.value
+    if isinstance(v, Mapping):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+class _AsDict:
+    def as_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class CallSnapshot(_AsDict):
+    call_id: str
+    queue: str
+    state: CallState
+    position: int | None  # 1-based among callers in the queue (waiting or ringing); None once answered
+    wait: float  # seconds since joining
+    priority: int  # effective (queue + call)
+    agent_id: str | None  # ringing / talking agent
+    step: int  # relaxation step in force
+    step_description: str
+    preferred_agent: str | None  # only while the preference is active
+    offers: int
+    rona_count: int
+    #: ``max(0, queue average hold time - wait)`` (Asterisk's rule), None until a call was answered.
+    estimated_wait: float | None
+
+
+@dataclass(frozen=True)
+class QueueStats(_AsDict):
+    entered: int = 0
+    answered: int = 0
+    answered_within_sl: int = 0
+    abandoned: int = 0
+    short_abandoned: int = 0
+    timeouts: int = 0
+    full: int = 0
+    no_agents: int = 0
+    overflow: int = 0
+    #: Exponential average of hold times of answered calls ((3 * old + new) / 4, like Asterisk).
+    avg_hold_time: float | None = None
+
+    @property
+    def service_level_pct(self) -> float | None:
+        """Answered within the target / answered, in % (short abandons are not in the base)."""
+        return None if not self.answered else 100.0 * self.answered_within_sl / self.answered
+
+
+@dataclass(frozen=True)
+class QueueSnapshot(_AsDict):
+    name: str
+    calls: tuple[CallSnapshot, ...]  # callers in queue order (waiting and ringing)
+    waiting: int
+    ringing: int
+    longest_wait: float
+    agents_by_state: Mapping[str, int]  # member agents per state (all states present)
+    paused_by_reason: Mapping[str, int]
+    unregistered: int  # member agents whose phone is not registered (any state)
+    stats: QueueStats
+    service_level_target: tuple[float, float]  # (percent, seconds)
+
+
+@dataclass(frozen=True)
+class AgentSnapshot(_AsDict):
+    agent_id: str
+    name: str
+    state: AgentState
+    pause_reason: str | None
+    registered: bool
+    misses: int  # consecutive ring-no-answer misses
+    state_for: float
+    idle_for: float | None  # only when available
+    call_id: str | None
+    queues: tuple[str, ...]
