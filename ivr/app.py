@@ -51,6 +51,7 @@ class App:
                  wall_clock: Callable[[], datetime] = utc_now, load_flows: bool = True) -> None:
         self.cfg = cfg
         self.wall_clock = wall_clock
+        self._extra_subscriptions: list[str] = []
         self.ari = AriClient(cfg.ari_url, cfg.ari.user, cfg.ari.password, cfg.ari.app)
         self.metrics = Metrics(self)
         self.dispatcher = Dispatcher(self.handle, on_lag=self.metrics.event_lag)
@@ -59,6 +60,10 @@ class App:
         if cfg.crm and cfg.crm.get("backend", "sqlite") != "none":
             from .crm.factory import crm_from_config
             self.crm = crm_from_config(dict(cfg.crm), base_dir=cfg.base_dir)
+        self.routing = None
+        if self.crm is not None and cfg.routing:
+            from .crm.rules import routing_from_dict
+            self.routing = routing_from_dict(dict(cfg.routing))
         self.acd = None
         if cfg.queues:
             from .calls.acd_service import AcdService
@@ -80,7 +85,6 @@ class App:
         self.calls_started = 0
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._extra_subscriptions: list[str] = []
         self.web = None   # the HTTP edge (admin API, metrics, pages) is attached by ivr.web.server
 
     # ------------------------------------------------------------------ live state (metrics provider)

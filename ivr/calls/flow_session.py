@@ -46,6 +46,7 @@ class FlowSession:
         self.did = channel.exten
         self.started_at = time.time()
         self.crm_result: Any = None
+        self.hints: Any = None          # RoutingHints from the CRM result (priority, skills, preferred agent)
         self.e164: str | None = None
         self.runner = FlowRunner(
             flowset, flow_name,
@@ -110,6 +111,12 @@ class FlowSession:
             elif kind == "crm":
                 self.crm_result = value
                 self.e164 = getattr(value, "caller", None)
+                if self.app.routing is not None:
+                    self.hints = self.app.routing.hints(value)
+                    if self.hints.language and self._language is None:
+                        self._language = self.hints.language
+                self.log.info("CRM: %s%s", value.status.value if hasattr(value.status, "value") else value.status,
+                              f" (flags {sorted(self.hints.flags)})" if self.hints and self.hints.flags else "")
                 fe = CustomerData(value.as_flow_vars())
             elif kind == "queue":
                 self.in_queue = False
@@ -219,6 +226,24 @@ class FlowSession:
         self.queue_name = cmd.queue
         await self.app.acd.enqueue(self, cmd)
 
+    def customer_name(self) -> str:
+        c = getattr(self.crm_result, "customer", None)
+        return getattr(c, "name", "") or ""
+
+    def screen_pop(self) -> dict[str, Any]:
+        """What the agent sees when this call is offered: customer card, IVR path, queue and wait."""
+        c = getattr(self.crm_result, "customer", None)
+        return {
+            "call_id": self.channel_id, "did": self.did, "flow": self.flow_name,
+            "caller": self.e164 or mask_number(self.caller_raw),
+            "customer": _customer_card(c), "known": c is not None,
+            "repeat_caller": bool(getattr(self.crm_result, "repeat_caller", False)),
+            "last_agent": getattr(self.crm_result, "last_agent", None),
+            "flags": sorted(self.hints.flags) if self.hints else [],
+            "ivr_path": list(self.runner.visited_nodes), "keys": self.runner.keys_pressed,
+            "queue": self.queue_name, "waiting_since": self.started_at,
+        }
+
     def queue_outcome(self, outcome: str) -> None:
         """Called by the ACD: the queue stay ended (answered conversation over, timeout, full, ...)."""
         self.app.dispatcher.submit(internal(self.channel_id, ("queue", outcome)))
@@ -238,6 +263,14 @@ class FlowSession:
             await self.app.crm.record_interaction(self.e164, inter)
         except Exception:
             self.log.exception("could not record the interaction")
+
+
+def _customer_card(c: Any) -> dict[str, Any] | None:
+    if c is None:
+        return None
+    return {"customer_id": c.customer_id, "name": c.name, "account_id": c.account_id, "tier": c.tier,
+            "language": c.language, "preferred_agent": c.preferred_agent, "notes": c.notes,
+            "open_tickets": [t.as_dict() for t in c.open_tickets]}
 
 
 def _exit_label(reason: str) -> str:

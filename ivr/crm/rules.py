@@ -164,7 +164,7 @@ class RoutingPolicy:
     tiers: Mapping[str, TierRule] = field(default_factory=dict)
     default_tier: str | None = None
     # language
-    language_skill_template: str | None = "lang_{lang}"
+    language_skill_template: str | None = "lang:{lang}"  # the ACD folds agent languages into lang:<code>
     language_min_level: int = 1
     default_language: str | None = None
     supported_languages: frozenset[str] | None = None
@@ -341,7 +341,7 @@ def routing_from_dict(d: Mapping[str, Any] | None) -> RoutingPolicy:
         d.get("language"),
         {"skill_template", "min_level", "default", "supported", "set_prompt"},
     )
-    template = lang.get("skill_template", "lang_{lang}")
+    template = lang.get("skill_template", "lang:{lang}")
     if template is not None:
         if not isinstance(template, str) or "{lang}" not in template:
             raise CrmConfigError(

@@ -4,7 +4,6 @@ timeouts, secure digits kept out of logs, hot reload of a broken file, hang-up m
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import shutil
 from datetime import datetime, timezone
@@ -19,17 +18,6 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 WEDNESDAY_10_PARIS = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)   # inside business hours
-
-
-@pytest.fixture
-def flow_cfg(cfg, tmp_path):
-    d = tmp_path / "flows"
-    d.mkdir()
-    for f in (REPO / "flows").glob("*.yaml"):
-        shutil.copy(f, d)
-    shutil.copy(Path(__file__).parent / "flows" / "quick.yaml", d)
-    routes = {**cfg.flows.routes, "300": "quick"}
-    return dataclasses.replace(cfg, flows=dataclasses.replace(cfg.flows, dir=str(d), routes=routes))
 
 
 async def _call(cfg, service: str, steps, end="hangup", timeout=40):

@@ -36,6 +36,9 @@ def make_test_config(base: str | None = None, data_dir: str | None = None, **ove
     for k, v in overrides.items():
         sections.setdefault(k, {}).update(v)
     cfg = with_overrides(cfg, **sections)
+    # every agent gets a fresh random SIP password (rendered into the test Asterisk's pjsip.conf)
+    agents = tuple({**a, "sip_password": secrets.token_urlsafe(9)} for a in cfg.agents)
+    cfg = dataclasses.replace(cfg, agents=agents)
     crm = dict(cfg.crm)
     if crm.get("backend") == "sqlite":
         crm["sqlite"] = {**crm.get("sqlite", {}), "path": os.path.join(data_dir, "crm.sqlite")}

@@ -117,7 +117,7 @@ def test_legacy_tier_requires_legacy_skill(policy) -> None:
 
 def test_language_on_file_adds_skill_and_prompt_language(policy) -> None:
     h = policy.hints(found(language="fr-CA"))
-    assert dict(h.extra_skills) == {"lang_fr": 1}
+    assert dict(h.extra_skills) == {"lang:fr": 1}  # default template matches the ACD (agent languages -> lang:<code>)
     assert h.language == "fr"
     # Default and unsupported languages change nothing.
     assert policy.hints(found(language="en")).language is None

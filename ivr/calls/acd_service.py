@@ -1,0 +1,543 @@
+"""The ACD at the edge: runs the pure router, executes its decisions against ARI, feeds it what happens.
+
+* A caller in queue hears music on hold on its own channel (plus periodic position / estimated-wait
+  announcements); the router's `Offer` makes us originate the agent leg with a known channel id
+  `<call>-a<n>`, the customer's name as caller ID, back into our app with appArgs `agent,<call>`.
+* The agent leg's StasisStart means the agent answered: MOH stops, both legs join a `mixing,dtmf_events`
+  bridge with the deterministic id `call-<call>`. Either side hanging up tears down the other and the
+  bridge and starts wrap-up; a caller hanging up while the agent rings cancels the agent leg.
+* An agent leg that ends before answering (no answer, busy, congestion, unreachable) is an offer failure:
+  the router puts the call back in its place and tries the next agent (and auto-pauses after N misses).
+* Presence comes from Asterisk: endpoint state changes for each agent endpoint (subscribed per agent and
+  re-subscribed after every reconnect), reconciled from GET /endpoints on every connect.
+* Router calls are synchronous (no await inside), so the router's state never interleaves; ARI work for
+  one decision may interleave with another call's, so every step re-checks that its offer is current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..acd import (AgentAutoPaused, AgentState, AgentStateChanged, Call, CallFinished, CallOutcome,
+                   CallRequeued, CancelOffer, Offer, QueueExit, Router, StartWrapUp, agent_from_dict,
+                   queue_from_dict)
+from ..acd.errors import AcdError
+from ..ari import (AriError, ChannelDestroyed, ContactStatusChange, EndpointStateChange, Event, PlaybackFinished,
+                   StasisEnd, StasisStart)
+from ..flow import Enqueue
+from ..logsafe import CallLog, mask_number
+from ..metrics import QueueSnapshot, queue_snapshot_from_view
+from .internal import Internal, internal
+
+if TYPE_CHECKING:
+    from ..app import App
+    from .flow_session import FlowSession
+
+log = logging.getLogger(__name__)
+
+# Q.850 causes of an agent leg that ended before answering -> offer failure reason
+_CAUSES = {16: "normal", 17: "busy", 18: "no-response", 19: "no-answer", 21: "rejected", 34: "congestion",
+           20: "unregistered", 3: "unreachable", 38: "network-down"}
+_AGENT_CONFIG_EXTRA = {"sip_password", "login"}
+_seq = itertools.count(1)
+
+
+@dataclass
+class QueuedCall:
+    session: "FlowSession"
+    call_id: str
+    queue: str
+    entered: float
+    refused: bool = False
+    leg_id: str | None = None          # the agent leg currently ringing / talking
+    agent_id: str | None = None
+    bridge_id: str | None = None
+    answered: bool = False
+    moh: bool = False
+    announce: asyncio.TimerHandle | None = None
+    max_wait: asyncio.TimerHandle | None = None
+    announcement_id: str | None = None
+    log: Any = None
+    legs_tried: list[str] = field(default_factory=list)
+
+
+class AcdService:
+    def __init__(self, app: "App") -> None:
+        self.app = app
+        cfg = app.cfg
+        self.options = dict(cfg.acd)
+        self.router = Router([queue_from_dict(q) for q in cfg.queues], clock=time.monotonic)
+        self.wall_offset = time.time() - time.monotonic()
+        self.endpoints: dict[str, str] = {}          # "PJSIP/agent1" -> agent id
+        self.agent_names: dict[str, str] = {}
+        auto_login = bool(self.options.get("auto_login", True))
+        for raw in cfg.agents:
+            d = {k: v for k, v in raw.items() if k not in _AGENT_CONFIG_EXTRA}
+            ac = agent_from_dict(d)
+            self.router.add_agent(ac, registered=False)   # presence comes from Asterisk
+            if raw.get("login", auto_login):
+                self.router.login(ac.id)
+            self.endpoints[ac.endpoint] = ac.id
+            self.agent_names[ac.id] = ac.name
+            app.add_subscription(f"endpoint:{ac.endpoint}")
+        self.calls: dict[str, QueuedCall] = {}
+        self._closing: dict[str, QueuedCall] = {}    # left the queue; kept until the router's CallFinished
+        self.legs: dict[str, str] = {}               # agent leg channel id -> call id
+        self.wrap_started: dict[str, float] = {}
+        self.listeners: list = []                    # callables(kind, payload) for the agent page / wallboard
+        self._tick: asyncio.TimerHandle | None = None
+        self._tick_at: float | None = None
+        for q in self.router.queue_names():
+            app.metrics.declare_queue(q, self.router.queue_snapshot(q).service_level_target[1])
+
+    # ------------------------------------------------------------------------------- live state
+    def queue_snapshots(self) -> list[QueueSnapshot]:
+        return [queue_snapshot_from_view(self.router.queue_snapshot(q)) for q in self.router.queue_names()]
+
+    def active_bridges(self) -> int:
+        return sum(1 for c in self.calls.values() if c.bridge_id)
+
+    def owns_channel(self, channel_id: str) -> bool:
+        return channel_id in self.legs
+
+    def close(self) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+        for c in self.calls.values():
+            for h in (c.announce, c.max_wait):
+                if h is not None:
+                    h.cancel()
+
+    # ----------------------------------------------------------------------------- router calls
+    def _route(self, fn, *args, **kw) -> list:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kw)
+        finally:
+            self.app.metrics.routing_decision(time.perf_counter() - t0)
+
+    async def enqueue(self, session: "FlowSession", cmd: Enqueue) -> None:
+        hints = getattr(session, "hints", None)
+        queue = cmd.queue
+        priority = cmd.priority
+        extra = dict(cmd.required_skills)
+        preferred, preferred_until = None, None
+        if hints is not None:
+            if hints.queue_override and hints.queue_override in self.router.queue_names():
+                queue = hints.queue_override
+            priority += hints.priority_boost
+            for s, lv in hints.extra_skills.items():
+                extra[s] = max(lv, extra.get(s, 0))
+            if hints.preferred_agent and hints.preferred_agent in self.router.agent_ids():
+                preferred = hints.preferred_agent
+                preferred_until = time.monotonic() + (hints.preferred_seconds or 0.0)
+        extra = {s: max(1, min(5, int(lv))) for s, lv in extra.items()}
+        qc = QueuedCall(session, session.channel_id, queue, time.monotonic(),
+                        log=CallLog(log, {"call": session.channel_id}))
+        self.calls[qc.call_id] = qc
+        caller = {"number": session.caller_raw, "name": session.customer_name()}
+        try:
+            decisions = self._route(self.router.enqueue, Call(qc.call_id, queue, priority=priority,
+                                                              extra_skills=extra, preferred_agent=preferred,
+                                                              preferred_until=preferred_until, caller=caller))
+        except AcdError as e:
+            qc.log.error("queue %s refused the call: %s", queue, e)
+            self.calls.pop(qc.call_id, None)
+            session.queue_outcome("no_agents")
+            return
+        qc.refused = any(isinstance(d, QueueExit) and d.call_id == qc.call_id for d in decisions)
+        if not qc.refused:
+            self.app.metrics.queue_entered(queue)
+            qc.log.info("joined queue %s (priority %d, extra skills %s%s)", queue, priority, extra or "-",
+                        f", preferred agent {preferred}" if preferred else "")
+            await self._moh(qc, True)
+            self._schedule_announcement(qc)
+            if cmd.max_wait:
+                qc.max_wait = asyncio.get_running_loop().call_later(
+                    cmd.max_wait, self.app.dispatcher.submit, internal(qc.call_id, ("acd-max-wait", None)))
+        await self._execute(decisions)
+
+    async def caller_gone(self, session: "FlowSession") -> None:
+        qc = self.calls.get(session.channel_id)
+        if qc is None:
+            return
+        if qc.answered:
+            await self._end_conversation(qc, by="caller")
+        else:
+            await self._execute(self._route(self.router.abandon, qc.call_id))
+
+    # ----------------------------------------------------------------------------------- events
+    async def on_stasis_start(self, ev: StasisStart) -> bool:
+        if ev.args[:1] != ("agent",):
+            return False
+        leg = ev.channel.id
+        call_id = ev.args[1] if len(ev.args) > 1 else ""
+        qc = self.calls.get(call_id)
+        if qc is None or qc.leg_id != leg or qc.answered:
+            log.info("agent leg %s answered for a call that is gone; hanging it up", leg)
+            self.legs.pop(leg, None)
+            await self.app.ari.hangup_quietly(leg)
+            return True
+        qc.answered = True
+        try:
+            decisions = self._route(self.router.offer_answered, call_id)
+        except AcdError as e:
+            qc.log.warning("offer_answered refused: %s; hanging up the agent leg", e)
+            qc.answered = False
+            await self.app.ari.hangup_quietly(leg)
+            return True
+        for h in (qc.announce, qc.max_wait):
+            if h is not None:
+                h.cancel()
+        qc.bridge_id = f"call-{call_id}"
+        try:
+            await self._moh(qc, False)
+            if qc.announcement_id:
+                await self.app.ari.stop_playback(qc.announcement_id)
+            await self.app.ari.create_bridge(qc.bridge_id, "mixing,dtmf_events", name=f"queue {qc.queue}")
+            await self.app.ari.add_channel(qc.bridge_id, [call_id, leg])
+            qc.session.agent_id = qc.agent_id
+            qc.session.queue_wait = time.monotonic() - qc.entered
+            qc.log.info("agent %s answered; bridged in %s", qc.agent_id, qc.bridge_id)
+        except AriError as e:
+            qc.log.warning("bridging failed (%s); ending the conversation", e)
+            await self._end_conversation(qc, by="error")
+        await self._execute(decisions)
+        self._notify("call", {"call_id": call_id, "agent_id": qc.agent_id, "state": "answered"})
+        return True
+
+    async def on_channel_gone(self, ev: Event) -> None:
+        if not isinstance(ev, (StasisEnd, ChannelDestroyed)):
+            return
+        leg = ev.channel.id
+        call_id = self.legs.pop(leg, None)
+        if call_id is None:
+            return
+        qc = self.calls.get(call_id)
+        if qc is None or qc.leg_id != leg:
+            return
+        if qc.answered:
+            await self._end_conversation(qc, by="agent")
+            return
+        cause = ev.cause if isinstance(ev, ChannelDestroyed) else 0
+        reason = _CAUSES.get(cause, f"cause-{cause}")
+        qc.leg_id = None
+        qc.log.info("agent %s did not take the call (%s)", qc.agent_id, reason)
+        try:
+            decisions = self._route(self.router.offer_failed, call_id, reason)
+        except AcdError as e:
+            qc.log.debug("offer_failed ignored: %s", e)
+            return
+        await self._execute(decisions)
+
+    async def on_event(self, ev: Event) -> bool:
+        if isinstance(ev, Internal):
+            if ev.key == "_acd":
+                await self._execute(self._route(self.router.tick))
+                return True
+            kind = ev.payload[0] if isinstance(ev.payload, tuple) else None
+            qc = self.calls.get(ev.key)
+            if kind == "acd-announce" and qc is not None:
+                await self._announce(qc)
+                return True
+            if kind == "acd-max-wait" and qc is not None and not qc.answered:
+                qc.log.info("flow max_wait reached in queue %s", qc.queue)
+                decisions = self._route(self.router.withdraw, qc.call_id)
+                await self._execute(decisions)
+                await self._leave(qc, "timeout")
+                return True
+            return kind in ("acd-announce", "acd-max-wait")
+        if isinstance(ev, (EndpointStateChange, ContactStatusChange)):
+            aid = self.endpoints.get(ev.endpoint.name)
+            if aid is None:
+                return False
+            if isinstance(ev, EndpointStateChange):
+                online = ev.endpoint.state == "online"
+            else:
+                online = ev.contact_status in ("Reachable", "Created", "Updated", "NonQualified")
+            await self._set_registered(aid, online)
+            return True
+        if isinstance(ev, PlaybackFinished) and ev.playback.id.startswith("acd-"):
+            qc = self.calls.get(ev.playback.channel_id or "")
+            if qc is not None and qc.announcement_id == ev.playback.id:
+                qc.announcement_id = None
+                if not qc.answered:
+                    await self._moh(qc, True)
+                    self._schedule_announcement(qc)
+            return True
+        if ev.channel_id in self.legs:
+            return True     # agent-leg events other than start/end: nothing to do
+        return False
+
+    async def _set_registered(self, agent_id: str, online: bool) -> None:
+        snap = self.router.agent_snapshot(agent_id)
+        if snap.registered == online:
+            return
+        log.info("agent %s %s", agent_id, "registered" if online else "unregistered")
+        await self._execute(self._route(self.router.set_registered, agent_id, online))
+        self._notify("agent", self.router.agent_snapshot(agent_id).as_dict())
+
+    async def reconcile(self) -> None:
+        """After every (re)connect: presence from GET /endpoints; legs and bridges that vanished."""
+        try:
+            endpoints = {e.name: e for e in await self.app.ari.endpoints()}
+            channels = {c.id for c in await self.app.ari.channels()}
+        except AriError as e:
+            log.warning("ACD reconcile failed: %s", e)
+            return
+        for ep, aid in self.endpoints.items():
+            e = endpoints.get(ep)
+            await self._set_registered(aid, e is not None and e.state == "online")
+        for leg, call_id in list(self.legs.items()):
+            if leg not in channels:
+                await self.on_channel_gone(ChannelDestroyed(type="ChannelDestroyed",
+                                                            channel=_gone_channel(leg), cause=0))
+
+    # --------------------------------------------------------------------------------- agent API
+    async def agent_action(self, agent_id: str, action: str, reason: str | None = None) -> None:
+        """login / logout / pause (reason) / unpause / available / end_wrap_up. Raises AcdError if illegal."""
+        r = self.router
+        fn = {"login": lambda: r.login(agent_id), "logout": lambda: r.logout(agent_id),
+              "pause": lambda: r.pause(agent_id, reason or "break"), "unpause": lambda: r.unpause(agent_id),
+              "end_wrap_up": lambda: r.wrap_up_done(agent_id)}.get(action)
+        if action == "available":
+            state = r.agent_snapshot(agent_id).state
+            fn = {AgentState.PAUSED: lambda: r.unpause(agent_id), AgentState.WRAP_UP: lambda: r.wrap_up_done(agent_id),
+                  AgentState.LOGGED_OUT: lambda: r.login(agent_id)}.get(state, fn)
+            if fn is None:
+                raise AcdError(f"agent {agent_id!r} cannot become available from {state.value}")
+        if fn is None:
+            raise ValueError(f"unknown action {action!r}")
+        await self._execute(self._route(fn))
+        self._notify("agent", r.agent_snapshot(agent_id).as_dict())
+
+    # ------------------------------------------------------------------------------- decisions
+    async def _execute(self, decisions: list) -> None:
+        for d in decisions:
+            try:
+                await self._execute_one(d)
+            except AriError as e:
+                log.info("%s: ARI error %s", type(d).__name__, e)
+        self._schedule_tick()
+
+    async def _execute_one(self, d: Any) -> None:
+        if isinstance(d, Offer):
+            await self._offer(d)
+        elif isinstance(d, CancelOffer):
+            qc = self.calls.get(d.call_id)
+            if qc is not None and qc.leg_id:
+                leg, qc.leg_id = qc.leg_id, None
+                self.legs.pop(leg, None)
+                qc.log.info("cancelling the offer to %s (%s)", d.agent_id, d.reason)
+                await self.app.ari.hangup_quietly(leg)
+        elif isinstance(d, CallRequeued):
+            qc = self.calls.get(d.call_id)
+            if qc is not None:
+                await self._moh(qc, True)
+        elif isinstance(d, QueueExit):
+            qc = self.calls.get(d.call_id)
+            if qc is not None:
+                qc.log.info("leaves queue %s: %s", d.queue, d.outcome.value)
+                await self._leave(qc, d.outcome.value)
+        elif isinstance(d, AgentAutoPaused):
+            log.warning("agent %s auto-paused: %s", d.agent_id, d.reason)
+        elif isinstance(d, AgentStateChanged):
+            if d.old == AgentState.WRAP_UP and d.agent_id in self.wrap_started:
+                started = self.wrap_started.pop(d.agent_id)
+                self.app.metrics.wrap_up_finished(self._agent_queue.get(d.agent_id, ""),
+                                                  time.monotonic() - started)
+            self._notify("agent", self.router.agent_snapshot(d.agent_id).as_dict())
+        elif isinstance(d, StartWrapUp):
+            self.wrap_started[d.agent_id] = time.monotonic()
+        elif isinstance(d, CallFinished):
+            self._finished(d)
+
+    @property
+    def _agent_queue(self) -> dict[str, str]:
+        # the queue of the agent's last answered call, for wrap-up time metrics
+        return self.__dict__.setdefault("_last_queue", {})
+
+    async def _offer(self, d: Offer) -> None:
+        qc = self.calls.get(d.call_id)
+        if qc is None:
+            return
+        qc.log.info("%s", d.explanation.log_line())
+        leg = f"{d.call_id}-a{next(_seq)}"
+        qc.leg_id, qc.agent_id = leg, d.agent_id
+        qc.legs_tried.append(leg)
+        self.legs[leg] = d.call_id
+        name = qc.session.customer_name() or qc.session.channel.caller.name or "Caller"
+        number = qc.session.caller_raw or "anonymous"
+        try:
+            await self.app.ari.originate(
+                leg, d.endpoint, app_args=["agent", d.call_id], timeout=max(1, int(round(d.ring_timeout))),
+                caller_id=f'"{_quote(name)}" <{_quote(number)}>', originator=d.call_id)
+        except AriError as e:
+            # e.g. 500 "Allocation failed": the endpoint is not registered; the next agent is tried
+            qc.log.info("agent leg to %s failed at once: %s", d.endpoint, e)
+            if self.legs.pop(leg, None) is not None and qc.leg_id == leg:
+                qc.leg_id = None
+                try:
+                    decisions = self._route(self.router.offer_failed, d.call_id, "unreachable")
+                except AcdError:
+                    return
+                await self._execute(decisions)
+            return
+        if qc.leg_id != leg:          # cancelled while we were originating
+            await self.app.ari.hangup_quietly(leg)
+            return
+        self._notify("offer", {"agent_id": d.agent_id, "call_id": d.call_id, "queue": d.queue,
+                               "explanation": d.explanation.as_dict(), "call": qc.session.screen_pop()})
+
+    def _forget(self, qc: QueuedCall) -> None:
+        """Stop tracking a call (idempotent, no await: safe against a racing hang-up of the other leg)."""
+        for h in (qc.announce, qc.max_wait):
+            if h is not None:
+                h.cancel()
+        if self.calls.pop(qc.call_id, None) is not None:
+            self._closing[qc.call_id] = qc
+            while len(self._closing) > 1000:
+                self._closing.pop(next(iter(self._closing)))
+
+    async def _end_conversation(self, qc: QueuedCall, by: str) -> None:
+        if qc.call_id not in self.calls:
+            return
+        self._forget(qc)
+        leg = qc.leg_id
+        qc.log.info("conversation with %s ended by the %s", qc.agent_id, by)
+        if qc.agent_id:
+            self._agent_queue[qc.agent_id] = qc.queue
+        try:
+            decisions = self._route(self.router.call_ended, qc.call_id)
+        except AcdError as e:
+            qc.log.debug("call_ended ignored: %s", e)
+            decisions = []
+        if leg:
+            self.legs.pop(leg, None)
+            await self.app.ari.hangup_quietly(leg)
+        if by != "caller":
+            await self.app.ari.hangup_quietly(qc.call_id)
+        if qc.bridge_id:
+            try:
+                await self.app.ari.destroy_bridge(qc.bridge_id)
+            except AriError:
+                pass
+        qc.session.outcome = "answered"
+        await self._execute(decisions)
+
+    async def _leave(self, qc: QueuedCall, outcome: str) -> None:
+        if qc.call_id not in self.calls:
+            return
+        self._forget(qc)
+        if qc.announcement_id:
+            await self.app.ari.stop_playback(qc.announcement_id)
+        await self._moh(qc, False)
+        qc.session.outcome = outcome
+        qc.session.queue_outcome(outcome)
+
+    def _finished(self, d: CallFinished) -> None:
+        rec = d.record
+        qc = self.calls.get(rec.call_id) or self._closing.pop(rec.call_id, None)
+        refused = qc.refused if qc is not None else rec.outcome in (CallOutcome.FULL,)
+        m = self.app.metrics
+        if refused:
+            m.queue_refused(rec.queue, rec.outcome.value)
+        else:
+            m.queue_left(rec.queue, rec.outcome, rec.wait_time, short_abandon=rec.short_abandon)
+            if rec.talk_time is not None:
+                m.talk_finished(rec.queue, rec.talk_time)
+        if self.app.storage is not None:
+            s = qc.session if qc is not None else None
+            self.app.storage.add_call_record(rec.as_dict(), wall_offset=self.wall_offset,
+                                             caller=(s.e164 or "") if s else "", did=s.did if s else "",
+                                             flow=s.flow_name if s else "")
+        if qc is not None:
+            self._forget(qc)
+            self._closing.pop(rec.call_id, None)
+
+    # ------------------------------------------------------------------------ media for waiting
+    async def _moh(self, qc: QueuedCall, on: bool) -> None:
+        if on == qc.moh or qc.answered and on:
+            return
+        qc.moh = on
+        moh_class = self._queue_cfg(qc.queue).moh_class
+        try:
+            if on:
+                await self.app.ari.moh_start(qc.call_id, moh_class)
+            else:
+                await self.app.ari.moh_stop(qc.call_id)
+        except AriError as e:
+            qc.log.debug("moh %s: %s", "start" if on else "stop", e)
+
+    def _queue_cfg(self, name: str):
+        return self.router._queues[name].config   # noqa: SLF001 - read-only access to the queue config
+
+    def _schedule_announcement(self, qc: QueuedCall) -> None:
+        freq = self._queue_cfg(qc.queue).announce_frequency
+        if not freq or qc.answered:
+            return
+        if qc.announce is not None:
+            qc.announce.cancel()
+        qc.announce = asyncio.get_running_loop().call_later(
+            freq, self.app.dispatcher.submit, internal(qc.call_id, ("acd-announce", None)))
+
+    async def _announce(self, qc: QueuedCall) -> None:
+        """Position and estimated wait: "there are N calls waiting ahead of you ... about M minutes"."""
+        if qc.answered or qc.call_id not in self.calls:
+            return
+        try:
+            snap = self.router.call_snapshot(qc.call_id)
+        except AcdError:
+            return
+        if snap.agent_id is not None:
+            self._schedule_announcement(qc)   # ringing an agent: not now
+            return
+        q = self._queue_cfg(qc.queue)
+        media = []
+        if q.announce_position and snap.position:
+            media += ["sound:queue-thereare", f"number:{snap.position}", "sound:queue-callswaiting"]
+        if q.announce_hold_time and snap.estimated_wait:
+            minutes = max(1, round(snap.estimated_wait / 60))
+            media += ["sound:queue-holdtime", f"number:{minutes}", "sound:queue-minutes"]
+        if not media:
+            self._schedule_announcement(qc)
+            return
+        await self._moh(qc, False)
+        qc.announcement_id = f"acd-{qc.call_id}-{next(_seq)}"
+        await self.app.ari.play(qc.call_id, qc.announcement_id, media)
+
+    # ----------------------------------------------------------------------------------- timers
+    def _schedule_tick(self) -> None:
+        at = self.router.next_deadline()
+        if at is None or (self._tick_at is not None and self._tick_at <= at and self._tick is not None):
+            return
+        if self._tick is not None:
+            self._tick.cancel()
+        self._tick_at = at
+        delay = max(0.0, at - time.monotonic()) + 0.001
+        self._tick = asyncio.get_running_loop().call_later(delay, self._fire_tick)
+
+    def _fire_tick(self) -> None:
+        self._tick, self._tick_at = None, None
+        self.app.dispatcher.submit(internal("_acd", ("tick", None)))
+
+    def _notify(self, kind: str, payload: dict) -> None:
+        for fn in list(self.listeners):
+            try:
+                fn(kind, payload)
+            except Exception:
+                log.exception("listener failed")
+
+
+def _quote(s: str) -> str:
+    return "".join(c for c in str(s) if c not in '"<>\r\n\\')[:80]
+
+
+def _gone_channel(cid: str):
+    from ..ari import Channel
+    return Channel(cid)
