@@ -22,6 +22,7 @@ logging.getLogger("pyVoIP").setLevel(logging.WARNING)
 @dataclass
 class CallStats:
     caller: str = ""
+    caller_name: str = ""
     answered_at: float = 0.0
     ended_at: float = 0.0
     rx_bytes: int = 0
@@ -76,8 +77,9 @@ class AgentPhone:
             except InvalidStateError:
                 pass
             return
-        stats = CallStats(caller=str(getattr(call.request.headers.get("From", {}), "get", lambda *_: "")("number",
-                                                                                                          "")))
+        frm = call.request.headers.get("From", {})
+        frm = frm if isinstance(frm, dict) else {}
+        stats = CallStats(caller=str(frm.get("number", "")), caller_name=str(frm.get("caller", "")).strip().strip('"'))
         try:
             call.answer()
         except InvalidStateError:
