@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import time
@@ -27,6 +28,7 @@ from ..acd import (AgentAutoPaused, AgentState, AgentStateChanged, Call, CallFin
                    CallRequeued, CancelOffer, Offer, QueueExit, Router, StartWrapUp, agent_from_dict,
                    queue_from_dict)
 from ..acd.errors import AcdError
+from ..acd.policy import requirement_at
 from ..ari import (AriError, ChannelDestroyed, ContactStatusChange, EndpointStateChange, Event, PlaybackFinished,
                    StasisEnd, StasisStart)
 from ..flow import Enqueue
@@ -97,7 +99,28 @@ class AcdService:
 
     # ------------------------------------------------------------------------------- live state
     def queue_snapshots(self) -> list[QueueSnapshot]:
-        return [queue_snapshot_from_view(self.router.queue_snapshot(q)) for q in self.router.queue_names()]
+        """Per queue: callers, and agents by state counting only agents who could serve it now-ish: a
+        registered phone and the queue's skills at its most relaxed step (an agent whose phone is off, or
+        who lacks the skills, is not 'available' for this queue on a wallboard)."""
+        out = []
+        r = self.router
+        for name in r.queue_names():
+            view = r.queue_snapshot(name)
+            snap = queue_snapshot_from_view(view)
+            req = requirement_at(self._queue_cfg(name), float("inf"))
+            states: dict[str, int] = {k: 0 for k in snap.agents_by_state}
+            paused: dict[str, int] = {}
+            for aid in r._queues[name].members:                  # noqa: SLF001 - read-only
+                agent = r._agents[aid]                          # noqa: SLF001
+                if not agent.registered or not req.admits(agent.skills):
+                    continue
+                st = agent.state.value
+                states[st] = states.get(st, 0) + 1
+                if st == "paused":
+                    paused[agent.pause_reason or ""] = paused.get(agent.pause_reason or "", 0) + 1
+            states["logged_in"] = sum(n for s, n in states.items() if s not in ("logged_out", "logged_in"))
+            out.append(dataclasses.replace(snap, agents_by_state=states, paused_by_reason=paused))
+        return out
 
     def active_bridges(self) -> int:
         return sum(1 for c in self.calls.values() if c.bridge_id)
