@@ -85,7 +85,8 @@ class App:
         self.calls_started = 0
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
-        self.web = None   # the HTTP edge (admin API, metrics, pages) is attached by ivr.web.server
+        from .web.server import WebServer
+        self.web = WebServer(self)   # admin API, metrics, agent page, wallboard (started in run())
 
     # ------------------------------------------------------------------ live state (metrics provider)
     def queue_snapshots(self) -> list[QueueSnapshot]:

@@ -73,6 +73,14 @@ class Storage:
             rows = self._exec("SELECT * FROM call_records ORDER BY ended_at LIMIT ?", (limit,)).fetchall()
         return [dict(zip(cols, r)) for r in rows]
 
+    def recent_call_records(self, queue: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest records first (for the admin API)."""
+        cols = [d[1] for d in self._exec("PRAGMA table_info(call_records)").fetchall()]
+        where, args = ("WHERE queue=? ", (queue,)) if queue else ("", ())
+        rows = self._exec(f"SELECT * FROM call_records {where}ORDER BY ended_at DESC LIMIT ?",
+                          (*args, limit)).fetchall()
+        return [dict(zip(cols, r)) for r in rows]
+
     def add_voicemail(self, mailbox: str, caller: str, recording: str, duration: float, call_id: str = "",
                       at: float | None = None) -> int:
         cur = self._exec("INSERT INTO voicemails(mailbox, caller, recording, duration, created_at, call_id) "

@@ -1,0 +1,252 @@
+"""The admin API on a real loopback port, against a real App (no Asterisk: the App is never run)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from types import SimpleNamespace
+
+import aiohttp
+import pytest
+
+from ivr.app import App
+from ivr.web.server import MAX_BODY, WebServer
+from tests.support.stack import make_test_config
+
+
+def _replace(cfg, section: str, **values):
+    return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **values)})
+
+
+@pytest.fixture
+async def web_stack(tmp_path):
+    """(app, server, base url, admin headers) with flows copied to tmp_path/flows (so tests may break them)."""
+    cfg = make_test_config(data_dir=str(tmp_path))
+    flow_dir = tmp_path / "flows"
+    shutil.copytree(cfg.path(cfg.flows.dir), flow_dir)
+    cfg = _replace(cfg, "flows", dir=str(flow_dir))
+    cfg = _replace(cfg, "http", port=0, bind_address="127.0.0.1")
+    app = App(cfg)
+    server = WebServer(app)
+    await server.start()
+    try:
+        yield SimpleNamespace(app=app, server=server, url=f"http://127.0.0.1:{server.port}",
+                              headers={"Authorization": f"Bearer {cfg.http.admin_token}"}, cfg=cfg,
+                              flow_dir=flow_dir)
+    finally:
+        await server.stop()
+        if app.crm is not None:
+            await app.crm.close()
+        if app.storage is not None:
+            app.storage.close()
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+async def _json(resp: aiohttp.ClientResponse) -> dict:
+    assert resp.content_type == "application/json", await resp.text()
+    return await resp.json()
+
+
+# ------------------------------------------------------------------------------------- open routes
+async def test_healthz_and_metrics_need_no_token(web_stack, http):
+    async with http.get(web_stack.url + "/healthz") as r:
+        assert r.status == 200
+        assert await r.json() == {"ok": True, "ari_connected": False}
+    async with http.get(web_stack.url + "/metrics") as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/plain")
+        assert "ivr_queue_calls_waiting" in await r.text()
+
+
+# -------------------------------------------------------------------------------------------- auth
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"},
+                                     {"Authorization": "Bearer "}])
+async def test_api_refuses_missing_or_wrong_token(web_stack, http, headers):
+    for path in ("/api/agents", "/api/config", "/api/nope"):
+        async with http.get(web_stack.url + path, headers=headers) as r:
+            assert r.status == 401
+            assert (await _json(r))["error_id"] == "unauthorized"
+    async with http.post(web_stack.url + "/api/flows/reload", headers=headers) as r:
+        assert r.status == 401
+
+
+async def test_api_disabled_without_configured_token(web_stack, http):
+    web_stack.app.cfg = _replace(web_stack.app.cfg, "http", admin_token="")
+    async with http.get(web_stack.url + "/api/agents", headers={"Authorization": "Bearer "}) as r:
+        assert r.status == 503
+        assert (await _json(r))["error_id"] == "admin-disabled"
+
+
+async def test_unknown_route_is_json_404(web_stack, http):
+    async with http.get(web_stack.url + "/api/nope", headers=web_stack.headers) as r:
+        assert r.status == 404
+        assert (await _json(r))["error_id"] == "route-not-found"
+    async with http.get(web_stack.url + "/nope") as r:
+        assert r.status == 404
+        assert (await _json(r))["error_id"] == "route-not-found"
+
+
+# ------------------------------------------------------------------------------------ queues/agents
+async def test_queues_and_agents(web_stack, http):
+    h = web_stack.headers
+    async with http.get(web_stack.url + "/api/queues", headers=h) as r:
+        names = [q["name"] for q in (await _json(r))["queues"]]
+        assert names == ["billing", "technical", "sales", "legacy"]
+    async with http.get(web_stack.url + "/api/queues/billing", headers=h) as r:
+        q = await _json(r)
+        assert q["waiting"] == 0 and q["calls"] == [] and "service_level_pct" in q["stats"]
+    async with http.get(web_stack.url + "/api/queues/nope", headers=h) as r:
+        assert r.status == 404 and (await _json(r))["error_id"] == "queue-not-found"
+    async with http.get(web_stack.url + "/api/agents", headers=h) as r:
+        assert [a["agent_id"] for a in (await _json(r))["agents"]] == ["agent1", "agent2", "agent3", "agent4"]
+    async with http.get(web_stack.url + "/api/agents/nope", headers=h) as r:
+        assert r.status == 404 and (await _json(r))["error_id"] == "agent-not-found"
+    async with http.post(web_stack.url + "/api/agents/nope/state", headers=h, json={"action": "pause"}) as r:
+        assert r.status == 404 and (await _json(r))["error_id"] == "agent-not-found"
+
+
+async def _state(web_stack, http, agent="agent1") -> dict:
+    async with http.get(f"{web_stack.url}/api/agents/{agent}", headers=web_stack.headers) as r:
+        assert r.status == 200
+        return await r.json()
+
+
+async def test_illegal_transition_is_409_and_changes_nothing(web_stack, http):
+    # put agent1 in a known state first: logged in + available (presence comes from Asterisk normally)
+    web_stack.app.acd.router.set_registered("agent1", True)
+    before = await _state(web_stack, http)
+    assert before["state"] == "available"
+    async with http.post(web_stack.url + "/api/agents/agent1/state", headers=web_stack.headers,
+                         json={"action": "end_wrap_up"}) as r:
+        assert r.status == 409
+        body = await _json(r)
+        assert body["error_id"] == "illegal-transition" and "traceback" not in str(body).lower()
+    after = await _state(web_stack, http)
+    assert after["state"] == before["state"] and after["pause_reason"] == before["pause_reason"]
+
+
+async def test_pause_with_reason_then_available(web_stack, http):
+    url = web_stack.url + "/api/agents/agent2/state"
+    async with http.post(url, headers=web_stack.headers, json={"action": "pause", "reason": "lunch"}) as r:
+        assert r.status == 200, await r.text()
+        assert (await r.json())["state"] == "paused"
+    s = await _state(web_stack, http, "agent2")
+    assert s["state"] == "paused" and s["pause_reason"] == "lunch"
+    async with http.post(url, headers=web_stack.headers, json={"action": "available"}) as r:
+        assert r.status == 200, await r.text()
+    s = await _state(web_stack, http, "agent2")
+    assert s["state"] != "paused" and s["pause_reason"] is None
+
+
+@pytest.mark.parametrize("body, error_id", [
+    (b"{not json", "invalid-json"), (b"[1, 2]", "invalid-json"), (b"\xff\xfe", "invalid-json"),
+    (b'{"action": "dance"}', "invalid-request"), (b'{"action": "pause", "reason": 5}', "invalid-request"),
+    (b'{"action": "pause", "reason": "' + b"x" * 100 + b'"}', "invalid-request"),
+])
+async def test_bad_body_is_400(web_stack, http, body, error_id):
+    async with http.post(web_stack.url + "/api/agents/agent1/state", data=body,
+                         headers={**web_stack.headers, "Content-Type": "application/json"}) as r:
+        assert r.status == 400
+        assert (await _json(r))["error_id"] == error_id
+
+
+async def test_oversized_body_is_413(web_stack, http):
+    big = b'{"text": "' + b"a" * (MAX_BODY + 10) + b'"}'
+    async with http.post(web_stack.url + "/api/flows/validate", data=big,
+                         headers={**web_stack.headers, "Content-Type": "application/json"}) as r:
+        assert r.status == 413
+        assert (await _json(r))["error_id"] == "payload-too-large"
+
+
+async def test_internal_error_has_no_traceback(web_stack, http, monkeypatch):
+    def boom():
+        raise RuntimeError("secret internals")
+    monkeypatch.setattr(web_stack.app, "ari_connected", boom)
+    async with http.get(web_stack.url + "/healthz") as r:
+        assert r.status == 500
+        body = await _json(r)
+        assert body["error_id"] == "internal-error"
+        assert "secret internals" not in str(body) and "Traceback" not in str(body)
+
+
+# ----------------------------------------------------------------------------------------- flows
+async def test_validate_reports_errors_with_location(web_stack, http):
+    broken = "flow: broken\nentry: nowhere\nnodes:\n  a: {type: hangup}\n"
+    async with http.post(web_stack.url + "/api/flows/validate", headers=web_stack.headers,
+                         json={"file": "broken.yaml", "text": broken}) as r:
+        assert r.status == 200
+        res = await r.json()
+    assert res["ok"] is False and res["errors"]
+    assert all(e.startswith("broken.yaml:") and e.split(":")[1].isdigit() and e.split(":")[2].isdigit()
+               for e in res["errors"]), res["errors"]
+    version = web_stack.app.flows.current.version
+    good = (web_stack.flow_dir / "support.yaml").read_text()
+    async with http.post(web_stack.url + "/api/flows/validate", headers=web_stack.headers,
+                         json={"file": "support.yaml", "text": good}) as r:
+        res = await r.json()
+    assert res["ok"] is True and res["errors"] == [], res
+    assert web_stack.app.flows.current.version == version      # validating never changes what is in service
+    async with http.post(web_stack.url + "/api/flows/validate", headers=web_stack.headers,
+                         json={"file": "../x.yaml", "text": good}) as r:
+        assert r.status == 400 and (await r.json())["error_id"] == "invalid-request"
+
+
+async def test_reload_refuses_broken_flow_and_keeps_version(web_stack, http):
+    version = web_stack.app.flows.current.version
+    async with http.post(web_stack.url + "/api/flows/reload", headers=web_stack.headers) as r:
+        assert r.status == 200
+        body = await r.json()
+        assert body["ok"] is True and body["version"] == version and body["errors"] == []
+    (web_stack.flow_dir / "support.yaml").write_text("flow: support\nentry: [\n")
+    async with http.post(web_stack.url + "/api/flows/reload", headers=web_stack.headers) as r:
+        assert r.status == 422
+        body = await _json(r)
+    assert body["error_id"] == "flow-invalid"
+    assert body["details"]["ok"] is False and body["details"]["version"] == version
+    assert any("support.yaml:" in e for e in body["details"]["errors"]), body
+    assert web_stack.app.flows.current.version == version
+    async with http.get(web_stack.url + "/api/flows", headers=web_stack.headers) as r:
+        info = await r.json()
+    assert info["version"] == version and info["last_reload"]["ok"] is False
+
+
+# ---------------------------------------------------------------------------------- config/calls
+async def test_config_has_no_secret_values(web_stack, http):
+    cfg = web_stack.cfg
+    async with http.get(web_stack.url + "/api/config", headers=web_stack.headers) as r:
+        assert r.status == 200
+        text = await r.text()
+    secrets = [cfg.http.admin_token, cfg.ari.password] + [a.sip_password for a in cfg.agent_sip()]
+    for s in secrets:
+        assert s and s not in text
+    data = await (await http.get(web_stack.url + "/api/config", headers=web_stack.headers)).json()
+    assert data["http"]["admin_token"] == "***" and data["ari"]["password"] == "***"
+
+
+async def test_calls_and_records_mask_numbers(web_stack, http):
+    app = web_stack.app
+    fake = SimpleNamespace(flow_name="support", did="100", caller_raw="+442079460034", queue_name="billing",
+                           agent_id=None, started_at=__import__("time").time() - 5,
+                           runner=SimpleNamespace(visited_nodes=["welcome", "menu"]))
+    app.sessions["chan-1"] = fake
+    async with http.get(web_stack.url + "/api/calls", headers=web_stack.headers) as r:
+        calls = (await _json(r))["calls"]
+    assert len(calls) == 1
+    c = calls[0]
+    assert c["id"] == "chan-1" and c["flow"] == "support" and c["path"] == ["welcome", "menu"]
+    assert c["age"] >= 4 and "+442079460034" not in str(calls) and c["caller"].endswith("34")
+    rec = {"call_id": "r1", "queue": "billing", "outcome": "answered", "entered_at": 1.0, "ended_at": 2.0}
+    app.storage.add_call_record(rec, caller="+442079460034", did="100", flow="support")
+    rec2 = {**rec, "call_id": "r2", "ended_at": 3.0}
+    app.storage.add_call_record(rec2, caller="", did="100", flow="support")
+    async with http.get(web_stack.url + "/api/records?limit=1", headers=web_stack.headers) as r:
+        recs = (await _json(r))["records"]
+    assert [x["call_id"] for x in recs] == ["r2"]    # newest first
+    async with http.get(web_stack.url + "/api/records", headers=web_stack.headers) as r:
+        text = await r.text()
+    assert "+442079460034" not in text and '"r1"' in text
