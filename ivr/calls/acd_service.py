@@ -156,10 +156,14 @@ class AcdService:
             priority += hints.priority_boost
             for s, lv in hints.extra_skills.items():
                 extra[s] = max(lv, extra.get(s, 0))
-            if hints.preferred_agent and hints.preferred_agent in self.router.agent_ids():
+        extra = {s: max(1, min(5, int(lv))) for s, lv in extra.items()}
+        if hints is not None and hints.preferred_agent in self.router.agent_ids() and queue in self.router.queue_names():
+            # only prefer an agent who could take this call at all (a repeat caller who needs tier 2 is
+            # not held for the tier-1 agent who served them last time)
+            agent = self.router._agents[hints.preferred_agent]          # noqa: SLF001 - read-only
+            if requirement_at(self._queue_cfg(queue), float("inf")).admits(agent.skills, extra):
                 preferred = hints.preferred_agent
                 preferred_until = time.monotonic() + (hints.preferred_seconds or 0.0)
-        extra = {s: max(1, min(5, int(lv))) for s, lv in extra.items()}
         qc = QueuedCall(session, session.channel_id, queue, time.monotonic(),
                         log=CallLog(log, {"call": session.channel_id}))
         self.calls[qc.call_id] = qc

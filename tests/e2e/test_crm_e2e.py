@@ -133,3 +133,29 @@ async def test_call_reaches_an_agent_when_the_http_crm_hangs(flow_cfg, phones, h
         assert qc.agent_id == "agent1"
         assert (await asyncio.to_thread(caller.wait)).ok
         await assert_no_leaks(ari)
+
+
+async def test_repeat_caller_is_routed_to_tier_2(flow_cfg, phones):
+    cfg = with_queue_overrides(flow_cfg, wrap_up=0)
+    phones("agent2", "agent3")            # both take technical calls; only agent2 is tier 2
+    async with running_app(cfg) as app, ari_client(cfg) as ari:
+        await _registered(app, "agent2", "agent3")
+        await app.acd.agent_action("agent2", "pause", "meeting")
+        first = _caller(cfg, STANDARD, "2", 2500)          # first call today: agent3 takes it
+        qc = await wait_for(lambda: (_queued(app, STANDARD) or None) and _queued(app, STANDARD).bridge_id
+                            and _queued(app, STANDARD), 10, what="first call bridged")
+        assert qc.agent_id == "agent3" and "repeat" not in qc.session.hints.flags
+        assert (await asyncio.to_thread(first.wait)).ok
+        await wait_for(lambda: not app.sessions, 10, what="first call over")
+        again = _caller(cfg, STANDARD, "2", 6000)          # calls again within the window: a repeat caller
+        qc = await wait_for(lambda: _queued(app, STANDARD), 10, what="repeat caller queued")
+        await asyncio.sleep(1.0)
+        assert "repeat" in qc.session.hints.flags
+        assert qc.bridge_id is None            # agent3 is available but not tier 2
+        await app.acd.agent_action("agent2", "available")
+        await wait_for(lambda: qc.bridge_id is not None, 10, what="repeat caller bridged")
+        assert qc.agent_id == "agent2"
+        assert (await asyncio.to_thread(again.wait)).ok
+        await assert_no_leaks(ari)
+        history = await app.crm.recent_interactions(STANDARD, 5)
+        assert [h.agent_id for h in history] == ["agent2", "agent3"]
