@@ -19,6 +19,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     setup_logging(cfg.log.level, cfg.log.file)
+    from .app import StartupError
     if not cfg.ari.password:
         print("ivr: no ARI password: set ari.password in the config or IVR_ARI_PASSWORD", file=sys.stderr)
         return 2
@@ -36,10 +37,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     async def main() -> None:
         app = App(cfg)
         app.install_signal_handlers()
+        if args.demo:
+            from .demo import run_demo
+
+            async def demo() -> None:
+                await app.ready.wait()
+                await run_demo(cfg, calls=args.demo_calls)
+            demo_task = asyncio.create_task(demo())
         await app.run()
+        if args.demo:
+            demo_task.cancel()
 
     try:
         asyncio.run(main())
+    except StartupError as e:
+        print(f"ivr: {e}", file=sys.stderr)
+        return 2
     finally:
         if ast is not None:
             ast.stop()
@@ -73,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--config", "-c", default="config/ivr.yaml")
     r.add_argument("--with-asterisk", action="store_true",
                    help="also start the project's Asterisk (chroot from scripts/install.sh) and stop it on exit")
+    r.add_argument("--demo", action="store_true",
+                   help="also start simulated agent softphones and a bounded trickle of simulated callers")
+    r.add_argument("--demo-calls", type=int, default=40, help="how many simulated calls (default 40)")
     r.set_defaults(func=_cmd_run)
 
     a = sub.add_parser("asterisk", help="the project's Asterisk: render configs, check the install, run a CLI command")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.softphone import AgentPhone
+from ivr.sim.softphone import AgentPhone
 
 REPO = Path(__file__).resolve().parents[2]
 

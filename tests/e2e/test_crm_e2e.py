@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ivr.acd import AgentState
 from tests.e2e.conftest import with_queue_overrides
-from tests.support.sipp import SippCaller, SippProcess
+from ivr.sim.sipp import SippCaller, SippProcess
 from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.sipp import SippCaller, SippProcess
+from ivr.sim.sipp import SippCaller, SippProcess
 from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ import pytest
 from ivr.app import App
 from ivr.ari import ChannelDtmfReceived, StasisStart
 from ivr.calls.session import PromptAndHangup
-from tests.support.sipp import SippCaller, SippProcess
+from ivr.sim.sipp import SippCaller, SippProcess
 from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import with_queue_overrides
-from tests.support.sipp import SippCaller, SippProcess
+from ivr.sim.sipp import SippCaller, SippProcess
 from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from .ports import free_tcp_port
+from ivr.sim.ports import free_tcp_port
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -13,7 +13,7 @@ from ivr.app import App, SessionFactory
 from ivr.ari import AriClient
 from ivr.config import Config, load_config, with_overrides
 
-from .ports import free_tcp_port, free_udp_port, free_udp_range
+from ivr.sim.ports import free_tcp_port, free_udp_port, free_udp_range
 
 
 def make_test_config(base: str | None = None, data_dir: str | None = None, **overrides) -> Config:

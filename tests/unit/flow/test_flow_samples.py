@@ -27,7 +27,7 @@ def samples(core_sounds):
 
 
 def test_samples_are_valid_with_only_core_sounds_and_the_known_queues(samples):
-    assert samples.names == ("sales", "support")
+    assert samples.names == ("demo", "sales", "support")
 
 
 def test_the_validate_command_accepts_the_samples(capsys):
