@@ -98,27 +98,29 @@ class AcdService:
             app.metrics.declare_queue(q, self.router.queue_snapshot(q).service_level_target[1])
 
     # ------------------------------------------------------------------------------- live state
-    def queue_snapshots(self) -> list[QueueSnapshot]:
-        """Per queue: callers, and agents by state counting only agents who could serve it now-ish: a
+    def serving_agents(self, name: str) -> tuple[dict[str, int], dict[str, int]]:
+        """(agents by state, paused by reason) counting only agents who could serve queue `name`: a
         registered phone and the queue's skills at its most relaxed step (an agent whose phone is off, or
-        who lacks the skills, is not 'available' for this queue on a wallboard)."""
-        out = []
+        who lacks the skills, is not 'available' for this queue on a wallboard or in metrics)."""
         r = self.router
-        for name in r.queue_names():
-            view = r.queue_snapshot(name)
-            snap = queue_snapshot_from_view(view)
-            req = requirement_at(self._queue_cfg(name), float("inf"))
-            states: dict[str, int] = {k: 0 for k in snap.agents_by_state}
-            paused: dict[str, int] = {}
-            for aid in r._queues[name].members:                  # noqa: SLF001 - read-only
-                agent = r._agents[aid]                          # noqa: SLF001
-                if not agent.registered or not req.admits(agent.skills):
-                    continue
-                st = agent.state.value
-                states[st] = states.get(st, 0) + 1
-                if st == "paused":
-                    paused[agent.pause_reason or ""] = paused.get(agent.pause_reason or "", 0) + 1
-            states["logged_in"] = sum(n for s, n in states.items() if s not in ("logged_out", "logged_in"))
+        req = requirement_at(self._queue_cfg(name), float("inf"))
+        states = {st.value: 0 for st in AgentState}
+        paused: dict[str, int] = {}
+        for aid in r._queues[name].members:                  # noqa: SLF001 - read-only
+            agent = r._agents[aid]                          # noqa: SLF001
+            if not agent.registered or not req.admits(agent.skills):
+                continue
+            states[agent.state.value] += 1
+            if agent.state == AgentState.PAUSED:
+                paused[agent.pause_reason or ""] = paused.get(agent.pause_reason or "", 0) + 1
+        return states, paused
+
+    def queue_snapshots(self) -> list[QueueSnapshot]:
+        out = []
+        for name in self.router.queue_names():
+            snap = queue_snapshot_from_view(self.router.queue_snapshot(name))
+            states, paused = self.serving_agents(name)
+            states["logged_in"] = sum(n for s, n in states.items() if s != "logged_out")
             out.append(dataclasses.replace(snap, agents_by_state=states, paused_by_reason=paused))
         return out
 

@@ -495,12 +495,13 @@ class WebServer:
                 pct = s.stats.service_level_pct
                 queues.append({
                     "name": name, "waiting": s.waiting, "ringing": s.ringing,
-                    "oldest_wait": round(s.longest_wait, 1), "agents": dict(s.agents_by_state),
+                    "oldest_wait": round(s.longest_wait, 1), "agents": acd.serving_agents(name)[0],
                     "service_level_pct": None if pct is None else round(pct, 1),
                     "service_level_target": list(s.service_level_target),
                     "entered": s.stats.entered, "answered": s.stats.answered, "abandoned": s.stats.abandoned})
             for a in acd.router.agents_snapshot():
-                st = getattr(a.state, "value", str(a.state))
+                # a phone that is off is shown as such, whatever state the agent is logged in with
+                st = getattr(a.state, "value", str(a.state)) if a.registered else "unregistered"
                 totals[st] = totals.get(st, 0) + 1
         return {"time": time.time(), "ari_connected": bool(self.app.ari_connected()), "queues": queues,
                 "agents": totals}
