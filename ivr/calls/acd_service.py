@@ -345,6 +345,25 @@ class AcdService:
         await self._execute(self._route(fn))
         self._notify("agent", r.agent_snapshot(agent_id).as_dict())
 
+    async def update_agent(self, definition: dict) -> None:
+        """Change an agent's definition at run time (skills, languages, team, queues, wrap-up, max misses),
+        keeping its state. The endpoint cannot change here: it is part of Asterisk's config."""
+        aid = str(definition.get("id", ""))
+        current = self.router._agents[aid].config if aid in self.router.agent_ids() else None  # noqa: SLF001
+        if current is None:
+            from ..acd.errors import UnknownAgent
+            raise UnknownAgent(f"unknown agent {aid!r}")
+        d = {k: v for k, v in definition.items() if k not in _AGENT_CONFIG_EXTRA}
+        d.setdefault("endpoint", current.endpoint)
+        d.setdefault("name", current.name)
+        ac = agent_from_dict(d)
+        if ac.endpoint != current.endpoint:
+            raise AcdError(f"agent {aid!r}: the endpoint cannot change at run time ({current.endpoint})")
+        await self._execute(self._route(self.router.update_agent, ac))
+        self.agent_names[aid] = ac.name
+        log.info("agent %s definition updated (skills %s)", aid, dict(ac.skills))
+        self._notify("agent", self.router.agent_snapshot(aid).as_dict())
+
     # ------------------------------------------------------------------------------- decisions
     async def _execute(self, decisions: list) -> None:
         for d in decisions:

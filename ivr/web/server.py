@@ -97,6 +97,7 @@ class WebServer:
         r.add_get("/api/agents", self.agents)
         r.add_get("/api/agents/{id}", self.agent)
         r.add_post("/api/agents/{id}/state", self.agent_state)
+        r.add_put("/api/agents/{id}", self.agent_update)
         r.add_get("/api/agents/{id}/screen", self.agent_screen)
         r.add_get("/api/calls", self.calls)
         r.add_get("/api/flows", self.flows)
@@ -238,6 +239,24 @@ class WebServer:
         self._agent_snapshot(agent_id)            # 404 before looking at the body
         body = await json_body(request)
         await self._agent_action(agent_id, body)
+        return web.json_response(self._agent_snapshot(agent_id))
+
+    async def agent_update(self, request: web.Request) -> web.Response:
+        """Replace an agent's definition (skills, languages, team, queues, wrap_up, max_misses)."""
+        from ..acd.errors import AcdError, ConfigError, UnknownAgent
+        agent_id = request.match_info["id"]
+        self._agent_snapshot(agent_id)
+        body = await json_body(request)
+        if body.get("id", agent_id) != agent_id:
+            raise bad_request("invalid-request", "the body's id must match the URL")
+        try:
+            await self._acd().update_agent({**body, "id": agent_id})
+        except UnknownAgent:
+            raise not_found("agent", agent_id) from None
+        except ConfigError as e:
+            raise bad_request("invalid-agent", str(e)) from None
+        except AcdError as e:
+            raise ApiError(409, "agent-conflict", str(e)) from None
         return web.json_response(self._agent_snapshot(agent_id))
 
     async def _agent_action(self, agent_id: str, body: dict[str, Any]) -> None:

@@ -250,3 +250,26 @@ async def test_calls_and_records_mask_numbers(web_stack, http):
     async with http.get(web_stack.url + "/api/records", headers=web_stack.headers) as r:
         text = await r.text()
     assert "+442079460034" not in text and '"r1"' in text
+
+
+async def test_agent_definition_changes_at_run_time(web_stack, http):
+    router = web_stack.app.acd.router
+    router.set_registered("agent3", True)
+    before = await _state(web_stack, http, "agent3")
+    url = web_stack.url + "/api/agents/agent3"
+    body = {"name": "Chloé Dubois", "skills": {"billing": 5, "legacy": 4}, "languages": ["en", "fr"]}
+    async with http.put(url, headers=web_stack.headers, json=body) as r:
+        assert r.status == 200, await r.text()
+    cfg = router._agents["agent3"].config
+    assert dict(cfg.skills) == {"billing": 5, "legacy": 4} and "fr" in cfg.languages
+    after = await _state(web_stack, http, "agent3")
+    assert after["state"] == before["state"]          # the definition changed, the state did not
+    async with http.put(url, headers=web_stack.headers, json={"skills": {"billing": 9}}) as r:
+        assert r.status == 400 and (await _json(r))["error_id"] == "invalid-agent"
+    async with http.put(url, headers=web_stack.headers, json={"colour": "blue"}) as r:
+        assert r.status == 400 and (await _json(r))["error_id"] == "invalid-agent"
+    async with http.put(url, headers=web_stack.headers, json={"endpoint": "PJSIP/agent9"}) as r:
+        assert r.status == 409 and (await _json(r))["error_id"] == "agent-conflict"
+    async with http.put(web_stack.url + "/api/agents/nobody", headers=web_stack.headers, json={}) as r:
+        assert r.status == 404 and (await _json(r))["error_id"] == "agent-not-found"
+    assert dict(router._agents["agent3"].config.skills) == {"billing": 5, "legacy": 4}   # refused = unchanged

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 import pytest
 from aiohttp import web
 
 from ivr.acd import AgentState
+from ivr.crm.rules import fcr
 from tests.e2e.conftest import with_queue_overrides
 from ivr.sim.sipp import SippCaller, SippProcess
 from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
@@ -159,3 +161,8 @@ async def test_repeat_caller_is_routed_to_tier_2(flow_cfg, phones):
         await assert_no_leaks(ari)
         history = await app.crm.recent_interactions(STANDARD, 5)
         assert [h.agent_id for h in history] == ["agent2", "agent3"]
+        # first-contact resolution, derived from the history: the first call was not resolved (the
+        # customer called again within the window); the second is undecided until the window passes
+        oldest_first = sorted(history, key=lambda h: h.at)
+        report = fcr(oldest_first, 24 * 3600, time.time())
+        assert report.per_call == (False, None) and report.rate == 0.0
