@@ -28,6 +28,8 @@ from ivr.crm.lookup import CrmLookup, CrmStats, GuardedLookup, NullCrm
 from ivr.crm.rules import RoutingPolicy, routing_from_dict
 from ivr.crm.store import SqliteCrm
 
+from .errors import check_keys
+
 __all__ = ["TOP_LEVEL_KEYS", "CrmConfigError", "crm_from_config", "load_routing"]
 
 log = logging.getLogger("ivr.crm")
@@ -49,17 +51,7 @@ _HISTORY_KEYS = frozenset({"path"})
 _BACKENDS = ("sqlite", "http", "none")
 
 
-def _keys(where: str, d: Any, allowed: frozenset[str]) -> Mapping[str, Any]:
-    if d is None:
-        return {}
-    if not isinstance(d, Mapping):
-        raise CrmConfigError(f"{where}: expected a mapping, got {type(d).__name__}")
-    unknown = set(d) - allowed
-    if unknown:
-        raise CrmConfigError(
-            f"{where}: unknown key(s) {sorted(map(str, unknown))} (allowed: {sorted(allowed)})"
-        )
-    return d
+_keys = check_keys
 
 
 def _positive(where: str, v: Any) -> float:

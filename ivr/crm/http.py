@@ -50,6 +50,8 @@ from ivr.crm.mapping import CustomerMapping, MappingError
 from ivr.crm.model import Customer, Interaction, LookupResult, LookupStatus
 from ivr.crm.phone import is_e164, mask
 
+from .errors import check_keys
+
 if TYPE_CHECKING:
     from ivr.crm.store import SqliteCrm
 
@@ -90,17 +92,7 @@ def _num(where: str, v: Any, *, minimum: float = 0.0, integer: bool = False) -> 
     return v
 
 
-def _keys(where: str, d: Any, allowed: set[str]) -> Mapping[str, Any]:
-    if d is None:
-        return {}
-    if not isinstance(d, Mapping):
-        raise CrmConfigError(f"{where}: expected a mapping, got {type(d).__name__}")
-    unknown = set(d) - allowed
-    if unknown:
-        raise CrmConfigError(
-            f"{where}: unknown key(s) {sorted(map(str, unknown))} (allowed: {sorted(allowed)})"
-        )
-    return d
+_keys = check_keys
 
 
 @dataclass(frozen=True)

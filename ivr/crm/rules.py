@@ -27,6 +27,8 @@ from typing import Any
 from ivr.crm.errors import CrmConfigError
 from ivr.crm.model import Interaction, LookupResult
 
+from .errors import check_keys
+
 __all__ = [
     "NEUTRAL_HINTS",
     "FcrReport",
@@ -260,17 +262,7 @@ def _primary_language(tag: str | None) -> str | None:
 # --------------------------------------------------------------------------- config parsing
 
 
-def _check_keys(where: str, d: Any, allowed: set[str]) -> Mapping[str, Any]:
-    if d is None:
-        return {}
-    if not isinstance(d, Mapping):
-        raise CrmConfigError(f"{where}: expected a mapping, got {type(d).__name__}")
-    unknown = set(d) - allowed
-    if unknown:
-        raise CrmConfigError(
-            f"{where}: unknown key(s) {sorted(map(str, unknown))} (allowed: {sorted(allowed)})"
-        )
-    return d
+_check_keys = check_keys
 
 
 def _int(where: str, v: Any) -> int:
