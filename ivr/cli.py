@@ -105,8 +105,21 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("validate", "simulate"):
         from .flow import cli as flow_cli
+        rest = list(argv[1:])
+        if argv[0] == "validate" and "--queues" not in rest and "-h" not in rest and "--help" not in rest:
+            # the queues the server knows (config/ivr.yaml, or IVR_CONFIG) make unknown queues an error
+            import os
+            cfg_path = os.environ.get("IVR_CONFIG", "config/ivr.yaml")
+            if os.path.exists(cfg_path):
+                try:
+                    names = [str(q.get("name")) for q in load_config(cfg_path).queues]
+                except ConfigError as e:
+                    print(f"ivr: config error: {e}", file=sys.stderr)
+                    return 2
+                if names:
+                    rest += ["--queues", ",".join(names)]
         fn = flow_cli.validate_main if argv[0] == "validate" else flow_cli.simulate_main
-        return fn(argv[1:])
+        return fn(rest)
     args = p.parse_args(argv)
     try:
         return args.func(args)
