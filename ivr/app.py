@@ -11,11 +11,22 @@ import asyncio
 import logging
 import signal
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
-from .ari import (AriClient, AriError, Channel, ChannelDestroyed, Connected, Disconnected, Dispatcher, Event,
-                  EventStream, StasisEnd, StasisStart)
+from .ari import (
+    AriClient,
+    AriError,
+    Channel,
+    ChannelDestroyed,
+    Connected,
+    Disconnected,
+    Dispatcher,
+    Event,
+    EventStream,
+    StasisEnd,
+    StasisStart,
+)
 from .calls.flow_session import FlowSession, utc_now
 from .calls.flows import FlowRegistry
 from .calls.session import CallSession
@@ -34,7 +45,7 @@ EVENT_TYPES = ["StasisStart", "StasisEnd", "ChannelDestroyed", "ChannelDtmfRecei
                "EndpointStateChange", "ContactStatusChange", "DeviceStateChanged"]
 
 
-def default_session_factory(app: "App", ev: StasisStart) -> CallSession | None:
+def default_session_factory(app: App, ev: StasisStart) -> CallSession | None:
     if ev.args[:1] == ("inbound",) and app.flows is not None:
         chosen = app.flows.flow_for(ev.channel.exten)
         if chosen is not None:

@@ -4,8 +4,21 @@ from .client import AriClient
 from .dispatch import Dispatcher, dispatch_key
 from .errors import AriError, BadRequest, Conflict, NotFound, Unavailable, Unprocessable
 from .events import EventStream, backoff_delay
-from .models import *  # noqa: F401,F403 - the event and resource types are part of the public surface
+from .models import *
 from .operations import OPERATIONS, Operation
 
-__all__ = ["AriClient", "Dispatcher", "dispatch_key", "AriError", "BadRequest", "Conflict", "NotFound",
-           "Unavailable", "Unprocessable", "EventStream", "backoff_delay", "OPERATIONS", "Operation"]
+__all__ = [
+           "OPERATIONS",
+           "AriClient",
+           "AriError",
+           "BadRequest",
+           "Conflict",
+           "Dispatcher",
+           "EventStream",
+           "NotFound",
+           "Operation",
+           "Unavailable",
+           "Unprocessable",
+           "backoff_delay",
+           "dispatch_key",
+]

@@ -6,11 +6,11 @@ logged). Every request goes through `_op`, which only accepts parameters listed 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -45,7 +45,7 @@ class AriClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self.requests_made = 0
 
-    async def __aenter__(self) -> "AriClient":
+    async def __aenter__(self) -> AriClient:
         self.session  # noqa: B018 - create it now, inside the running loop
         return self
 
@@ -120,7 +120,7 @@ class AriClient:
                     return text
         except AriError:
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
             raise Unavailable(method, path, 0, type(e).__name__ + (f": {e}" if str(e) else "")) from None
 
     # ------------------------------------------------------------------------------------ asterisk

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from .models import BridgeEvent, ContactStatusChange, DeviceStateChanged, EndpointStateChange, Event
 

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import random
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
@@ -39,7 +39,7 @@ class EventStream:
                  reconnect_max: float = 5.0) -> None:
         self.client = client
         self._sink = sink
-        self._subscriptions = subscriptions or (lambda: [])
+        self._subscriptions = subscriptions or (list)
         self.event_types = event_types
         self._min, self._max = reconnect_min, reconnect_max
         self.connected = False
@@ -84,7 +84,7 @@ class EventStream:
                 reason = "closed by Asterisk"
             except asyncio.CancelledError:
                 raise
-            except (aiohttp.ClientError, AriError, OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, aiohttp.ClientError, AriError, OSError) as e:
                 reason = f"{type(e).__name__}: {e}"
             finally:
                 self._ws = None
@@ -98,7 +98,7 @@ class EventStream:
             attempt += 1
             try:
                 await asyncio.wait_for(self._stop.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _setup(self) -> None:

@@ -16,7 +16,7 @@ class CallerId:
     number: str = ""
 
     @classmethod
-    def parse(cls, d: dict | None) -> "CallerId":
+    def parse(cls, d: dict | None) -> CallerId:
         d = d or {}
         return cls(str(d.get("name") or ""), str(d.get("number") or ""))
 
@@ -35,7 +35,7 @@ class Channel:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def parse(cls, d: dict) -> "Channel":
+    def parse(cls, d: dict) -> Channel:
         dp = d.get("dialplan") or {}
         return cls(id=str(d.get("id", "")), name=str(d.get("name", "")), state=str(d.get("state", "")),
                    caller=CallerId.parse(d.get("caller")), connected=CallerId.parse(d.get("connected")),
@@ -52,7 +52,7 @@ class Bridge:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def parse(cls, d: dict) -> "Bridge":
+    def parse(cls, d: dict) -> Bridge:
         return cls(id=str(d.get("id", "")), bridge_type=str(d.get("bridge_type", "")),
                    technology=str(d.get("technology", "")), channels=tuple(d.get("channels") or ()), raw=d)
 
@@ -66,7 +66,7 @@ class Playback:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def parse(cls, d: dict) -> "Playback":
+    def parse(cls, d: dict) -> Playback:
         return cls(id=str(d.get("id", "")), media_uri=str(d.get("media_uri", "")),
                    target_uri=str(d.get("target_uri", "")), state=str(d.get("state", "")), raw=d)
 
@@ -84,7 +84,7 @@ class Endpoint:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def parse(cls, d: dict) -> "Endpoint":
+    def parse(cls, d: dict) -> Endpoint:
         return cls(technology=str(d.get("technology", "")), resource=str(d.get("resource", "")),
                    state=str(d.get("state", "")), channel_ids=tuple(d.get("channel_ids") or ()), raw=d)
 
@@ -100,7 +100,7 @@ class DeviceState:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def parse(cls, d: dict) -> "DeviceState":
+    def parse(cls, d: dict) -> DeviceState:
         return cls(name=str(d.get("name", "")), state=str(d.get("state", "")), raw=d)
 
 
@@ -114,7 +114,7 @@ class LiveRecording:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def parse(cls, d: dict) -> "LiveRecording":
+    def parse(cls, d: dict) -> LiveRecording:
         return cls(name=str(d.get("name", "")), state=str(d.get("state", "")),
                    duration=int(d.get("duration") or 0), target_uri=str(d.get("target_uri", "")),
                    cause=str(d.get("cause", "")), raw=d)

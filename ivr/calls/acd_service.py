@@ -24,15 +24,36 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..acd import (AgentAutoPaused, AgentState, AgentStateChanged, Call, CallFinished, CallOutcome,
-                   CallRequeued, CancelOffer, Offer, QueueExit, Router, StartWrapUp, agent_from_dict,
-                   queue_from_dict)
+from ..acd import (
+    AgentAutoPaused,
+    AgentState,
+    AgentStateChanged,
+    Call,
+    CallFinished,
+    CallOutcome,
+    CallRequeued,
+    CancelOffer,
+    Offer,
+    QueueExit,
+    Router,
+    StartWrapUp,
+    agent_from_dict,
+    queue_from_dict,
+)
 from ..acd.errors import AcdError
 from ..acd.policy import requirement_at
-from ..ari import (AriError, ChannelDestroyed, ContactStatusChange, EndpointStateChange, Event, PlaybackFinished,
-                   StasisEnd, StasisStart)
+from ..ari import (
+    AriError,
+    ChannelDestroyed,
+    ContactStatusChange,
+    EndpointStateChange,
+    Event,
+    PlaybackFinished,
+    StasisEnd,
+    StasisStart,
+)
 from ..flow import Enqueue
-from ..logsafe import CallLog, mask_number
+from ..logsafe import CallLog
 from ..metrics import QueueSnapshot, queue_snapshot_from_view
 from .internal import Internal, internal
 
@@ -51,7 +72,7 @@ _seq = itertools.count(1)
 
 @dataclass
 class QueuedCall:
-    session: "FlowSession"
+    session: FlowSession
     call_id: str
     queue: str
     entered: float
@@ -69,7 +90,7 @@ class QueuedCall:
 
 
 class AcdService:
-    def __init__(self, app: "App") -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
         cfg = app.cfg
         self.options = dict(cfg.acd)
@@ -91,6 +112,7 @@ class AcdService:
         self._closing: dict[str, QueuedCall] = {}    # left the queue; kept until the router's CallFinished
         self.legs: dict[str, str] = {}               # agent leg channel id -> call id
         self.wrap_started: dict[str, float] = {}
+        self._agent_queue: dict[str, str] = {}       # queue of each agent's last call (wrap-up metrics)
         self.listeners: list = []                    # callables(kind, payload) for the agent page / wallboard
         self._tick: asyncio.TimerHandle | None = None
         self._tick_at: float | None = None
@@ -106,8 +128,8 @@ class AcdService:
         req = requirement_at(self._queue_cfg(name), float("inf"))
         states = {st.value: 0 for st in AgentState}
         paused: dict[str, int] = {}
-        for aid in r._queues[name].members:                  # noqa: SLF001 - read-only
-            agent = r._agents[aid]                          # noqa: SLF001
+        for aid in r._queues[name].members:
+            agent = r._agents[aid]
             if not agent.registered or not req.admits(agent.skills):
                 continue
             states[agent.state.value] += 1
@@ -146,7 +168,7 @@ class AcdService:
         finally:
             self.app.metrics.routing_decision(time.perf_counter() - t0)
 
-    async def enqueue(self, session: "FlowSession", cmd: Enqueue) -> None:
+    async def enqueue(self, session: FlowSession, cmd: Enqueue) -> None:
         hints = getattr(session, "hints", None)
         queue = cmd.queue
         priority = cmd.priority
@@ -162,7 +184,7 @@ class AcdService:
         if hints is not None and hints.preferred_agent in self.router.agent_ids() and queue in self.router.queue_names():
             # only prefer an agent who could take this call at all (a repeat caller who needs tier 2 is
             # not held for the tier-1 agent who served them last time)
-            agent = self.router._agents[hints.preferred_agent]          # noqa: SLF001 - read-only
+            agent = self.router._agents[hints.preferred_agent]
             if requirement_at(self._queue_cfg(queue), float("inf")).admits(agent.skills, extra):
                 preferred = hints.preferred_agent
                 preferred_until = time.monotonic() + (hints.preferred_seconds or 0.0)
@@ -191,7 +213,7 @@ class AcdService:
                     cmd.max_wait, self.app.dispatcher.submit, internal(qc.call_id, ("acd-max-wait", None)))
         await self._execute(decisions)
 
-    async def caller_gone(self, session: "FlowSession") -> None:
+    async def caller_gone(self, session: FlowSession) -> None:
         qc = self.calls.get(session.channel_id)
         if qc is None:
             return
@@ -349,7 +371,7 @@ class AcdService:
         """Change an agent's definition at run time (skills, languages, team, queues, wrap-up, max misses),
         keeping its state. The endpoint cannot change here: it is part of Asterisk's config."""
         aid = str(definition.get("id", ""))
-        current = self.router._agents[aid].config if aid in self.router.agent_ids() else None  # noqa: SLF001
+        current = self.router._agents[aid].config if aid in self.router.agent_ids() else None
         if current is None:
             from ..acd.errors import UnknownAgent
             raise UnknownAgent(f"unknown agent {aid!r}")
@@ -404,11 +426,6 @@ class AcdService:
             self.wrap_started[d.agent_id] = time.monotonic()
         elif isinstance(d, CallFinished):
             self._finished(d)
-
-    @property
-    def _agent_queue(self) -> dict[str, str]:
-        # the queue of the agent's last answered call, for wrap-up time metrics
-        return self.__dict__.setdefault("_last_queue", {})
 
     async def _offer(self, d: Offer) -> None:
         qc = self.calls.get(d.call_id)
@@ -523,7 +540,7 @@ class AcdService:
             qc.log.debug("moh %s: %s", "start" if on else "stop", e)
 
     def _queue_cfg(self, name: str):
-        return self.router._queues[name].config   # noqa: SLF001 - read-only access to the queue config
+        return self.router._queues[name].config
 
     def _schedule_announcement(self, qc: QueuedCall) -> None:
         freq = self._queue_cfg(qc.queue).announce_frequency

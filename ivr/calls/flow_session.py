@@ -11,14 +11,43 @@ import asyncio
 import itertools
 import logging
 import time
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from ..ari import (AriError, Channel, ChannelDtmfReceived, Event, PlaybackFinished, RecordingFailed,
-                   RecordingFinished)
-from ..flow import (Answer, CallInfo, CancelTimer, CustomerData, DigitReceived, Enqueue, FlowEnded, FlowRunner,
-                    FlowSet, Hangup, HungUp, NodeEntered, Play, QueueResult, Record, RequestCallback,
-                    SetLanguage, StartTimer, StopPlayback, StoreVoicemail, TimerFired, Transfer)
+from ..ari import (
+    AriError,
+    Channel,
+    ChannelDtmfReceived,
+    Event,
+    PlaybackFinished,
+    RecordingFailed,
+    RecordingFinished,
+)
+from ..flow import (
+    Answer,
+    CallInfo,
+    CancelTimer,
+    CustomerData,
+    DigitReceived,
+    Enqueue,
+    FlowEnded,
+    FlowRunner,
+    FlowSet,
+    Hangup,
+    HungUp,
+    NodeEntered,
+    Play,
+    QueueResult,
+    Record,
+    RequestCallback,
+    SetLanguage,
+    StartTimer,
+    StopPlayback,
+    StoreVoicemail,
+    TimerFired,
+    Transfer,
+)
 from ..flow import PlaybackFinished as FlowPlaybackFinished
 from ..flow import RecordingFinished as FlowRecordingFinished
 from ..flow.model import DTMF_KEYS
@@ -33,7 +62,7 @@ _seq = itertools.count(1)
 
 
 class FlowSession:
-    def __init__(self, app: "App", channel: Channel, flowset: FlowSet, flow_name: str,
+    def __init__(self, app: App, channel: Channel, flowset: FlowSet, flow_name: str,
                  wall_clock: Callable[[], datetime]) -> None:
         self.app = app
         self.ari = app.ari
@@ -281,4 +310,4 @@ def _exit_label(reason: str) -> str:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -41,7 +41,7 @@ class SippCaller:
         from .rtp_dtmf import DtmfPcapWriter
         pcap_dir = pcap_dir or Path(tempfile.mkdtemp(prefix="sipp-dtmf-"))
         dtmf = DtmfPcapWriter()
-        h = lambda method, cseq, to_tag="[peer_tag_param]": _HDR.format(  # noqa: E731
+        h = lambda method, cseq, to_tag="[peer_tag_param]": _HDR.format(
             name=self.caller_name, user=self.from_user, to_tag=to_tag, cseq=cseq, method=method)
         out = ['<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="ivr-caller">',
                '<send retrans="500"><![CDATA[',

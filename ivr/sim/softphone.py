@@ -44,7 +44,7 @@ class AgentPhone:
                                callCallback=self._on_call, sipPort=free_udp_port(), rtpPortLow=rtp[0],
                                rtpPortHigh=rtp[1])
 
-    def start(self, timeout: float = 10.0) -> "AgentPhone":
+    def start(self, timeout: float = 10.0) -> AgentPhone:
         self.phone.start()
         deadline = time.monotonic() + timeout
         while self.phone.get_status() != PhoneStatus.REGISTERED:

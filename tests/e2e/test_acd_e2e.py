@@ -10,8 +10,8 @@ import time
 import pytest
 
 from ivr.acd import AgentState
-from tests.e2e.conftest import with_queue_overrides
 from ivr.sim.sipp import SippCaller, SippProcess
+from tests.e2e.conftest import with_queue_overrides
 from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -14,8 +14,8 @@ from aiohttp import web
 
 from ivr.acd import AgentState
 from ivr.crm.rules import fcr
-from tests.e2e.conftest import with_queue_overrides
 from ivr.sim.sipp import SippCaller, SippProcess
+from tests.e2e.conftest import with_queue_overrides
 from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
 
 pytestmark = pytest.mark.e2e

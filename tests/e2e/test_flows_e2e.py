@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_f
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-WEDNESDAY_10_PARIS = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)   # inside business hours
+WEDNESDAY_10_PARIS = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)   # inside business hours
 
 
 async def _call(cfg, service: str, steps, end="hangup", timeout=40):

@@ -20,7 +20,7 @@ async def _in_thread(fn, *a):
 
 
 async def test_call_answered_prompt_played_media_flows_and_nothing_leaks(cfg):
-    factory = lambda app, ev: PromptAndHangup(app.ari, ev.channel)  # noqa: E731
+    factory = lambda app, ev: PromptAndHangup(app.ari, ev.channel)
     async with running_app(cfg, factory) as app, ari_client(cfg) as ari:
         caller = SippProcess(SippCaller("100", steps=[("audio",)], end="wait_bye"), cfg.asterisk.sip_port)
         # while the prompt plays, Asterisk's own RTP counters prove that media flows both ways

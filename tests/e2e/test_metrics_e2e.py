@@ -10,8 +10,8 @@ import math
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import with_queue_overrides
 from ivr.sim.sipp import SippCaller, SippProcess
+from tests.e2e.conftest import with_queue_overrides
 from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
 
 pytestmark = pytest.mark.e2e

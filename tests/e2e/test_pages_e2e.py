@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from ivr.sim.sipp import SippCaller, SippProcess
 from tests.e2e.conftest import with_queue_overrides
 from tests.support.browser import Browser
-from ivr.sim.sipp import SippCaller, SippProcess
 from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -28,7 +28,7 @@ class Browser:
         self.profile = tempfile.mkdtemp(prefix="chromium-")
         self._n = 0
 
-    async def __aenter__(self) -> "Browser":
+    async def __aenter__(self) -> Browser:
         self.proc = await asyncio.create_subprocess_exec(
             self.exe, *FLAGS, f"--remote-debugging-port={self.port}", "--remote-debugging-address=127.0.0.1",
             f"--user-data-dir={self.profile}", "about:blank",

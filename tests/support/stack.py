@@ -6,13 +6,12 @@ import asyncio
 import os
 import secrets
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 from ivr.app import App, SessionFactory
 from ivr.ari import AriClient
 from ivr.config import Config, load_config, with_overrides
-
 from ivr.sim.ports import free_tcp_port, free_udp_port, free_udp_range
 
 

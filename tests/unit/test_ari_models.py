@@ -1,5 +1,11 @@
-from ivr.ari import (ChannelDtmfReceived, ContactStatusChange, Event, PlaybackFinished, StasisStart,
-                     dispatch_key)
+from ivr.ari import (
+    ChannelDtmfReceived,
+    ContactStatusChange,
+    Event,
+    PlaybackFinished,
+    StasisStart,
+    dispatch_key,
+)
 from ivr.ari.models import parse_event
 
 
