@@ -343,7 +343,7 @@ class WebServer:
         st = self.app.storage
         if st is None:
             return web.json_response({"records": []})
-        rows = _last_records(st, queue, limit)
+        rows = st.recent_call_records(queue, limit)
         for r in rows:
             r["caller"] = mask_number(r["caller"]) if r.get("caller") else None
             r.pop("extra", None)
@@ -563,19 +563,6 @@ async def _ws_fail(ws: web.WebSocketResponse, error_id: str, message: str, code:
         await ws.send_str(json.dumps(_err(error_id, message)))
     finally:
         await ws.close(code=code, message=error_id.encode()[:120])
-
-
-def _last_records(st: Any, queue: str | None, limit: int) -> list[dict[str, Any]]:
-    """The newest call records first. TODO(storage): a public `recent_call_records` would avoid `_exec`."""
-    if hasattr(st, "recent_call_records"):
-        return st.recent_call_records(queue=queue, limit=limit)
-    cols = [d[1] for d in st._exec("PRAGMA table_info(call_records)").fetchall()]
-    if queue:
-        rows = st._exec("SELECT * FROM call_records WHERE queue=? ORDER BY ended_at DESC LIMIT ?",
-                        (queue, limit)).fetchall()
-    else:
-        rows = st._exec("SELECT * FROM call_records ORDER BY ended_at DESC LIMIT ?", (limit,)).fetchall()
-    return [dict(zip(cols, r)) for r in rows]
 
 
 def _mmss(seconds: float) -> str:
