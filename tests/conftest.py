@@ -28,3 +28,24 @@ def asterisk():
 @pytest.fixture
 def cfg(asterisk):
     return asterisk.cfg
+
+
+_exit_status = 0
+
+
+def pytest_sessionfinish(session, exitstatus):
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+def pytest_unconfigure(config):
+    """pyVoIP (the agent softphones) can leave a non-daemon call thread blocked after its phone stopped;
+    the interpreter would then wait for it forever after the run and CI would never finish. Once pytest
+    has reported, exit with its status instead of waiting for such threads."""
+    import sys
+    import threading
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if stuck:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status)
