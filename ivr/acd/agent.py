@@ -57,6 +57,8 @@ class AgentEvent(str, enum.Enum):
     CANCEL = "cancel"  # offer withdrawn for a reason that is not the agent's fault (caller hung up, ...)
     CALL_END = "call_end"
     WRAP_UP_DONE = "wrap_up_done"
+    #: after a restart the app found this agent talking on one of its calls (Asterisk is the truth)
+    ADOPT = "adopt"
 
 
 S, E = AgentState, AgentEvent
@@ -79,6 +81,12 @@ TRANSITIONS: Mapping[tuple[AgentState, AgentEvent], AgentState] = FrozenDict({
     (S.PAUSED, E.UNPAUSE): S.AVAILABLE,
     (S.PAUSED, E.PAUSE): S.PAUSED,  # change of pause reason
     (S.PAUSED, E.LOGOUT): S.LOGGED_OUT,
+    # Adoption after a restart: the agent is on that call whatever the fresh state says. A reserved
+    # agent's offer is withdrawn (CANCEL) first by the router.
+    (S.LOGGED_OUT, E.ADOPT): S.ON_CALL,
+    (S.AVAILABLE, E.ADOPT): S.ON_CALL,
+    (S.PAUSED, E.ADOPT): S.ON_CALL,
+    (S.WRAP_UP, E.ADOPT): S.ON_CALL,
 })
 
 #: Events after which ``idle_since`` restarts (see module docstring).
@@ -227,20 +235,20 @@ class Agent:
             raise IllegalTransition(self.config.id, self.state, event)
         if event is AgentEvent.PAUSE and not reason:
             raise ValueError("a pause needs a reason")
-        if event is AgentEvent.OFFER and call_id is None:
-            raise ValueError("an offer needs a call id")
+        if event in (AgentEvent.OFFER, AgentEvent.ADOPT) and call_id is None:
+            raise ValueError(f"{event.value} needs a call id")
         old = self.state
         self.state = new
         self.state_since = now
         self.pause_reason = reason if new is AgentState.PAUSED else None
         if event in IDLE_RESTART_EVENTS:
             self.idle_since = now
-        if event is AgentEvent.OFFER:
+        if event in (AgentEvent.OFFER, AgentEvent.ADOPT):
             self.call_id = call_id
         elif event in (AgentEvent.MISS, AgentEvent.CANCEL, AgentEvent.CALL_END):
             self.call_id = None
         if event is AgentEvent.MISS:
             self.misses += 1
-        elif event in (AgentEvent.ANSWER, AgentEvent.LOGIN):
+        elif event in (AgentEvent.ANSWER, AgentEvent.LOGIN, AgentEvent.ADOPT):
             self.misses = 0
         return old, new

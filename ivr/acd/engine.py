@@ -65,6 +65,8 @@ class Engine:
         self._calls: dict[str, CallEntry] = {}  # waiting, ringing and on-call calls
         self._timers = Timers()
         self._seq = itertools.count(1)
+        # calls re-admitted after a restart rank ahead of every call that joined normally
+        self._adopted_seq = itertools.count(-(10**15))
         self._offer_gen = itertools.count(1)
         self._wrap_gen: dict[str, int] = {}
         self._dirty_calls: dict[CallEntry, str] = {}  # call -> trigger (may have gained agents)

@@ -214,9 +214,13 @@ class Router(Engine):
         return self._finish_op(out)
 
     # ------------------------------------------------------------------ call operations
-    def enqueue(self, call: Call) -> list[Decision]:
+    def enqueue(self, call: Call, *, waiting_since: float | None = None) -> list[Decision]:
         """A caller joins ``call.queue``. Refused with ``QueueExit`` (full / no_agents) + ``CallFinished``
-        when the queue is at ``max_length`` or, with ``join_empty=False``, nobody could ever serve it."""
+        when the queue is at ``max_length`` or, with ``join_empty=False``, nobody could ever serve it.
+
+        ``waiting_since`` (router clock) re-admits a caller who was already waiting before a restart: its
+        wait, relaxation steps and max_wait count from then, and it ranks ahead of every call that joined
+        normally (adopt such calls oldest first to keep their original order)."""
         qrt = self._queues.get(call.queue)
         if qrt is None:
             raise UnknownQueue(call.queue)
@@ -227,8 +231,12 @@ class Router(Engine):
         cfg = qrt.config
         qrt.stats["entered"] += 1
         group = qrt.group_for(cfg.priority + call.priority, dict(call.extra_skills))
-        c = CallEntry(call, qrt, group, next(self._seq), now)
-        c.step_at = tuple(now + a for a in qrt.afters)
+        if waiting_since is None:
+            entered, seq = now, next(self._seq)
+        else:
+            entered, seq = min(now, waiting_since), next(self._adopted_seq)
+        c = CallEntry(call, qrt, group, seq, entered)
+        c.step_at = tuple(entered + a for a in qrt.afters)
         if cfg.max_length is not None and len(qrt.calls) >= cfg.max_length:
             self._refuse(c, ExitOutcome.FULL, out)
             return self._finish_op(out)
@@ -251,8 +259,38 @@ class Router(Engine):
         if c.step_at:
             self._timers.add(c.step_at[0], TimerKind.RELAX, c.id, c.seq)
         if cfg.max_wait is not None:
-            self._timers.add(now + cfg.max_wait, TimerKind.TIMEOUT, c.id, c.seq)
+            self._timers.add(entered + cfg.max_wait, TimerKind.TIMEOUT, c.id, c.seq)
         self._dirty_calls[c] = "call_joined"
+        return self._finish_op(out)
+
+    def adopt_conversation(self, call: Call, agent_id: str, *, waiting_since: float,
+                           answered_at: float) -> list[Decision]:
+        """After a restart: a conversation of ours is still up on Asterisk between this caller and this
+        agent. The agent goes on that call whatever its fresh state (an offer ringing it is withdrawn,
+        the call requeued); the call is known as answered, so ``call_ended`` later gives wrap-up and a
+        record as usual. Queue statistics are not touched (the call was counted before the restart)."""
+        qrt = self._queues.get(call.queue)
+        if qrt is None:
+            raise UnknownQueue(call.queue)
+        if call.id in self._calls:
+            raise DuplicateId(f"call {call.id!r} is already in the ACD")
+        a = self._agent(agent_id)
+        if a.state is AgentState.ON_CALL:
+            raise IllegalTransition(agent_id, a.state, AgentEvent.ADOPT)
+        now = self._advance()
+        out: list[Decision] = []
+        if a.state is AgentState.RESERVED:
+            self._cancel_offer(a, "adopted", out)
+        group = qrt.group_for(qrt.config.priority + call.priority, dict(call.extra_skills))
+        entered = min(now, waiting_since)
+        c = CallEntry(call, qrt, group, next(self._adopted_seq), entered)
+        c.state = _ON_CALL
+        c.agent_id = c.last_agent = agent_id
+        c.answered_at = max(entered, min(now, answered_at))
+        c.first_offer = c.answered_at
+        c.offers = 1
+        self._calls[call.id] = c
+        self._transition(a, AgentEvent.ADOPT, out, call_id=call.id)
         return self._finish_op(out)
 
     def offer_answered(self, call_id: str) -> list[Decision]:

@@ -36,6 +36,11 @@ EXPECTED = {
     (S.PAUSED, E.UNPAUSE): S.AVAILABLE,
     (S.PAUSED, E.PAUSE): S.PAUSED,
     (S.PAUSED, E.LOGOUT): S.LOGGED_OUT,
+    # adoption after a restart: the agent is found talking on one of our calls
+    (S.LOGGED_OUT, E.ADOPT): S.ON_CALL,
+    (S.AVAILABLE, E.ADOPT): S.ON_CALL,
+    (S.PAUSED, E.ADOPT): S.ON_CALL,
+    (S.WRAP_UP, E.ADOPT): S.ON_CALL,
 }
 
 # A path of legal events reaching each state from logged_out.
@@ -59,7 +64,7 @@ def agent_in(state: AgentState) -> Agent:
 
 
 def kwargs_for(ev: AgentEvent) -> dict:
-    return {"reason": "lunch" if ev is E.PAUSE else None, "call_id": "c9" if ev is E.OFFER else None}
+    return {"reason": "lunch" if ev is E.PAUSE else None, "call_id": "c9" if ev in (E.OFFER, E.ADOPT) else None}
 
 
 def test_table_is_exactly_the_expected_one():
