@@ -134,9 +134,9 @@ class App:
         elif isinstance(ev, Connected):
             if ev.reconnect:
                 self.metrics.ari_reconnected()
-            await self.reconcile()
             if self.acd is not None:
-                await self.acd.reconcile()
+                await self.acd.reconcile()      # presence first: adopted callers can be offered at once
+            await self.reconcile()
             self.ready.set()
         elif isinstance(ev, Disconnected):
             self.ready.clear()
@@ -179,12 +179,27 @@ class App:
             s = self.sessions.pop(cid)
             log.info("reconcile: channel %s is gone; ending its session", cid)
             await s.ended()
-        for c in channels:
-            if self.acd is not None and self.acd.owns_channel(c.id):
-                continue
-            if c.id not in self.sessions and self._in_our_app(c):
-                log.info("reconcile: hanging up orphan channel %s", c.id)
-                await self.ari.hangup_quietly(c.id)
+        orphans = {c.id for c in channels if c.id not in self.sessions and self._in_our_app(c)
+                   and not (self.acd is not None and self.acd.owns_channel(c.id))}
+        adopted: set[str] = set()
+        if self.acd is not None:
+            # after a restart: queued callers and conversations of the previous process are taken over
+            adopted = await self.acd.adopt(channels, orphans)
+        for cid in sorted(orphans - adopted):
+            # a caller mid-IVR: its flow position is not persisted, so the call is ended cleanly
+            log.info("reconcile: hanging up orphan channel %s", cid)
+            await self.ari.hangup_quietly(cid)
+        if adopted:
+            await self._end_vanished(adopted)
+
+    async def _end_vanished(self, ids: set[str]) -> None:
+        """Channels that hung up while we were adopting them: handle them as if their end was seen."""
+        try:
+            live = {c.id for c in await self.ari.channels()}
+        except AriError:
+            return
+        for cid in sorted(ids - live):
+            await self.handle(ChannelDestroyed(type="ChannelDestroyed", channel=Channel(cid), cause=16))
 
     def _in_our_app(self, c: Channel) -> bool:
         dp = c.raw.get("dialplan") or {}

@@ -44,6 +44,7 @@ from ..acd.errors import AcdError
 from ..acd.policy import requirement_at
 from ..ari import (
     AriError,
+    Channel,
     ChannelDestroyed,
     ContactStatusChange,
     EndpointStateChange,
@@ -55,6 +56,15 @@ from ..ari import (
 from ..flow import Enqueue
 from ..logsafe import CallLog
 from ..metrics import QueueSnapshot, queue_snapshot_from_view
+from .adoption import (
+    AGENT_LEG,
+    QUEUE_VAR,
+    AdoptedCall,
+    QueueState,
+    agent_endpoint_of,
+    parse_ari_time,
+    wall_to_monotonic,
+)
 from .internal import Internal, internal
 
 if TYPE_CHECKING:
@@ -207,6 +217,8 @@ class AcdService:
             qc.log.info("joined queue %s (priority %d, extra skills %s%s)", queue, priority, extra or "-",
                         f", preferred agent {preferred}" if preferred else "")
             await self._moh(qc, True)
+            await self._persist(qc, QueueState(queue, time.time(), priority, extra, caller["name"] or "",
+                                               session.flow_name, session.did))
             self._schedule_announcement(qc)
             if cmd.max_wait:
                 qc.max_wait = asyncio.get_running_loop().call_later(
@@ -502,6 +514,7 @@ class AcdService:
         if qc.announcement_id:
             await self.app.ari.stop_playback(qc.announcement_id)
         await self._moh(qc, False)
+        await self._persist(qc, None)   # back in the flow: a restart must not put it in queue again
         qc.session.outcome = outcome
         qc.session.queue_outcome(outcome)
 
@@ -524,6 +537,135 @@ class AcdService:
         if qc is not None:
             self._forget(qc)
             self._closing.pop(rec.call_id, None)
+
+    async def _persist(self, qc: QueuedCall, state: QueueState | None) -> None:
+        """Leave on the caller's channel what a restarted app needs to take the call over."""
+        try:
+            await self.app.ari.set_var(qc.call_id, QUEUE_VAR, state.encode() if state else "")
+        except AriError as e:
+            qc.log.debug("queue state not saved on the channel: %s", e)
+
+    # ------------------------------------------------------------------------ adoption (restart)
+    async def adopt(self, channels: list[Channel], orphans: set[str]) -> set[str]:
+        """Take over what a previous process of the app left on Asterisk (see ``adoption``): conversations
+        (bridge ``call-<id>`` with the caller and an agent leg), then waiting callers oldest first. Agent
+        legs still ringing are hung up (their caller is re-queued), halves of conversations are ended.
+        ``orphans``: ids of channels in our Stasis app that no session owns. Returns the adopted ids."""
+        ari = self.app.ari
+        by_id = {c.id: c for c in channels}
+        adopted: set[str] = set()
+        try:
+            bridges = await ari.bridges()
+        except AriError as e:
+            log.warning("adoption: cannot list bridges: %s", e)
+            bridges = []
+        for b in bridges:
+            if not b.id.startswith("call-"):
+                continue
+            call_id = b.id[len("call-"):]
+            if call_id in self.calls or call_id in self.app.sessions:
+                continue                   # ours already: a reconnect, not a restart
+            caller = by_id.get(call_id) if call_id in b.channels and call_id in orphans else None
+            legs = [by_id[c] for c in b.channels if c != call_id and c in by_id]
+            agent_id = self.endpoints.get(agent_endpoint_of(legs[0].name)) if len(legs) == 1 else None
+            if caller is None or agent_id is None or self.router.agent_snapshot(agent_id).state \
+                    == AgentState.ON_CALL:
+                log.info("adoption: ending half a conversation in bridge %s", b.id)
+                for cid in b.channels:
+                    await ari.hangup_quietly(cid)
+                    adopted.add(cid)
+                try:
+                    await ari.destroy_bridge(b.id)
+                except AriError:
+                    pass
+                continue
+            await self._adopt_conversation(caller, legs[0], agent_id, b)
+            adopted |= {call_id, legs[0].id}
+        for c in channels:              # agent legs still ringing: the caller goes back to its place
+            m = AGENT_LEG.match(c.id)
+            if m and c.id not in adopted and c.id not in self.legs and m["call"] not in self.calls:
+                log.info("adoption: hanging up agent leg %s left ringing", c.id)
+                await ari.hangup_quietly(c.id)
+                adopted.add(c.id)
+        waiting: list[tuple[QueueState, Channel]] = []
+        for cid in sorted(orphans - adopted):
+            if AGENT_LEG.match(cid):
+                continue
+            try:
+                state = QueueState.decode(await ari.get_var(cid, QUEUE_VAR))
+            except AriError:
+                continue
+            if state is not None and state.queue in self.router.queue_names():
+                waiting.append((state, by_id[cid]))
+        for state, ch in sorted(waiting, key=lambda w: w[0].joined_at):
+            await self._adopt_waiting(ch, state)
+            adopted.add(ch.id)
+        if adopted:
+            log.warning("adopted after a restart: %d conversations, %d waiting callers",
+                        sum(1 for qc in self.calls.values() if qc.answered), len(waiting))
+        return adopted
+
+    def _adopted_session(self, channel: Channel, state: QueueState | None) -> AdoptedCall:
+        session = AdoptedCall(self.app, channel, state)
+        self.app.sessions[channel.id] = session      # before any await: its hang-up finds it
+        return session
+
+    async def _adopt_conversation(self, caller: Channel, leg: Channel, agent_id: str, bridge) -> None:
+        ari = self.app.ari
+        try:
+            state = QueueState.decode(await ari.get_var(caller.id, QUEUE_VAR))
+        except AriError:
+            state = None
+        queue = state.queue if state and state.queue in self.router.queue_names() else None
+        if queue is None:   # fall back on the bridge's name ("queue <name>"), then any queue of the agent
+            named = str(bridge.raw.get("name", "")).removeprefix("queue ")
+            queue = named if named in self.router.queue_names() else self.router.queue_names()[0]
+        session = self._adopted_session(caller, state)
+        session.agent_id = agent_id
+        now_wall = time.time()
+        joined = state.joined_at if state else now_wall
+        answered = parse_ari_time(bridge.raw.get("creationtime")) or now_wall
+        qc = QueuedCall(session, caller.id, queue, wall_to_monotonic(joined), leg_id=leg.id, agent_id=agent_id,
+                        bridge_id=bridge.id, answered=True, log=CallLog(log, {"call": caller.id}))
+        self.calls[caller.id] = qc
+        self.legs[leg.id] = caller.id
+        call = Call(caller.id, queue, priority=state.priority if state else 0,
+                    extra_skills=state.extra_skills if state else {},
+                    caller={"number": caller.caller.number, "name": session.customer_name()})
+        try:
+            decisions = self._route(self.router.adopt_conversation, call, agent_id,
+                                    waiting_since=wall_to_monotonic(joined),
+                                    answered_at=wall_to_monotonic(answered))
+        except AcdError as e:
+            qc.log.warning("cannot adopt the conversation with %s: %s; ending it", agent_id, e)
+            await self._end_conversation(qc, by="error")
+            return
+        session.queue_wait = max(0.0, answered - joined)
+        qc.log.info("adopted the conversation with agent %s in %s", agent_id, bridge.id)
+        await self._execute(decisions)
+
+    async def _adopt_waiting(self, channel: Channel, state: QueueState) -> None:
+        session = self._adopted_session(channel, state)
+        qc = QueuedCall(session, channel.id, state.queue, wall_to_monotonic(state.joined_at),
+                        log=CallLog(log, {"call": channel.id}))
+        self.calls[channel.id] = qc
+        call = Call(channel.id, state.queue, priority=state.priority,
+                    extra_skills={s: max(1, min(5, lv)) for s, lv in state.extra_skills.items()},
+                    caller={"number": channel.caller.number, "name": state.name})
+        try:
+            decisions = self._route(self.router.enqueue, call, waiting_since=qc.entered)
+        except AcdError as e:
+            qc.log.warning("cannot re-queue the adopted caller: %s", e)
+            self.calls.pop(channel.id, None)
+            session.queue_outcome("no_agents")
+            return
+        qc.refused = any(isinstance(d, QueueExit) and d.call_id == qc.call_id for d in decisions)
+        qc.log.info("adopted in queue %s (waiting %.0fs)", state.queue, time.time() - state.joined_at)
+        if not qc.refused:
+            qc.moh = False
+            await self._moh(qc, True)
+            self._schedule_announcement(qc)
+        await self._execute(decisions)
 
     # ------------------------------------------------------------------------ media for waiting
     async def _moh(self, qc: QueuedCall, on: bool) -> None:

@@ -1,0 +1,92 @@
+"""The app is killed with SIGKILL while calls wait in queue and while a call is bridged (issue 7).
+
+Asterisk keeps the app's channels and bridges: the bridged call goes on talking, waiting callers keep
+their music. The restarted app adopts the conversation (the agent is on that call, not available) and
+the waiting callers with their original wait and order; nothing is left behind at the end."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ivr.acd import AgentState
+from ivr.calls.adoption import QUEUE_VAR, QueueState
+from ivr.sim.sipp import SippCaller, SippProcess
+from tests.e2e.conftest import with_queue_overrides
+from tests.support.app_process import AppProcess
+from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def _caller(cfg, number: str, hold_ms: int) -> SippProcess:
+    steps = [("pause", 600), ("dtmf", "1"), ("pause", hold_ms)]
+    return SippProcess(SippCaller("400", steps=steps, caller_number=number), cfg.asterisk.sip_port, timeout=90)
+
+
+async def _queued_states(ari) -> dict[str, QueueState]:
+    """caller number -> the queue state its channel carries (callers in queue or talking)."""
+    out = {}
+    for ch in await ari.channels():
+        try:
+            st = QueueState.decode(await ari.get_var(ch.id, QUEUE_VAR))
+        except Exception:
+            continue
+        if st is not None:
+            out[ch.caller.number] = (ch.id, st)
+    return out
+
+
+async def test_sigkill_with_a_bridged_call_and_two_waiting_callers(flow_cfg, phones, tmp_path):
+    cfg = with_queue_overrides(flow_cfg, wrap_up=0, announce_frequency=None)
+    phones("agent1")                                   # one agent: the others must wait
+    proc = AppProcess(cfg, tmp_path / "app1").start()
+    callers = {}
+    try:
+        async with ari_client(cfg) as ari:
+            callers["a"] = _caller(cfg, "441000000001", 9000)
+            await wait_for(lambda: _bridges(ari), 15, what="first caller bridged to agent1")
+            callers["b"] = _caller(cfg, "441000000002", 16000)
+            await wait_for(lambda: _in_queue(ari, 2), 10, what="second caller in queue")
+            callers["c"] = _caller(cfg, "441000000003", 24000)
+            await wait_for(lambda: _in_queue(ari, 3), 10, what="third caller in queue")
+            before = await _queued_states(ari)
+            proc.kill()                                  # SIGKILL: no cleanup runs
+            await asyncio.sleep(1.0)
+            # Asterisk still has everything: the conversation and both waiting callers
+            bridges = await ari.bridges()
+            assert len(bridges) == 1 and len(bridges[0].channels) == 2
+            assert len(await ari.channels()) == 4       # 3 callers + the agent leg
+    finally:
+        proc.kill()
+    async with running_app(cfg) as app, ari_client(cfg) as ari:
+        await wait_for(lambda: len(app.acd.calls) == 3, 10, what="three calls adopted")
+        a_id, a_state = before["441000000001"]
+        b_id, b_state = before["441000000002"]
+        c_id, c_state = before["441000000003"]
+        assert app.acd.calls[a_id].answered and app.acd.calls[a_id].agent_id == "agent1"
+        assert app.acd.router.agent_snapshot("agent1").state == AgentState.ON_CALL
+        b, c = app.acd.router.call_snapshot(b_id), app.acd.router.call_snapshot(c_id)
+        assert (b.position, c.position) == (1, 2)       # original order kept
+        assert b.wait >= c.wait + 0.3 and b.wait >= 2.0  # original wait kept
+        # the first caller hangs up (its script ends): the agent takes the waiting callers in order
+        assert (await asyncio.to_thread(callers["a"].wait)).ok
+        qb = await wait_for(lambda: app.acd.calls.get(b_id) if app.acd.calls.get(b_id)
+                            and app.acd.calls[b_id].bridge_id else None, 15, what="second caller bridged")
+        assert qb.agent_id == "agent1" and not app.acd.calls[c_id].answered
+        assert (await asyncio.to_thread(callers["b"].wait)).ok
+        await wait_for(lambda: app.acd.calls.get(c_id) and app.acd.calls[c_id].bridge_id, 15,
+                       what="third caller bridged")
+        assert (await asyncio.to_thread(callers["c"].wait)).ok
+        await assert_no_leaks(ari)
+        await wait_for(lambda: app.acd.router.agent_snapshot("agent1").state == AgentState.AVAILABLE, 5)
+        assert not app.acd.calls and not app.acd.legs and not app.sessions
+
+
+async def _bridges(ari) -> bool:
+    return any(len(b.channels) == 2 for b in await ari.bridges())
+
+
+async def _in_queue(ari, n: int) -> bool:
+    return len(await _queued_states(ari)) >= n
