@@ -581,12 +581,16 @@ class AcdService:
                 continue
             await self._adopt_conversation(caller, legs[0], agent_id, b)
             adopted |= {call_id, legs[0].id}
+        leftover = []
         for c in channels:              # agent legs still ringing: the caller goes back to its place
             m = AGENT_LEG.match(c.id)
             if m and c.id not in adopted and c.id not in self.legs and m["call"] not in self.calls:
                 log.info("adoption: hanging up agent leg %s left ringing", c.id)
                 await ari.hangup_quietly(c.id)
                 adopted.add(c.id)
+                leftover.append(c.id)
+        if leftover:
+            await self._gone(leftover)   # so the agent's phone is free before it is rung again
         waiting: list[tuple[QueueState, Channel]] = []
         for cid in sorted(orphans - adopted):
             if AGENT_LEG.match(cid):
@@ -604,6 +608,17 @@ class AcdService:
             log.warning("adopted after a restart: %d conversations, %d waiting callers",
                         sum(1 for qc in self.calls.values() if qc.answered), len(waiting))
         return adopted
+
+    async def _gone(self, ids: list[str], timeout: float = 2.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                live = {c.id for c in await self.app.ari.channels()}
+            except AriError:
+                return
+            if not live.intersection(ids):
+                return
+            await asyncio.sleep(0.05)
 
     def _adopted_session(self, channel: Channel, state: QueueState | None) -> AdoptedCall:
         session = AdoptedCall(self.app, channel, state)

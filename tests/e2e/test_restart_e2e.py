@@ -7,6 +7,7 @@ the waiting callers with their original wait and order; nothing is left behind a
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -90,3 +91,67 @@ async def _bridges(ari) -> bool:
 
 async def _in_queue(ari, n: int) -> bool:
     return len(await _queued_states(ari)) >= n
+
+
+async def test_sigkill_while_an_agent_rings_frees_the_agent_and_requeues_the_caller(flow_cfg, phones, tmp_path):
+    cfg = with_queue_overrides(flow_cfg, wrap_up=0, ring_timeout=30, announce_frequency=None)
+    phones(agent1="ignore")                           # rings, never answers
+    proc = AppProcess(cfg, tmp_path / "app1").start()
+    try:
+        async with ari_client(cfg) as ari:
+            caller = _caller(cfg, "441000000009", 9000)
+            legs = await wait_for(lambda: _agent_legs(ari), 15, what="agent leg ringing")
+            assert len(legs) == 1
+            (_, state), = (await _queued_states(ari)).values()
+            proc.kill()
+    finally:
+        proc.kill()
+    async with running_app(cfg) as app, ari_client(cfg) as ari:
+        await wait_for(lambda: len(app.acd.calls) == 1, 10, what="caller adopted")
+        # the leg the dead process left ringing was hung up; the caller rings the agent again from its place
+        await wait_for(lambda: _gone(ari, legs[0]), 10, what="old leg hung up")
+        qc = next(iter(app.acd.calls.values()))
+        assert not qc.answered and qc.leg_id != legs[0]
+        snap = app.acd.router.call_snapshot(qc.call_id)
+        assert snap.wait == pytest.approx(time.time() - state.joined_at, abs=0.5)   # wait counts from joining
+        assert snap.rona_count == 0 and snap.offers == 1
+        assert (await asyncio.to_thread(caller.wait)).ok  # hangs up while ringing
+        await assert_no_leaks(ari)
+        await wait_for(lambda: not app.acd.calls and not app.sessions, 5, what="caller gone")
+        a = app.acd.router.agent_snapshot("agent1")
+        assert a.state == AgentState.AVAILABLE and a.misses == 0
+        assert [r["outcome"] for r in app.storage.call_records()] == ["abandoned"]
+
+
+async def test_asterisk_restart_with_calls_in_progress_leaves_no_stuck_state(asterisk, flow_cfg, phones):
+    cfg = with_queue_overrides(flow_cfg, wrap_up=0, announce_frequency=None)
+    phones("agent1")
+    async with running_app(cfg) as app:
+        await wait_for(lambda: app.acd.router.agent_snapshot("agent1").registered, 10)
+        talking = _caller(cfg, "441000000011", 20000)
+        await wait_for(lambda: any(c.bridge_id for c in app.acd.calls.values()), 15, what="bridged")
+        waiting = _caller(cfg, "441000000012", 20000)
+        await wait_for(lambda: len(app.acd.calls) == 2, 10, what="second caller in queue")
+        await asyncio.to_thread(asterisk.stop)           # every channel and bridge dies with it
+        talking.kill()
+        waiting.kill()
+        await wait_for(lambda: not app.events.connected, 10, what="disconnect noticed")
+        await asyncio.to_thread(asterisk.start)
+        await wait_for(lambda: app.events.connected and app.ready.is_set(), 20, what="reconnected")
+        await wait_for(lambda: not app.sessions and not app.acd.calls and not app.acd.legs, 10,
+                       what="calls of the old Asterisk ended")
+        a = app.acd.router.agent_snapshot("agent1")
+        assert a.state not in (AgentState.RESERVED, AgentState.ON_CALL)
+        outcomes = sorted(r["outcome"] for r in app.storage.call_records())
+        assert outcomes == ["abandoned", "answered"]
+        async with ari_client(cfg) as ari:
+            await assert_no_leaks(ari)
+
+
+async def _agent_legs(ari) -> list[str]:
+    from ivr.calls.adoption import AGENT_LEG
+    return [c.id for c in await ari.channels() if AGENT_LEG.match(c.id)]
+
+
+async def _gone(ari, cid: str) -> bool:
+    return cid not in {c.id for c in await ari.channels()}
