@@ -7,6 +7,7 @@ the waiting callers with their original wait and order; nothing is left behind a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -155,3 +156,33 @@ async def _agent_legs(ari) -> list[str]:
 
 async def _gone(ari, cid: str) -> bool:
     return cid not in {c.id for c in await ari.channels()}
+
+
+async def test_ari_outage_of_seconds_while_a_caller_hangs_up_in_conversation(flow_cfg, phones):
+    """The network to ARI is cut for 4 s (REST and websocket); meanwhile the bridged caller hangs up and
+    the app misses that event. On reconnect it finds out, ends the conversation (agent leg, bridge) and
+    the waiting caller gets the agent."""
+    from tests.support.tcp_proxy import TcpProxy
+    async with TcpProxy(flow_cfg.asterisk.http_port) as proxy:
+        cfg = with_queue_overrides(flow_cfg, wrap_up=0, announce_frequency=None)
+        cfg = dataclasses.replace(cfg, ari=dataclasses.replace(cfg.ari, url=f"http://127.0.0.1:{proxy.port}"))
+        phones("agent1")
+        async with running_app(cfg) as app, ari_client(flow_cfg) as ari:   # the test's own ARI: direct
+            await wait_for(lambda: app.acd.router.agent_snapshot("agent1").registered, 10)
+            first = _caller(cfg, "441000000021", 3500)
+            await wait_for(lambda: any(c.bridge_id for c in app.acd.calls.values()), 15, what="bridged")
+            second = _caller(cfg, "441000000022", 14000)
+            await wait_for(lambda: len(app.acd.calls) == 2, 10, what="second caller in queue")
+            proxy.cut(4.0)
+            assert (await asyncio.to_thread(first.wait)).ok        # hangs up during the outage
+            assert proxy.down and not app.events.connected
+            await wait_for(lambda: app.events.connected and app.ready.is_set(), 15, what="reconnected")
+            assert proxy.refused >= 1                                 # the app did retry during the cut
+            qc = await wait_for(lambda: next((c for c in app.acd.calls.values() if c.bridge_id), None), 10,
+                                what="second caller bridged after the outage")
+            assert qc.session.caller_raw == "441000000022" and qc.agent_id == "agent1"
+            assert (await asyncio.to_thread(second.wait)).ok
+            await assert_no_leaks(ari)
+            await wait_for(lambda: not app.acd.calls and not app.sessions, 5)
+            assert sorted(r["outcome"] for r in app.storage.call_records()) == ["answered", "answered"]
+            assert app.acd.router.agent_snapshot("agent1").state == AgentState.AVAILABLE
