@@ -81,5 +81,6 @@ async def test_caller_hangs_up_in_queue_while_ringing_while_bridged_and_during_w
         assert _state(app, "agent1").state == AgentState.WRAP_UP
         await assert_app_clean(app, ari)
         await wait_for(lambda: _state(app, "agent1").state == AgentState.AVAILABLE, 6, what="wrap-up over")
+        await wait_for(lambda: len(app.storage.call_records()) == 4, 5, what="four call records")
         outcomes = [r["outcome"] for r in app.storage.call_records()]
         assert outcomes == ["abandoned", "abandoned", "answered", "abandoned"]

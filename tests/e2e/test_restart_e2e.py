@@ -139,8 +139,8 @@ async def test_asterisk_restart_with_calls_in_progress_leaves_no_stuck_state(ast
         await wait_for(lambda: not app.events.connected, 10, what="disconnect noticed")
         await asyncio.to_thread(asterisk.start)
         await wait_for(lambda: app.events.connected and app.ready.is_set(), 20, what="reconnected")
-        await wait_for(lambda: not app.sessions and not app.acd.calls and not app.acd.legs, 10,
-                       what="calls of the old Asterisk ended")
+        await wait_for(lambda: not app.sessions and not app.acd.calls and not app.acd.legs
+                       and len(app.storage.call_records()) == 2, 10, what="calls of the old Asterisk ended")
         a = app.acd.router.agent_snapshot("agent1")
         assert a.state not in (AgentState.RESERVED, AgentState.ON_CALL)
         outcomes = sorted(r["outcome"] for r in app.storage.call_records())
@@ -183,6 +183,7 @@ async def test_ari_outage_of_seconds_while_a_caller_hangs_up_in_conversation(flo
             assert qc.session.caller_raw == "441000000022" and qc.agent_id == "agent1"
             assert (await asyncio.to_thread(second.wait)).ok
             await assert_no_leaks(ari)
-            await wait_for(lambda: not app.acd.calls and not app.sessions, 5)
+            await wait_for(lambda: not app.acd.calls and not app.sessions
+                           and len(app.storage.call_records()) == 2, 5, what="both calls recorded")
             assert sorted(r["outcome"] for r in app.storage.call_records()) == ["answered", "answered"]
             assert app.acd.router.agent_snapshot("agent1").state == AgentState.AVAILABLE
