@@ -1,7 +1,7 @@
-"""Faults on the real Asterisk (issue 7, first pieces): an agent's softphone unregisters while on a call; an
-agent leg fails with busy. Nothing leaks, no agent is left stuck.
-(Unregistering while ringing is handled by the router (offer withdrawn, no miss) but its e2e test hung
-now and then inside pyVoIP's deregister during a ringing call: left out until a better test phone.)"""
+"""Faults on the real Asterisk (issue 7): an agent's softphone unregisters while on a call or while
+ringing; an agent leg fails with busy. Nothing leaks, no agent is left stuck.
+(Unregistering while ringing is done from outside the phone, REGISTER Contact: * Expires: 0, because
+pyVoIP's own deregister can hang while its call thread rings.)"""
 
 from __future__ import annotations
 
@@ -54,3 +54,28 @@ async def test_busy_agent_leg_goes_to_the_next_agent(flow_cfg, phones):
         assert (await asyncio.to_thread(caller.wait)).ok
         await assert_no_leaks(ari)
         assert _agent(app, "agent1").misses == 1 and _agent(app, "agent1").state == AgentState.AVAILABLE
+
+
+async def test_softphone_unregistering_while_ringing_sends_the_call_to_the_next_agent(flow_cfg, phones):
+    from tests.support.sip_unregister import unregister_all
+    cfg = with_queue_overrides(flow_cfg, wrap_up=0, ring_timeout=20)
+    phones("agent3", agent1="ignore")            # agent1 is the best billing fit: it rings first
+    pw = {a.id: a.sip_password for a in cfg.agent_sip()}
+    async with running_app(cfg) as app, ari_client(cfg) as ari:
+        await wait_for(lambda: _agent(app, "agent1").registered and _agent(app, "agent3").registered, 10)
+        await app.acd.agent_action("agent3", "pause", "meeting")   # so the call rings agent1 first
+        caller = _caller(cfg, 6000)
+        qc = await wait_for(lambda: next((c for c in app.acd.calls.values() if c.leg_id), None), 10,
+                            what="agent1 rings")
+        assert qc.agent_id == "agent1"
+        first_leg = qc.leg_id
+        await app.acd.agent_action("agent3", "unpause")
+        await asyncio.to_thread(unregister_all, "agent1", pw["agent1"], cfg.asterisk.sip_port)
+        await wait_for(lambda: not _agent(app, "agent1").registered, 10, what="unregistered seen")
+        qc = await wait_for(lambda: qc if qc.bridge_id else None, 15, what="bridged to the next agent")
+        assert qc.agent_id == "agent3" and qc.legs_tried[0] == first_leg and len(qc.legs_tried) == 2
+        a1 = _agent(app, "agent1")
+        assert a1.state == AgentState.AVAILABLE and a1.misses == 0     # withdrawn: not the agent's fault
+        assert (await asyncio.to_thread(caller.wait)).ok
+        await assert_no_leaks(ari)
+        assert not app.acd.calls and not app.acd.legs
