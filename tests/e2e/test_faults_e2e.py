@@ -1,11 +1,12 @@
 """Faults on the real Asterisk (issue 7): an agent's softphone unregisters while on a call or while
-ringing; an agent leg fails with busy. Nothing leaks, no agent is left stuck.
+ringing; an agent leg fails with busy or congestion (503). Nothing leaks, no agent is left stuck.
 (Unregistering while ringing is done from outside the phone, REGISTER Contact: * Expires: 0, because
 pyVoIP's own deregister can hang while its call thread rings.)"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -79,3 +80,31 @@ async def test_softphone_unregistering_while_ringing_sends_the_call_to_the_next_
         assert (await asyncio.to_thread(caller.wait)).ok
         await assert_no_leaks(ari)
         assert not app.acd.calls and not app.acd.legs
+
+
+async def test_congested_agent_leg_goes_to_the_next_agent(flow_cfg, phones, caplog):
+    """agent2's 'phone' answers every INVITE with 503 (congestion, cause 34): the offer fails, agent2 gets
+    a miss, the call goes to agent3 who answers."""
+    from tests.support.sip_unregister import register_rejecting_phone
+    caplog.set_level(logging.INFO, logger="ivr")
+    cfg = with_queue_overrides(flow_cfg, wrap_up=0, max_misses=5)
+    pw = {a.id: a.sip_password for a in cfg.agent_sip()}
+    phones("agent3")
+    uas = register_rejecting_phone("agent2", pw["agent2"], cfg.asterisk.sip_port)
+    try:
+        async with running_app(cfg) as app, ari_client(cfg) as ari:
+            await wait_for(lambda: _agent(app, "agent2").registered and _agent(app, "agent3").registered, 10)
+            caller = SippProcess(SippCaller("400", steps=[("pause", 600), ("dtmf", "2"), ("pause", 4000)]),
+                                 cfg.asterisk.sip_port, timeout=60)
+            qc = await wait_for(lambda: next((c for c in app.acd.calls.values() if c.bridge_id), None), 15,
+                                what="bridged")
+            assert qc.agent_id == "agent3" and len(qc.legs_tried) == 2
+            a2 = _agent(app, "agent2")
+            assert a2.misses == 1 and a2.state == AgentState.AVAILABLE
+            assert "agent agent2 did not take the call (congestion)" in caplog.text
+            assert (await asyncio.to_thread(caller.wait)).ok
+            await assert_no_leaks(ari)
+            assert not app.acd.calls and not app.acd.legs
+    finally:
+        uas.kill()
+        uas.wait(5)
