@@ -52,8 +52,12 @@ class FlowRegistry:
 
     def reload(self) -> ReloadResult:
         mtimes = self._snapshot_mtimes()
-        flowset, diags = load_flow_dir([self.flow_dir], known_queues=self.known_queues,
-                                       known_sounds=self.known_sounds)
+        try:
+            flowset, diags = load_flow_dir([self.flow_dir], known_queues=self.known_queues,
+                                           known_sounds=self.known_sounds)
+        except Exception as e:   # noqa: BLE001 - a loader bug must not take the running flows down
+            log.exception("flow reload failed")
+            flowset, diags = None, [Diagnostic(str(self.flow_dir), 1, 1, f"cannot load flows: {type(e).__name__}")]
         errors = tuple(str(d) for d in diags if d.is_error)
         warnings = tuple(d.format() for d in diags if not d.is_error)
         problems = []
@@ -89,9 +93,12 @@ class FlowRegistry:
         """Poll the flow directory (no inotify dependency) and reload on change."""
         while True:
             await asyncio.sleep(interval)
-            if self.changed_on_disk():
-                log.info("flow files changed on disk; reloading")
-                self.reload()
+            try:
+                if self.changed_on_disk():
+                    log.info("flow files changed on disk; reloading")
+                    self.reload()
+            except Exception:   # noqa: BLE001 - keep watching whatever one reload did
+                log.exception("flow watch: reload failed")
 
 
 def diagnostics_text(diags: list[Diagnostic]) -> list[str]:

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
+from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, ScalarEvent
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from yaml.nodes import Node as YamlNode
 
@@ -64,6 +65,14 @@ from .schedule import (
 from .template import TemplateError, template_names
 
 FLOW_FILE_SUFFIXES = (".yaml", ".yml")
+
+# Limits on what a flow file may be, checked before it is composed, so that a hostile or broken file
+# (a huge file, "billion laughs" aliases, thousands of nested brackets) is a located error in bounded
+# time instead of a hang or a RecursionError. Real flows are a few KiB, a dozen levels deep.
+MAX_FLOW_FILE_BYTES = 256 * 1024
+MAX_YAML_DEPTH = 40            # nested mappings/lists
+MAX_YAML_NODES = 50_000        # YAML nodes once every alias is expanded
+_SHOWN_VALUE = 60              # characters of a bad value quoted in a message
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 _VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -161,7 +170,8 @@ class _Reader:
             return "a list" if node.value else "an empty list"
         if node.tag == _NULL:
             return "nothing"
-        return f"'{node.value}'"
+        value = node.value if len(node.value) <= _SHOWN_VALUE else node.value[:_SHOWN_VALUE] + "..."
+        return f"'{value}'"
 
     # -- generic shapes --------------------------------------------------------------
 
@@ -277,8 +287,12 @@ class _Reader:
                 expected: str) -> Any:
         ok_tags = (_INT,) if whole else (_INT, _FLOAT)
         if isinstance(node, ScalarNode) and node.tag in ok_tags:
-            value = self.scalar(node)
-            if math.isfinite(value) and (value > minimum if strict else value >= minimum):
+            try:      # an int of thousands of digits: ValueError (str->int limit) or OverflowError (float)
+                value = self.scalar(node)
+                ok = math.isfinite(float(value)) and (value > minimum if strict else value >= minimum)
+            except (ValueError, OverflowError):
+                ok = False
+            if ok:
                 return value
         return self.error(node, f"'{key}' must be {expected}, got {self.describe(node)}")
 
@@ -802,8 +816,59 @@ class _Reader:
 
     # -- document --------------------------------------------------------------------
 
+    def check_limits(self, text: str) -> bool:
+        """Size, nesting and alias expansion, from the parser's event stream (no recursion, no node
+        graph built). False (and an error with its position) when the file is over a limit."""
+        if len(text) > MAX_FLOW_FILE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FLOW_FILE_BYTES:
+            self.error(SourcePos(self.file, 1, 1),
+                       f"flow file too large ({len(text.encode('utf-8', 'surrogatepass'))} bytes; "
+                       f"at most {MAX_FLOW_FILE_BYTES})")
+            return False
+        sizes: dict[str, int] = {}          # anchor -> nodes it stands for, aliases expanded
+        open_: list[list[Any]] = []         # per open collection: [expanded size so far, anchor]
+        total = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, CollectionEndEvent):
+                size, anchor = open_.pop()
+                if anchor is not None:
+                    sizes[anchor] = size
+                if open_:
+                    open_[-1][0] += size
+                continue
+            if isinstance(event, AliasEvent):
+                if any(anchor == event.anchor for _, anchor in open_):
+                    self.error(self._mark(event), f"alias '*{event.anchor}' refers to a mapping or list "
+                                                  "that contains it (a recursive alias)")
+                    return False
+                size = sizes.get(event.anchor, 1)
+            elif isinstance(event, (ScalarEvent, CollectionStartEvent)):
+                size = 1
+            else:
+                continue
+            total += size
+            if total > MAX_YAML_NODES:
+                self.error(self._mark(event), f"flow file too complex: more than {MAX_YAML_NODES} YAML values "
+                                              "once aliases are expanded")
+                return False
+            if isinstance(event, CollectionStartEvent):
+                if len(open_) >= MAX_YAML_DEPTH:
+                    self.error(self._mark(event), f"nested too deeply (more than {MAX_YAML_DEPTH} levels)")
+                    return False
+                open_.append([1, event.anchor])
+            elif isinstance(event, ScalarEvent) and event.anchor is not None:
+                sizes[event.anchor] = 1
+            if open_ and not isinstance(event, CollectionStartEvent):
+                open_[-1][0] += size
+        return True
+
+    def _mark(self, event: Any) -> SourcePos:
+        mark = event.start_mark
+        return SourcePos(self.file, mark.line + 1, mark.column + 1)
+
     def read_document(self, text: str) -> ParsedFlow:
         try:
+            if not self.check_limits(text):
+                return self.parsed
             root = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
@@ -813,8 +878,19 @@ class _Reader:
             line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
             self.parsed.diagnostics.append(Diagnostic(self.file, line, col, message))
             return self.parsed
+        except yaml.reader.ReaderError as e:
+            # a control character, or bytes that are not text: say where (line:col), and which
+            line = text.count("\n", 0, e.position) + 1
+            col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+            what = f"character #x{e.character:04x}" if isinstance(e.character, int) else "byte"
+            self.parsed.diagnostics.append(Diagnostic(self.file, line, col, f"YAML error: unacceptable {what} "
+                                                      "(flow files are plain UTF-8 text)"))
+            return self.parsed
         except yaml.YAMLError as e:
             self.parsed.diagnostics.append(Diagnostic(self.file, 1, 1, f"YAML error: {e}"))
+            return self.parsed
+        except RecursionError:      # belt and braces: check_limits bounds the depth well below this
+            self.parsed.diagnostics.append(Diagnostic(self.file, 1, 1, "nested too deeply"))
             return self.parsed
         if root is None:
             self.error(SourcePos(self.file, 1, 1), "empty flow file (expected a mapping with 'entry' and 'nodes')")
@@ -902,11 +978,18 @@ def load_flow_text(
 
 def _read_text(path: Path) -> tuple[str | None, Diagnostic | None]:
     try:
-        return path.read_text(encoding="utf-8"), None
-    except UnicodeDecodeError as e:
-        return None, Diagnostic(str(path), 1, 1, f"not UTF-8 text: {e.reason} at byte {e.start}")
+        with path.open("rb") as f:
+            data = f.read(MAX_FLOW_FILE_BYTES + 1)     # never more than the limit in memory
     except OSError as e:
         return None, Diagnostic(str(path), 1, 1, f"cannot read file: {e.strerror or e}")
+    if len(data) > MAX_FLOW_FILE_BYTES:
+        return None, Diagnostic(str(path), 1, 1, f"flow file too large (more than {MAX_FLOW_FILE_BYTES} bytes)")
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        return None, Diagnostic(str(path), line, col, f"not UTF-8 text: {e.reason} at byte {e.start}")
 
 
 def load_flow_file(

@@ -347,7 +347,7 @@ def test_non_utf8_file(tmp_path):
     path.write_bytes("entry: caf\xe9\n".encode("latin-1"))
     flow, diagnostics = load_flow_file(path)
     assert flow is None
-    assert [str(d) for d in diagnostics] == [f"{path}:1:1: not UTF-8 text: invalid continuation byte at byte 10"]
+    assert [str(d) for d in diagnostics] == [f"{path}:1:11: not UTF-8 text: invalid continuation byte at byte 10"]
 
 
 # -- ivr validate -----------------------------------------------------------------------------
