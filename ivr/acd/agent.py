@@ -24,6 +24,7 @@ Rules
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,9 +123,11 @@ class AgentConfig:
             if isinstance(level, bool) or not isinstance(level, int) or not SKILL_MIN <= level <= SKILL_MAX:
                 raise ConfigError(f"agent {self.id!r}: skill {skill!r} proficiency must be an integer "
                                   f"{SKILL_MIN}..{SKILL_MAX}, got {level!r}")
-        if self.wrap_up is not None and (not isinstance(self.wrap_up, (int, float)) or self.wrap_up < 0):
+        if self.wrap_up is not None and (not isinstance(self.wrap_up, (int, float)) or isinstance(self.wrap_up, bool)
+                                         or not math.isfinite(self.wrap_up) or self.wrap_up < 0):
             raise ConfigError(f"agent {self.id!r}: wrap_up must be >= 0 seconds")
-        if self.max_misses is not None and (not isinstance(self.max_misses, int) or self.max_misses < 1):
+        if self.max_misses is not None and (not isinstance(self.max_misses, int) or isinstance(self.max_misses, bool)
+                                            or self.max_misses < 1):
             raise ConfigError(f"agent {self.id!r}: max_misses must be an integer >= 1")
         object.__setattr__(self, "skills", _frozen_map(self.skills))
         object.__setattr__(self, "languages", frozenset(self.languages))

@@ -25,19 +25,46 @@ def unauthorized() -> ApiError:
 
 
 def not_found(kind: str, ident: str) -> ApiError:
-    return ApiError(404, f"{kind}-not-found", f"no {kind} {ident!r}")
+    return ApiError(404, f"{kind}-not-found", f"no {kind} {printable(ident)}")
 
 
 def bad_request(error_id: str, message: str, details: Any = None) -> ApiError:
     return ApiError(400, error_id, message, details)
 
 
-async def json_body(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 with a clear error id."""
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(text: str | bytes) -> Any:
+    """Strict JSON: NaN/Infinity (which Python's json accepts) and nesting deeper than the decoder's stack
+    raise ValueError like any other malformed document."""
     try:
-        data = await request.json(loads=json.loads)
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+async def json_body(request: web.Request, allowed: frozenset[str] | None = None) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 with a clear error id.
+
+    With `allowed`, a key outside it is a 400 `invalid-request` (a typo or a field meant for another
+    endpoint is refused, not silently ignored)."""
+    try:
+        data = await request.json(loads=parse_json)
     except (ValueError, UnicodeDecodeError):
         raise bad_request("invalid-json", "request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise bad_request("invalid-json", "request body must be a JSON object")
+    if allowed is not None:
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise bad_request("invalid-request", f"unknown field(s) {', '.join(map(printable, unknown))}; "
+                                                 f"allowed: {', '.join(sorted(allowed))}")
     return data
+
+
+def printable(value: object, limit: int = 64) -> str:
+    """`value` quoted for an error message or a log line: control characters escaped, length bounded."""
+    text = repr(str(value)[:limit])
+    return text + ("..." if len(str(value)) > limit else "")

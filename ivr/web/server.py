@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from ..logsafe import mask_number
-from .errors import ApiError, bad_request, json_body, not_found, unauthorized
+from .errors import ApiError, bad_request, json_body, not_found, parse_json, printable, unauthorized
 
 if TYPE_CHECKING:
     from ..app import App
@@ -32,10 +32,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024                 # request bodies (client_max_size)
+LINGER_SECONDS = 1.0                 # how long the rest of a refused body is read and dropped
 WS_MAX_MESSAGE = 4 * 1024            # an agent websocket message above this gets an error back
 WS_AUTH_TIMEOUT = 10.0               # seconds to send {"auth": ...} after connecting
 WS_QUEUE = 256                       # pending pushes per agent connection before it is dropped as too slow
 AGENT_ACTIONS = ("login", "logout", "pause", "unpause", "available", "end_wrap_up")
+ACTION_FIELDS = frozenset({"action", "reason"})      # a state change body / websocket message
+VALIDATE_FIELDS = frozenset({"file", "text"})
+AGENT_NAME_MAX = 64
 PAUSE_REASONS = ("break", "lunch", "meeting", "training", "coaching", "admin", "other")
 HISTORY_LIMIT = 5
 HISTORY_TIMEOUT = 2.0
@@ -116,7 +120,8 @@ class WebServer:
 
     async def start(self) -> None:
         h = self.app.cfg.http
-        self._runner = web.AppRunner(self.make_app(), access_log=None)
+        # lingering: after refusing a body (413) read and drop the rest for at most 1 s, not aiohttp's 10 s
+        self._runner = web.AppRunner(self.make_app(), access_log=None, lingering_time=LINGER_SECONDS)
         await self._runner.setup()
         site = web.TCPSite(self._runner, h.bind_address, h.port)
         await site.start()
@@ -146,11 +151,16 @@ class WebServer:
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if request.content_length is not None and request.content_length > MAX_BODY:
+                # refused up front on every route, also on those that never read a body
+                raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
             return await handler(request)
         except ApiError as e:
             return e.response()
         except web.HTTPRequestEntityTooLarge:
-            return ApiError(413, "payload-too-large", f"request body above {MAX_BODY} bytes").response()
+            resp = ApiError(413, "payload-too-large", f"request body above {MAX_BODY} bytes").response()
+            resp.force_close()      # do not linger reading the rest of a body nobody wants
+            return resp
         except web.HTTPNotFound:
             return ApiError(404, "route-not-found", f"no route {request.method} {request.path}").response()
         except web.HTTPMethodNotAllowed as e:
@@ -179,7 +189,9 @@ class WebServer:
         expected = self.app.cfg.http.admin_token
         if not expected:
             raise ApiError(503, "admin-disabled", "no admin token configured (http.admin_token)")
-        if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        # surrogatepass: a header or websocket value with undecodable bytes is just a wrong token
+        if not given or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
+                                                expected.encode("utf-8", "surrogatepass")):
             raise unauthorized()
 
     # --------------------------------------------------------------------------------- helpers
@@ -237,7 +249,7 @@ class WebServer:
     async def agent_state(self, request: web.Request) -> web.Response:
         agent_id = request.match_info["id"]
         self._agent_snapshot(agent_id)            # 404 before looking at the body
-        body = await json_body(request)
+        body = await json_body(request, ACTION_FIELDS)
         await self._agent_action(agent_id, body)
         return web.json_response(self._agent_snapshot(agent_id))
 
@@ -249,6 +261,7 @@ class WebServer:
         body = await json_body(request)
         if body.get("id", agent_id) != agent_id:
             raise bad_request("invalid-request", "the body's id must match the URL")
+        _check_agent_body(body)
         try:
             await self._acd().update_agent({**body, "id": agent_id})
         except UnknownAgent:
@@ -311,11 +324,12 @@ class WebServer:
 
     async def flows_validate(self, request: web.Request) -> web.Response:
         from ..flow import load_flow_text
-        body = await json_body(request)
+        body = await json_body(request, VALIDATE_FIELDS)
         text, file = body.get("text"), body.get("file", "flow.yaml")
         if not isinstance(text, str):
             raise bad_request("invalid-request", "'text' (the flow YAML) is required and must be a string")
-        if not isinstance(file, str) or not file or len(file) > 128 or "/" in file or "\\" in file:
+        if (not isinstance(file, str) or not file or len(file) > 128 or "/" in file or "\\" in file
+                or file in (".", "..") or not file.isprintable()):
             raise bad_request("invalid-request", "'file' must be a plain file name")
         known = self._flows().known_queues if self.app.flows is not None else None
         _flow, diags = load_flow_text(text, file=file, known_queues=known)
@@ -364,7 +378,10 @@ class WebServer:
             await _ws_fail(ws, "unauthorized", "send {\"auth\": token} first", 4401)
             return ws
         if msg.type != WSMsgType.TEXT:
-            await ws.close()
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                await ws.close()     # gone, or a frame above max_msg_size (aiohttp closes with 1009)
+            else:
+                await _ws_fail(ws, "unauthorized", "send {\"auth\": token} first, as a text message", 4401)
             return ws
         data = _parse(msg.data)
         token = data.get("auth") if isinstance(data, dict) else None
@@ -397,7 +414,7 @@ class WebServer:
         return ws
 
     async def _ws_message(self, client: _AgentClient, text: str) -> None:
-        if len(text) > WS_MAX_MESSAGE:
+        if len(text) > WS_MAX_MESSAGE or len(text.encode("utf-8", "surrogatepass")) > WS_MAX_MESSAGE:
             client.push(_err("payload-too-large", f"messages are limited to {WS_MAX_MESSAGE} bytes"))
             return
         data = _parse(text)
@@ -409,6 +426,11 @@ class WebServer:
             return
         if "auth" in data and len(data) == 1:
             return    # a repeated auth message is harmless
+        unknown = sorted(set(data) - ACTION_FIELDS)
+        if unknown:   # e.g. an agent_id: a connection only ever acts for its own agent
+            client.push(_err("invalid-request", f"unknown field(s) {', '.join(map(printable, unknown))}; "
+                                                "allowed: action, reason"))
+            return
         try:
             await self._agent_action(client.agent_id, data)
         except ApiError as e:
@@ -549,9 +571,28 @@ _BAD = object()
 
 def _parse(text: str) -> Any:
     try:
-        return json.loads(text)
+        return parse_json(text)
     except ValueError:
         return _BAD
+
+
+def _check_agent_body(body: dict[str, Any]) -> None:
+    """Types the ACD's agent_from_dict would coerce silently (str() of anything) are refused here, and so are
+    keys the ACD would drop silently (sip_password, login: Asterisk's and start-up config, not run time)."""
+    ignored = sorted(set(body) & {"sip_password", "login"})
+    if ignored:
+        raise bad_request("invalid-agent", f"{', '.join(ignored)} cannot be changed at run time")
+    name = body.get("name")
+    if name is not None and (not isinstance(name, str) or not 0 < len(name) <= AGENT_NAME_MAX
+                             or not name.isprintable()):
+        raise bad_request("invalid-agent", f"name must be a printable string of 1-{AGENT_NAME_MAX} characters")
+    team = body.get("team")
+    if team is not None and (not isinstance(team, str) or len(team) > AGENT_NAME_MAX or not team.isprintable()):
+        raise bad_request("invalid-agent", "team must be a printable string or null")
+    for key in ("languages", "queues"):
+        items = body.get(key)
+        if isinstance(items, list) and not all(isinstance(x, str) and x.isprintable() for x in items):
+            raise bad_request("invalid-agent", f"{key} must be a list of names")
 
 
 def _err(error_id: str, message: str) -> dict[str, str]:
