@@ -35,6 +35,10 @@ class AsteriskConfig:
     rtp_end: int = 20999
     root: str = "/var/cache/ivr/asterisk-sid"   # the chroot built by scripts/install.sh
     instance: str = "default"                   # instance dir /srv/ivr-<instance> inside the chroot
+    # Static contact for every agent endpoint instead of registration ("{name}" = the endpoint name), e.g.
+    # "sip:{name}@127.0.0.1:5090" for load tests where one sipp UAS answers for all agents. Empty: agents
+    # register (the normal case).
+    agent_contact: str = ""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ class AsteriskError(RuntimeError):
     """Asterisk could not be prepared or started; the message says what to do."""
 
 
-def _agent_endpoints(agents: list[AgentSipConfig]) -> str:
+def _agent_endpoints(agents: list[AgentSipConfig], contact: str = "") -> str:
     parts = []
     for a in agents:
         if not a.endpoint.startswith("PJSIP/"):
@@ -45,6 +45,7 @@ def _agent_endpoints(agents: list[AgentSipConfig]) -> str:
             f"[{name}](endpoint-common)\ncontext = from-agents\nauth = {name}-auth\naors = {name}\n\n"
             f"[{name}-auth]\ntype = auth\nauth_type = userpass\nusername = {name}\npassword = {a.sip_password}\n\n"
             f"[{name}]\ntype = aor\nmax_contacts = 1\nremove_existing = yes\nqualify_frequency = 0\n"
+            + (f"contact = {contact.replace('{name}', name)}\n" if contact else "")
         )
     return "\n".join(parts)
 
@@ -63,7 +64,7 @@ def render_configs(cfg: Config, astdir: str, template_dir: Path = TEMPLATE_DIR) 
         "RTP_START": str(cfg.asterisk.rtp_start),
         "RTP_END": str(cfg.asterisk.rtp_end),
         "APP": cfg.ari.app,
-        "AGENT_ENDPOINTS": _agent_endpoints(cfg.agent_sip()),
+        "AGENT_ENDPOINTS": _agent_endpoints(cfg.agent_sip(), cfg.asterisk.agent_contact),
     }
     out = {}
     for f in sorted(template_dir.glob("*.conf")):
