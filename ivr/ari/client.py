@@ -32,6 +32,23 @@ def _qval(v: Any) -> str:
     return str(v)
 
 
+# Asterisk's HTTP server answers 400 to a request line above ~4 KB: event sources (one per agent endpoint,
+# `endpoint:PJSIP/agent1`, ~30 URL-encoded bytes each) go in several requests below that.
+_MAX_SOURCES_CHARS = 1500
+
+
+def _batches(sources: Iterable[str]) -> list[list[str]]:
+    out: list[list[str]] = []
+    size = 0
+    for s in sources:
+        if not out or size + len(s) + 1 > _MAX_SOURCES_CHARS:
+            out.append([])
+            size = 0
+        out[-1].append(s)
+        size += len(s) + 1
+    return out
+
+
 class AriClient:
     """REST half of ARI. `async with AriClient(...)` owns the HTTP session."""
 
@@ -135,11 +152,16 @@ class AriClient:
         return await self._op("applications.get", applicationName=self.app)
 
     async def subscribe(self, event_sources: Iterable[str]) -> dict[str, Any]:
-        return await self._op("applications.subscribe", applicationName=self.app, eventSource=list(event_sources))
+        result: dict[str, Any] = {}
+        for batch in _batches(event_sources):
+            result = await self._op("applications.subscribe", applicationName=self.app, eventSource=batch)
+        return result
 
     async def unsubscribe(self, event_sources: Iterable[str]) -> dict[str, Any]:
-        return await self._op("applications.unsubscribe", applicationName=self.app,
-                              eventSource=list(event_sources))
+        result: dict[str, Any] = {}
+        for batch in _batches(event_sources):
+            result = await self._op("applications.unsubscribe", applicationName=self.app, eventSource=batch)
+        return result
 
     async def set_event_filter(self, allowed: Iterable[str] | None) -> dict[str, Any]:
         """Ask Asterisk to send only these event types (it spends CPU on every event it sends)."""

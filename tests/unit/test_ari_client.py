@@ -91,3 +91,17 @@ async def test_unknown_parameter_is_refused_before_any_request():
     with pytest.raises(TypeError, match="digits"):
         await ari._op("channels.dtmf", channelId="c1", digits="1")
     await ari.close()
+
+
+async def test_many_event_sources_are_subscribed_in_requests_asterisk_accepts(server):
+    # Asterisk answers 400 to a request line above ~4 KB: 400 agent endpoints must not go in one URL
+    url, seen = server
+    sources = [f"endpoint:PJSIP/agent{i:04d}" for i in range(400)]
+    async with AriClient(url, "u", "p", "ivr") as ari:
+        await ari.subscribe(sources)
+        await ari.unsubscribe(sources[:3])
+    subs = [r for r in seen if r.method == "POST" and r.path == "/ari/applications/ivr/subscription"]
+    assert len(subs) > 1 and all(len(str(r.rel_url)) < 3000 for r in subs)
+    assert [s for r in subs for s in r.query["eventSource"].split(",")] == sources
+    unsub = seen[-1]
+    assert unsub.method == "DELETE" and unsub.query["eventSource"].split(",") == sources[:3]
