@@ -60,14 +60,14 @@ def _snapshot(web_stack, agent: str = "agent1") -> tuple:
 
 
 # ------------------------------------------------------------------------------------------- auth
-@pytest.mark.parametrize("method, path", ALL_API_ROUTES)
 @pytest.mark.parametrize("auth", [None, "Bearer wrong", "Bearer " + "x" * 4000, "bearer", "Token abc",
                                   "Bearer \u00e9\u00e8", "Bearer tok\ten"])
-async def test_every_route_refuses_missing_or_wrong_token(web_stack, http, method, path, auth):
+async def test_every_route_refuses_missing_or_wrong_token(web_stack, http, auth):
     headers = {} if auth is None else {"Authorization": auth}
     before = _snapshot(web_stack)
-    async with http.request(method, web_stack.url + path, headers=headers, json={"action": "logout"}) as r:
-        await _error(r, 401, "unauthorized")
+    for method, path in ALL_API_ROUTES:
+        async with http.request(method, web_stack.url + path, headers=headers, json={"action": "logout"}) as r:
+            await _error(r, 401, "unauthorized")
     assert _snapshot(web_stack) == before
 
 
@@ -88,14 +88,14 @@ async def test_token_with_raw_non_ascii_bytes_is_401_not_500(web_stack):
 
 
 # ----------------------------------------------------------------------------------- huge bodies
-@pytest.mark.parametrize("method, path", ALL_API_ROUTES)
-async def test_ten_megabyte_body_is_413_on_every_route(web_stack, http, method, path):
+async def test_ten_megabyte_body_is_413_on_every_route(web_stack, http):
     before = _snapshot(web_stack)
     big = b'{"action": "logout", "text": "' + b"a" * TEN_MB + b'"}'
-    async with http.request(method, web_stack.url + path, data=big,
-                            headers={**web_stack.headers, "Content-Type": "application/json"}) as r:
-        body = await _error(r, 413, "payload-too-large")
-    assert str(MAX_BODY) in body["message"]
+    for method, path in ALL_API_ROUTES + [("GET", "/healthz"), ("GET", "/agent/agent1")]:
+        async with http.request(method, web_stack.url + path, data=big,
+                                headers={**web_stack.headers, "Content-Type": "application/json"}) as r:
+            body = await _error(r, 413, "payload-too-large")
+        assert str(MAX_BODY) in body["message"]
     assert _snapshot(web_stack) == before
     await _still_serving(web_stack, http)
 
@@ -133,13 +133,13 @@ GARBAGE = [b"", b"{", b"}", b"null", b"true", b"0", b'"pause"', b"[]", b'[{"acti
            "{\"action\": \"pause\", \"reason\": \"\ud800\"}".encode("utf-8", "surrogatepass")]
 
 
-@pytest.mark.parametrize("method, path", BODY_ROUTES)
 @pytest.mark.parametrize("body", GARBAGE, ids=lambda b: repr(b[:24]))
-async def test_garbage_json_is_400_invalid_json(web_stack, http, method, path, body):
+async def test_garbage_json_is_400_invalid_json(web_stack, http, body):
     before = _snapshot(web_stack)
-    async with http.request(method, web_stack.url + path, data=body,
-                            headers={**web_stack.headers, "Content-Type": "application/json"}) as r:
-        await _error(r, 400, "invalid-json")
+    for method, path in BODY_ROUTES:
+        async with http.request(method, web_stack.url + path, data=body,
+                                headers={**web_stack.headers, "Content-Type": "application/json"}) as r:
+            await _error(r, 400, "invalid-json")
     assert _snapshot(web_stack) == before
 
 
