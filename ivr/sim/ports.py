@@ -35,3 +35,14 @@ def free_udp_range(size: int = 200, lo: int = 30000, hi: int = 60000) -> tuple[i
         if all(_udp_free(p) for p in probe):
             return start, start + size - 1
     raise RuntimeError("no free UDP port range found")
+
+
+def free_udp_block(size: int = 4, lo: int = 21000, hi: int = 30000) -> int:
+    """First port of an even-aligned block of `size` free UDP ports, below the kernel's ephemeral range
+    (so no client socket takes them meanwhile) and above the default Asterisk RTP range (20000-20999),
+    e.g. sipp's media ports: audio, RTCP, video, RTCP."""
+    for _ in range(200):
+        start = random.randrange(lo, hi - size) & ~1
+        if all(_udp_free(p) for p in range(start, start + size)):
+            return start
+    raise RuntimeError("no free UDP port block found")

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .ports import free_udp_port
+from .ports import free_udp_block, free_udp_port
 
 PCAP_DIR = Path("/usr/share/sip-tester")
 
@@ -122,7 +122,7 @@ class SippProcess:
         self.timeout = timeout
         self.proc = subprocess.Popen(
             ["sipp", f"127.0.0.1:{sip_port}", "-sf", str(scen), "-s", call.service, "-i", "127.0.0.1",
-             "-mi", "127.0.0.1", "-p", str(free_udp_port()), "-mp", str(free_udp_port() & ~1), "-m", "1",
+             "-mi", "127.0.0.1", "-p", str(free_udp_port()), "-mp", str(free_udp_block(4)), "-m", "1",
              "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error", "-max_recv_loops", "1000",
              "-trace_err", "-error_file", str(Path(self.dir) / "errors.log")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.dir)
