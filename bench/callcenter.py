@@ -1,0 +1,744 @@
+"""Harness shared by the call-center benchmarks (`bench/compare.py`, `bench/soak.py`).
+
+One `Bench` owns, in a fresh temp dir: a generated app config (free loopback ports, random ARI password and
+admin token, embedded SQLite CRM with sample customers, a bench flow, one skill queue, N agents), one
+Asterisk in the project's chroot, the app as a separate process (`python -m ivr run`), and sipp processes:
+one UAS answering for every agent endpoint (the agents' AORs get a static contact pointing at it, so nothing
+registers and Asterisk reports the endpoints `online`), and one UAC per load run.
+
+The same Asterisk serves both scenarios:
+  A  caller From user `benchq` -> endpoint `benchq` -> context `bench-appq`: Answer, Read(1 digit, ~1 s
+     prompt), Queue(bench) on app_queue with the same agents as static members (ringinuse=no, rrmemory).
+  B  caller From user `caller` -> the project's `from-caller` context -> Stasis -> the app: flow `bench`
+     (answer, ~1 s prompt in a one-key menu, queue `bench`), CRM lookup, skill routing, metrics.
+
+Every caller has a unique number (sipp injection file), logged with wall-clock timestamps by the caller sipp
+(INVITE sent, 200 OK received, DTMF sent, BYE answered) and by the agent sipp (INVITE received, BYE
+received): post-dial delay = INVITE -> 200 OK at the caller; DTMF -> agent = end packet of the digit (start
++ 160 ms, when Asterisk reports it) -> INVITE at the agent (which answers at once).
+
+CPU is read from /proc/<pid>/stat (all threads) of Asterisk, the app and both sipps; RSS from
+/proc/<pid>/status. Every process is started in its own session and stopped by pid on exit or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import json
+import math
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ivr.asterisk import AsteriskInstance
+from ivr.config import load_config
+from ivr.sim.ports import free_tcp_port, free_udp_port, free_udp_range
+from ivr.sim.rtp_dtmf import DtmfPcapWriter
+
+PROMPT = "auth-thankyou"      # 0.96 s: the "~1 s prompt" of both scenarios (interruptible by the key)
+DID = "500"
+QUEUE = "bench"
+DTMF_MS = 160                 # the digit's end packet leaves this long after its first packet
+CLK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# ------------------------------------------------------------------------------------------ processes
+class Procs:
+    """Processes this harness started; stopped by pid (SIGTERM, then SIGKILL) on close, exit or signal."""
+
+    def __init__(self) -> None:
+        self._procs: list[subprocess.Popen] = []
+        self._closers: list = []
+        atexit.register(self.close)
+
+    def spawn(self, args: list[str], log: Path, **kw) -> subprocess.Popen:
+        out = open(log, "ab")
+        try:
+            p = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True, **kw)
+        finally:
+            out.close()
+        self._procs.append(p)
+        return p
+
+    def on_close(self, fn) -> None:
+        self._closers.append(fn)
+
+    @staticmethod
+    def stop(p: subprocess.Popen | None, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+        if p is None or p.poll() is not None:
+            return
+        try:
+            p.send_signal(sig)
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+    def close(self) -> None:
+        for p in reversed(self._procs):
+            self.stop(p, 5.0)
+        self._procs.clear()
+        while self._closers:
+            try:
+                self._closers.pop()()
+            except Exception as e:   # cleanup must go on
+                print(f"cleanup: {e}", file=sys.stderr)
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM/SIGHUP end the run like Ctrl-C does (KeyboardInterrupt), so `finally` blocks clean up."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, handler)
+
+
+# ---------------------------------------------------------------------------------------- /proc
+def cpu_seconds(pid: int | None) -> float:
+    if not pid:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK      # utime + stime, all threads
+
+
+def rss_mb(pid: int | None) -> float:
+    if not pid:
+        return 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def host_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine (all cores)."""
+    vals = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    return sum(vals) - idle, sum(vals)
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return math.nan
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, math.ceil(p / 100 * len(s)) - 1))
+    return s[k]
+
+
+# ------------------------------------------------------------------------------------------- config
+class BenchAsterisk(AsteriskInstance):
+    """The project's Asterisk with the bench-only pieces appended after rendering: the app_queue caller
+    endpoint and dialplan (scenario A) and a queues.conf with every agent as a static member."""
+
+    extra: dict[str, str]
+
+    def prepare(self) -> None:
+        super().prepare()
+        etc = self.host_dir / "etc"
+        for name, text in self.extra.items():
+            p = etc / name
+            p.write_text((p.read_text() if p.exists() else "") + "\n" + text)
+            os.chmod(p, 0o600)
+
+
+def _appq_config(agent_names: list[str], moh: str = "default") -> dict[str, str]:
+    members = "\n".join(f"member => PJSIP/{n}" for n in agent_names)
+    return {
+        "pjsip.conf": (
+            "; ---- bench/callcenter.py: scenario A callers (pure dialplan + app_queue)\n"
+            "[benchq](endpoint-common)\ncontext = bench-appq\ntrust_id_inbound = yes\n"),
+        "extensions.conf": (
+            "; ---- bench/callcenter.py: scenario A\n"
+            "[bench-appq]\n"
+            "exten => _X.,1,Answer()\n"
+            f" same => n,Read(KEY,{PROMPT},1,,1,5)\n"
+            ' same => n,GotoIf($["${KEY}" != "1"]?bad)\n'
+            f" same => n,Queue({QUEUE},,,,120)\n"
+            " same => n,Hangup()\n"
+            " same => n(bad),Hangup()\n"),
+        "queues.conf": (
+            "[general]\npersistentmembers = no\nautofill = yes\nshared_lastcall = no\n\n"
+            f"[{QUEUE}]\nstrategy = rrmemory\nringinuse = no\ntimeout = 10\nretry = 1\nwrapuptime = 0\n"
+            f"joinempty = yes\nleavewhenempty = no\nmusicclass = {moh}\nannounce-frequency = 0\n"
+            "periodic-announce-frequency = 0\nannounce-position = no\nannounce-holdtime = no\n"
+            "reportholdtime = no\nservicelevel = 20\n" + members + "\n"),
+    }
+
+
+def number_of(serial: int) -> str:
+    """Caller number of the serial-th call of this bench (unique per call: the correlation key)."""
+    return f"+4420{70000000 + serial}"
+
+
+def _customers(max_serial: int, every: int) -> dict:
+    out = []
+    for i, serial in enumerate(range(every, max_serial + 1, every)):
+        out.append({"customer_id": f"B{serial:07d}", "account_id": f"ACC-{serial:07d}",
+                    "name": f"Customer {serial}", "phones": [number_of(serial)],
+                    "tier": "vip" if i % 5 == 0 else "standard", "language": "en"})
+    return {"customers": out}
+
+
+FLOW = f"""# Written by bench/callcenter.py: answer, ~1 s prompt that is also a one-key menu, skill queue.
+flow: bench
+description: Benchmark line
+entry: menu
+language: en
+nodes:
+  menu:
+    type: menu
+    prompt: sound:{PROMPT}
+    options:
+      "1": queue
+    timeout: 5
+    max_attempts: 1
+    on_invalid: goodbye
+    on_timeout: goodbye
+  queue:
+    type: queue
+    queue: {QUEUE}
+    on_timeout: goodbye
+    on_no_agents: goodbye
+    on_full: goodbye
+  goodbye:
+    type: hangup
+"""
+
+
+# ------------------------------------------------------------------------------------------- sipp
+_SDP = """v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 8 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a=sendrecv
+"""
+
+
+def caller_xml(from_user: str, pcap: Path, pre_ms: int, talk_ms: int) -> str:
+    """INVITE -> 200 (PDD) -> ACK -> pre_ms (the prompt plays) -> DTMF '1' -> talk_ms -> BYE."""
+    h = (
+        "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+        f'From: "[field1]" <sip:{from_user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n'
+        "To: <sip:[service]@[remote_ip]:[remote_port]>{to_tag}\n"
+        "Call-ID: [call_id]\nCSeq: {cseq}\n"
+        f"Contact: <sip:{from_user}@[local_ip]:[local_port];transport=[transport]>\nMax-Forwards: 70\n")
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="bench-caller">
+<nop><action><log message="I [timestamp] [field0]"/></action></nop>
+<send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+{h.format(to_tag="", cseq="1 INVITE")}P-Asserted-Identity: "[field1]" <sip:[field0]@[local_ip]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{_SDP}]]></send>
+<recv response="100" optional="true"/>
+<recv response="180" optional="true"/>
+<recv response="183" optional="true"/>
+<recv response="200" rrs="true"><action><log message="A [timestamp] [field0]"/></action></recv>
+<send><![CDATA[
+ACK [next_url] SIP/2.0
+{h.format(to_tag="[peer_tag_param]", cseq="1 ACK")}Content-Length: 0
+
+]]></send>
+<pause milliseconds="{pre_ms}"/>
+<nop><action><log message="D [timestamp] [field0]"/><exec play_pcap_audio="{pcap}"/></action></nop>
+<pause milliseconds="{talk_ms}"/>
+<send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+{h.format(to_tag="[peer_tag_param]", cseq="2 BYE")}Content-Length: 0
+
+]]></send>
+<recv response="200" crlf="true"><action><log message="E [timestamp] [field0]"/></action></recv>
+</scenario>
+"""
+
+
+AGENT_XML = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="bench-agent">
+<recv request="INVITE" crlf="true"><action>
+  <ereg regexp="sip:[^@;>]+" search_in="hdr" header="From:" check_it="true" assign_to="num"/>
+  <log message="R [timestamp] [$num]"/>
+</action></recv>
+<send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:agent@[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{_SDP}]]></send>
+<recv request="ACK" crlf="true"/>
+<recv request="BYE"><action><log message="B [timestamp] [$num]"/></action></recv>
+<send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"""
+
+
+def read_log(path: Path) -> dict[str, dict[str, float]]:
+    """sipp <log> lines 'K <date>\\t<time>\\t<epoch> <number>' -> {K: {number: epoch}} (first of each)."""
+    out: dict[str, dict[str, float]] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) != 5:
+            continue
+        try:
+            out.setdefault(parts[0], {}).setdefault(parts[4].removeprefix("sip:"), float(parts[3]))
+        except ValueError:
+            continue
+    return out
+
+
+# -------------------------------------------------------------------------------------------- results
+@dataclass
+class RunResult:
+    scenario: str
+    rate: float
+    duration: float
+    offered: int = 0
+    started: int = 0
+    answered: int = 0
+    completed: int = 0
+    agent_answered: int = 0
+    agent_byes: int = 0
+    pdd_ms: list[float] = field(default_factory=list)
+    dtmf_agent_ms: list[float] = field(default_factory=list)
+    max_concurrent: int = 0
+    wall: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)      # seconds over the run, per process
+    host_busy: float = 0.0                                   # fraction of all cores busy (every process)
+    rss_mb: dict[str, tuple[float, float]] = field(default_factory=dict)   # (start, max)
+    errors: list[str] = field(default_factory=list)
+    leftover_channels: int = 0
+    sipp_rc: int | None = None
+
+    @property
+    def completion(self) -> float:
+        return self.completed / self.offered if self.offered else 0.0
+
+    @property
+    def failed(self) -> int:
+        return self.offered - self.completed
+
+    def ok(self, min_completion: float = 0.995, max_pdd_p99: float = 200.0) -> bool:
+        return self.completion >= min_completion and pct(self.pdd_ms, 99) < max_pdd_p99
+
+    def cpu_ms_per_call(self, who: str) -> float:
+        return 1000 * self.cpu.get(who, 0.0) / self.completed if self.completed else math.nan
+
+    def line(self) -> str:
+        return (f"{self.scenario} rate={self.rate:g}/s {self.duration:g}s: completed {self.completed}/{self.offered}"
+                f" ({100 * self.completion:.2f}%) pdd p50/p99={pct(self.pdd_ms, 50):.0f}/{pct(self.pdd_ms, 99):.0f}ms"
+                f" dtmf->agent p50/p99={pct(self.dtmf_agent_ms, 50):.0f}/{pct(self.dtmf_agent_ms, 99):.0f}ms"
+                f" cpu/call ast={self.cpu_ms_per_call('asterisk'):.1f}ms app={self.cpu_ms_per_call('app'):.1f}ms"
+                f" host busy {100 * self.host_busy:.0f}% max conc {self.max_concurrent}"
+                + (f" [{'; '.join(self.errors[:2])}]" if self.errors else ""))
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    ev = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
+    cur = best = 0
+    for _, d in ev:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+# ----------------------------------------------------------------------------------------------- bench
+class Bench:
+    """The whole stack for one benchmark run. Use as a context manager; everything is cleaned up on exit."""
+
+    def __init__(self, *, agents: int = 400, log_level: str = "WARNING", rtp_ports: int = 6000,
+                 customers_every: int = 10, customers_max_serial: int = 20000, keep: bool = False,
+                 verbose: bool = True, ast_verbose: int = 0, scrape_interval: float = 5.0) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="ivr-bench-"))
+        self.procs = Procs()
+        self.keep = keep
+        self.verbose = verbose
+        self.ast_verbose = ast_verbose
+        self.scrape_interval = scrape_interval
+        self.serial = 0
+        self.app: subprocess.Popen | None = None
+        self.uas: subprocess.Popen | None = None
+        self.runs = 0
+        rng = random.Random(7)
+        self.agent_ids = [f"ba{i:04d}" for i in range(1, agents + 1)]
+        self.uas_port = free_udp_port()
+        self.uas_media = free_udp_port() & ~1
+        rtp = free_udp_range(rtp_ports, lo=20000, hi=60000)
+        self.password = secrets.token_urlsafe(12)
+        self.token = secrets.token_urlsafe(12)
+        self.http_port = free_tcp_port()
+        (self.dir / "flows").mkdir()
+        (self.dir / "flows" / "bench.yaml").write_text(FLOW)
+        (self.dir / "customers.yaml").write_text(yaml.safe_dump(_customers(customers_max_serial, customers_every)))
+        self.log_level = log_level
+        conf = {
+            "asterisk": {"bind_address": "127.0.0.1", "sip_port": free_udp_port(), "http_port": free_tcp_port(),
+                         "rtp_start": rtp[0], "rtp_end": rtp[1], "instance": f"bench-{os.getpid()}-{secrets.token_hex(3)}",
+                         "agent_contact": f"sip:{{name}}@127.0.0.1:{self.uas_port}"},
+            "ari": {"user": "ivr", "password": self.password, "app": "ivr-bench"},
+            "flows": {"dir": str(self.dir / "flows"), "default": "bench", "routes": {DID: "bench"}, "watch": False},
+            "http": {"bind_address": "127.0.0.1", "port": self.http_port, "admin_token": self.token},
+            "log": {"level": log_level},
+            "storage": {"path": str(self.dir / "ivr.sqlite")},
+            "crm": {"backend": "sqlite", "default_region": "GB", "budget_ms": 500,
+                    "sqlite": {"path": str(self.dir / "crm.sqlite"), "sample_data": str(self.dir / "customers.yaml")}},
+            "acd": {"auto_login": True},
+            "agents": [{"id": a, "name": f"Agent {a[2:]}", "endpoint": f"PJSIP/{a}", "languages": ["en"],
+                        "sip_password": secrets.token_urlsafe(9),
+                        "skills": {"support": rng.randint(1, 5), "billing": rng.randint(1, 5)}}
+                       for a in self.agent_ids],
+            "queues": [{"name": QUEUE, "required_skills": {"support": 1}, "optional_skills": {"billing": 1},
+                        "ring_timeout": 10, "max_misses": 3, "wrap_up": 0, "max_wait": 120,
+                        "service_level": {"percent": 80, "seconds": 20}}],
+            "routing": {"tiers": {"vip": {"priority_boost": 10}}},
+        }
+        self.config_path = self.dir / "ivr.yaml"
+        self.config_path.write_text(yaml.safe_dump(conf, sort_keys=False))
+        os.chmod(self.config_path, 0o600)
+        self.cfg = load_config(self.config_path, env={})
+        self.ast = BenchAsterisk(self.cfg)
+        self.ast.extra = _appq_config(self.agent_ids)
+        self.pcap = DtmfPcapWriter().write("1", self.dir / "dtmf-1.pcap", duration_ms=DTMF_MS)
+        (self.dir / "agent.xml").write_text(AGENT_XML)
+        self.procs.on_close(self._cleanup)
+
+    # ------------------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> Bench:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.procs.close()
+
+    def _cleanup(self) -> None:
+        self.ast.remove()
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def say(self, msg: str) -> None:
+        if self.verbose:
+            print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    def start_asterisk(self) -> None:
+        self.say(f"starting Asterisk ({self.ast.check_installed()}), {len(self.agent_ids)} agents, work dir {self.dir}")
+        self.ast.start()
+        self.procs._procs.append(self.ast.process)     # stopped with the rest on exit
+        if self.ast_verbose is not None:
+            self.ast.cli(f"core set verbose {self.ast_verbose}")
+        self.start_uas()
+        eps = self.ari("GET", "/endpoints")
+        online = sum(1 for e in eps if e["resource"] in set(self.agent_ids) and e["state"] == "online")
+        if online != len(self.agent_ids):
+            raise RuntimeError(f"only {online}/{len(self.agent_ids)} agent endpoints are online")
+        members = self.ast.cli(f"queue show {QUEUE}")
+        self.say(f"Asterisk pid {self.ast_pid}: {online} agent endpoints online; app_queue: "
+                 + (members.splitlines()[0] if members else "?"))
+
+    @property
+    def ast_pid(self) -> int | None:
+        return self.ast.process.pid if self.ast.process else None
+
+    @property
+    def app_pid(self) -> int | None:
+        return self.app.pid if self.app and self.app.poll() is None else None
+
+    def start_uas(self) -> None:
+        """(Re)start the one sipp UAS that answers for every agent endpoint; a fresh log per run."""
+        self.stop_uas()
+        self.uas_log = self.dir / f"agent-{self.runs}.log"
+        self.uas = self.procs.spawn(
+            ["sipp", "-sf", str(self.dir / "agent.xml"), "-i", "127.0.0.1", "-mi", "127.0.0.1",
+             "-p", str(self.uas_port), "-mp", str(self.uas_media), "-nostdin", "-aa", "-trace_logs",
+             "-log_file", str(self.uas_log), "-trace_err", "-error_file", str(self.dir / f"agent-{self.runs}.err"),
+             "-max_recv_loops", "5000", "-max_sched_loops", "5000"],
+            self.dir / "sipp-agent.out", cwd=self.dir)
+        time.sleep(0.3)
+        if self.uas.poll() is not None:
+            raise RuntimeError(f"agent sipp exited at once: {(self.dir / 'sipp-agent.out').read_text()[-1500:]}")
+
+    def stop_uas(self) -> None:
+        # SIGUSR1 would only pause sipp; SIGTERM makes it exit cleanly and flush its log files
+        Procs.stop(self.uas, 10.0)
+
+    def start_app(self) -> None:
+        self.say(f"starting the app (log level {self.log_level})")
+        self.app = self.procs.spawn([sys.executable, "-m", "ivr", "run", "--config", str(self.config_path)],
+                                    self.dir / "app.log", cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.app.poll() is not None:
+                raise RuntimeError(f"the app exited: {(self.dir / 'app.log').read_text()[-3000:]}")
+            try:
+                h = self.http("GET", "/healthz")
+                if h.get("ari_connected"):
+                    agents = self.http("GET", "/api/agents")["agents"]
+                    ready = sum(1 for a in agents if a["registered"] and a["state"] == "available")
+                    if ready == len(self.agent_ids):
+                        self.say(f"app pid {self.app.pid} ready: {ready} agents available, RSS {rss_mb(self.app.pid):.0f} MB")
+                        return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"the app did not get ready in 60 s (log {self.dir / 'app.log'}):\n"
+                           + (self.dir / "app.log").read_text()[-3000:])
+
+    def stop_app(self) -> None:
+        Procs.stop(self.app, 15.0)
+
+    # --------------------------------------------------------------------------------- HTTP
+    def ari(self, method: str, path: str):
+        tok = base64.b64encode(f"{self.cfg.ari.user}:{self.password}".encode()).decode()
+        req = urllib.request.Request(f"{self.cfg.ari_url}/ari{path}", method=method,
+                                     headers={"Authorization": f"Basic {tok}"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            body = r.read()
+        return json.loads(body) if body else None
+
+    def http(self, method: str, path: str, body: dict | None = None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data, method=method,
+                                     headers={"Authorization": f"Bearer {self.token}",
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            text = r.read().decode()
+        return json.loads(text) if path != "/metrics" else text
+
+    def metrics(self) -> dict[str, float]:
+        """/metrics as {'name{labels}': value} (samples only)."""
+        out = {}
+        for line in self.http("GET", "/metrics").splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    pass
+        return out
+
+    def wait_idle(self, timeout: float = 30.0) -> tuple[int, int]:
+        """Wait until Asterisk has no channel and no bridge; returns what is left (channels, bridges)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            chans, bridges = len(self.ari("GET", "/channels")), len(self.ari("GET", "/bridges"))
+            if (chans == 0 and bridges == 0) or time.monotonic() > deadline:
+                return chans, bridges
+            time.sleep(0.5)
+
+    def set_agents(self, action: str) -> None:
+        for a in self.agent_ids:
+            self.http("POST", f"/api/agents/{a}/state", {"action": action, "reason": "bench"})
+
+    # ----------------------------------------------------------------------------------- load
+    def run_calls(self, scenario: str, rate: float, duration: float, *, pre_ms: int = 1500, talk_ms: int = 3000,
+                  calls: int | None = None, limit: int | None = None, on_sample=None,
+                  sample_every: float = 1.0) -> RunResult:
+        """`rate` calls/s for `duration` s (or `calls` calls) of scenario A (app_queue) or B (the app).
+        Returns when every call has ended and Asterisk is idle again."""
+        self.runs += 1
+        n = calls if calls is not None else max(1, round(rate * duration))
+        first = self.serial + 1
+        self.serial += n
+        tag = f"{self.runs:02d}-{scenario}"
+        csv = self.dir / f"callers-{tag}.csv"
+        csv.write_text("SEQUENTIAL\n" + "".join(f"{number_of(s)};Caller {s}\n" for s in range(first, first + n)))
+        scen = self.dir / f"caller-{tag}.xml"
+        scen.write_text(caller_xml("benchq" if scenario == "A" else "caller", self.pcap, pre_ms, talk_ms))
+        log = self.dir / f"caller-{tag}.log"
+        err = self.dir / f"caller-{tag}.err"
+        self.start_uas()
+        bound = n / rate + (pre_ms + talk_ms) / 1000 + 30
+        res = RunResult(scenario, rate, n / rate if calls is not None else duration, offered=n)
+        pids = {"asterisk": self.ast_pid, "app": self.app_pid if scenario == "B" else None,
+                "sipp-agent": self.uas.pid}
+        rss0 = {k: rss_mb(p) for k, p in pids.items() if k in ("asterisk", "app") and p}
+        rss_max = dict(rss0)
+        cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        h0 = host_cpu()
+        t0 = time.time()
+        caller = self.procs.spawn(
+            ["sipp", f"127.0.0.1:{self.cfg.asterisk.sip_port}", "-sf", str(scen), "-s", DID,
+             "-inf", str(csv), "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_udp_port()),
+             "-mp", str(free_udp_port() & ~1), "-r", f"{rate:g}", "-rp", "1000", "-m", str(n),
+             "-l", str(limit or max(5000, n)), "-nostdin", "-recv_timeout", "15000",
+             "-timeout", f"{int(bound)}s", "-timeout_error", "-trace_logs", "-log_file", str(log),
+             "-trace_err", "-error_file", str(err), "-max_recv_loops", "5000", "-max_sched_loops", "5000"],
+            self.dir / f"sipp-caller-{tag}.out", cwd=self.dir)
+        pids["sipp-caller"] = caller.pid
+        cpu0["sipp-caller"] = 0.0
+        hard = time.monotonic() + bound + 15
+        last_scrape = 0.0
+        caller_cpu = 0.0
+        while caller.poll() is None:
+            if time.monotonic() > hard:
+                res.errors.append("caller sipp killed at the time bound")
+                caller.kill()
+                break
+            caller_cpu = cpu_seconds(caller.pid) or caller_cpu
+            for k, v in rss_max.items():
+                rss_max[k] = max(v, rss_mb(pids[k]))
+            if scenario == "B" and self.scrape_interval and time.monotonic() - last_scrape >= self.scrape_interval:
+                last_scrape = time.monotonic()     # a Prometheus-like scrape: metrics are part of B's cost
+                try:
+                    self.metrics()
+                except (OSError, ValueError) as e:
+                    res.errors.append(f"scrape: {e}")
+            if on_sample is not None:
+                on_sample(self, res)
+            time.sleep(sample_every)
+        caller.wait()
+        res.sipp_rc = caller.returncode
+        res.wall = time.time() - t0
+        cpu1 = {k: cpu_seconds(p) for k, p in pids.items() if k != "sipp-caller"}
+        h1 = host_cpu()
+        res.cpu = {k: cpu1[k] - cpu0[k] for k in cpu1}
+        res.cpu["sipp-caller"] = caller_cpu
+        res.host_busy = (h1[0] - h0[0]) / max(1, h1[1] - h0[1])
+        res.rss_mb = {k: (rss0[k], rss_max[k]) for k in rss0}
+        chans, bridges = self.wait_idle(20)
+        res.leftover_channels = chans
+        if chans or bridges:
+            res.errors.append(f"Asterisk not idle 20 s after the run: {chans} channels, {bridges} bridges")
+        self.stop_uas()
+        self._score(res, log, self.uas_log, err)
+        return res
+
+    def _score(self, res: RunResult, caller_log: Path, agent_log: Path, err: Path) -> None:
+        c, a = read_log(caller_log), read_log(agent_log)
+        inv, ans, dtmf, end = (c.get(k, {}) for k in "IADE")
+        agent_in, agent_bye = a.get("R", {}), a.get("B", {})
+        res.started, res.answered = len(inv), len(ans)
+        res.agent_answered = sum(1 for n in inv if n in agent_in)
+        res.agent_byes = sum(1 for n in inv if n in agent_bye)
+        res.completed = sum(1 for n in end if n in agent_in)
+        res.pdd_ms = [1000 * (ans[n] - inv[n]) for n in ans if n in inv]
+        res.dtmf_agent_ms = [1000 * (agent_in[n] - dtmf[n]) for n in dtmf if n in agent_in]
+        res.max_concurrent = max_overlap([(inv[n], end.get(n, ans.get(n, inv[n]))) for n in inv])
+        if res.sipp_rc not in (0, None):
+            res.errors.append(f"caller sipp exit {res.sipp_rc}")
+        if err.exists():
+            lines = [ln for ln in err.read_text(errors="replace").splitlines() if ln.strip()]
+            if lines:
+                res.errors.append(f"{len(lines)} sipp error lines, e.g. {_short(lines[-1])}")
+
+
+def _short(s: str, n: int = 160) -> str:
+    s = re.sub(r"\s+", " ", s)
+    return s if len(s) <= n else s[:n] + "..."
+
+
+# ------------------------------------------------------------------------------ app-side measurements
+def app_state(b: Bench) -> dict[str, float]:
+    """The app's own view: live sessions/bridges and queue gauges from /metrics, agents by state from the
+    admin API (a leak shows as sessions, bridges, waiting calls or agents not 'available' once idle)."""
+    m = b.metrics()
+    agents = b.http("GET", "/api/agents")["agents"]
+    states: dict[str, int] = {}
+    for a in agents:
+        states[a["state"]] = states.get(a["state"], 0) + 1
+    return {"sessions": m.get("ivr_active_calls", math.nan), "bridges": m.get("ivr_active_bridges", math.nan),
+            "waiting": m.get(f'ivr_queue_calls_waiting{{queue="{QUEUE}"}}', math.nan),
+            "agents": states, "unregistered": sum(1 for a in agents if not a["registered"])}
+
+
+def wait_app_idle(b: Bench, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = app_state(b)
+        idle = (st["sessions"] == 0 and st["bridges"] == 0 and st["waiting"] == 0
+                and st["agents"].get("available", 0) == len(b.agent_ids))
+        if idle or time.monotonic() > deadline:
+            return st
+        time.sleep(0.5)
+
+
+def reset_agents(b: Bench) -> int:
+    """Make every agent available again (e.g. auto-paused after missed offers in an overloaded run)."""
+    n = 0
+    for a in b.http("GET", "/api/agents")["agents"]:
+        if a["state"] != "available":
+            try:
+                b.http("POST", f"/api/agents/{a['agent_id']}/state", {"action": "available"})
+                n += 1
+            except urllib.error.HTTPError:
+                pass
+    return n
+
+
+def waiting_memory(b: Bench, calls: int, rate: float) -> dict[str, float]:
+    """App (and Asterisk) RSS growth per caller waiting in queue: every agent paused, `calls` callers go
+    through the menu into the queue and wait; RSS at the peak of waiting callers minus RSS before."""
+    b.set_agents("pause")
+    time.sleep(1.0)
+    base_app = sorted(rss_mb(b.app_pid) for _ in range(3))[1]
+    base_ast = rss_mb(b.ast_pid)
+    peak = {"waiting": 0.0, "app": base_app, "ast": base_ast}
+
+    def sample(bench: Bench, _res: RunResult) -> None:
+        try:
+            w = bench.metrics().get(f'ivr_queue_calls_waiting{{queue="{QUEUE}"}}', 0.0)
+        except (OSError, ValueError):
+            return
+        if w >= peak["waiting"]:
+            peak.update(waiting=w, app=max(peak["app"], rss_mb(bench.app_pid)),
+                        ast=max(peak["ast"], rss_mb(bench.ast_pid)))
+
+    hold_ms = int(1000 * (calls / rate + 6))
+    b.say(f"memory per waiting call: all agents paused, {calls} callers at {rate:g}/s wait {hold_ms / 1000:.0f} s")
+    try:
+        b.run_calls("B", rate, 0, calls=calls, talk_ms=hold_ms, on_sample=sample, sample_every=0.5)
+    finally:
+        b.set_agents("unpause")
+    w = peak["waiting"] or math.nan
+    return {"waiting": peak["waiting"], "app_base_mb": base_app, "app_peak_mb": peak["app"],
+            "app_kb_per_call": 1024 * (peak["app"] - base_app) / w,
+            "ast_kb_per_call": 1024 * (peak["ast"] - base_ast) / w}

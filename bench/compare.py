@@ -1,0 +1,207 @@
+"""Side-by-side benchmark: the same call-center scenario on the same Asterisk, (A) pure dialplan with
+app_queue and (B) this server, one after the other in one run. Finds the highest call rate each sustains
+with >= 99.5 % of calls completed and p99 post-dial delay < 200 ms, confirms it with a `--duration` run
+(60 s), and prints calls/s, CPU per call of Asterisk and of the app, p50/p95/p99 of DTMF -> agent answer
+and of post-dial delay, max concurrent calls and the app's memory per waiting call.
+Last line: `ratio=<B cps / A cps> ...`.
+
+Scenario (both): a sipp caller dials, is answered, hears a ~1 s prompt, presses 1, is queued, a sipp
+auto-answer agent picks up, ~3 s of talk, the caller hangs up. See bench/callcenter.py and bench/README.md.
+
+    .venv/bin/python bench/compare.py            # full run (~20-30 min on 2 cores)
+    .venv/bin/python bench/compare.py --quick    # smoke run (~2 min, low rates)
+    .venv/bin/python bench/compare.py --rates 20,40,60 --duration 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from callcenter import (
+    Bench,
+    RunResult,
+    install_signal_handlers,
+    pct,
+    reset_agents,
+    wait_app_idle,
+    waiting_memory,
+)
+
+
+class Search:
+    """Step the rate up (x factor) until a probe fails, bisect between the last pass and the first fail,
+    then confirm the best rate with a long run (stepping down 10 % if the confirmation fails)."""
+
+    def __init__(self, b: Bench, scenario: str, args: argparse.Namespace) -> None:
+        self.b, self.scenario, self.args = b, scenario, args
+        self.probes: list[RunResult] = []
+        self.deadline = time.monotonic() + 60 * args.max_minutes
+
+    def run(self, rate: float, duration: float) -> RunResult:
+        res = self.b.run_calls(self.scenario, rate, duration)
+        self.b.say(("PASS " if self.ok(res) else "FAIL ") + res.line())
+        if self.scenario == "B":
+            st = wait_app_idle(self.b, 30)
+            fixed = reset_agents(self.b)
+            if st["sessions"] or st["bridges"] or st["waiting"] or fixed:
+                self.b.say(f"  app not idle after the run: {st}; {fixed} agents made available again")
+        else:
+            time.sleep(2)
+        return res
+
+    def ok(self, res: RunResult) -> bool:
+        return res.ok(self.args.min_completion / 100, self.args.max_pdd)
+
+    def probe(self, rate: float) -> bool:
+        res = self.run(rate, self.args.probe)
+        self.probes.append(res)
+        return self.ok(res)
+
+    def find(self) -> tuple[float | None, RunResult | None]:
+        a = self.args
+        lo = hi = None
+        if a.rates:
+            for r in a.rates:
+                if self.probe(r):
+                    lo = r
+                else:
+                    hi = r
+                    break
+        else:
+            r = a.start_rate
+            while r <= a.max_rate and time.monotonic() < self.deadline:
+                if self.probe(r):
+                    lo, r = r, round(r * a.factor)
+                else:
+                    hi = r
+                    break
+            while lo is None and hi is not None and hi > 1 and time.monotonic() < self.deadline:
+                r = max(1, round(hi / 2))
+                if self.probe(r):
+                    lo = r
+                else:
+                    hi = r
+                    if r == 1:
+                        break
+            while (lo is not None and hi is not None and hi - lo > max(1.0, a.resolution * lo)
+                   and time.monotonic() < self.deadline):
+                mid = round((lo + hi) / 2)
+                if mid in (lo, hi):
+                    break
+                if self.probe(mid):
+                    lo = mid
+                else:
+                    hi = mid
+        if lo is None:
+            return None, None
+        for _ in range(3):
+            self.b.say(f"{self.scenario}: confirming {lo:g} calls/s for {a.duration:g} s")
+            res = self.run(lo, a.duration)
+            if self.ok(res):
+                return lo, res
+            self.probes.append(res)
+            lo = max(1, round(lo * 0.9))
+        return None, res
+
+
+def report(name: str, rate: float | None, res: RunResult | None, mem: dict | None) -> list[str]:
+    if res is None:
+        return [f"{name}: no rate met the criteria"]
+    ms = lambda v: f"{pct(v, 50):.0f} / {pct(v, 95):.0f} / {pct(v, 99):.0f} ms"
+    lines = [
+        f"{name}",
+        (f"  calls/s sustained           {rate:g}  ({res.completed}/{res.offered} completed in {res.duration:g} s, "
+         f"{100 * res.completion:.2f} %)"),
+        f"  CPU per call  Asterisk      {res.cpu_ms_per_call('asterisk'):.2f} ms",
+        "  CPU per call  app           " + (f"{res.cpu_ms_per_call('app'):.2f} ms" if res.cpu.get("app") else "-"),
+        f"  CPU per call  sipp (c+a)    {res.cpu_ms_per_call('sipp-caller') + res.cpu_ms_per_call('sipp-agent'):.2f} ms",
+        f"  host CPU busy (2 cores=100%) {100 * res.host_busy:.0f} %",
+        f"  DTMF -> agent p50/p95/p99   {ms(res.dtmf_agent_ms)}",
+        f"  post-dial     p50/p95/p99   {ms(res.pdd_ms)}",
+        f"  max concurrent calls        {res.max_concurrent}",
+    ]
+    if "asterisk" in res.rss_mb:
+        lines.append(f"  Asterisk RSS start/max      {res.rss_mb['asterisk'][0]:.0f} / {res.rss_mb['asterisk'][1]:.0f} MB")
+    if "app" in res.rss_mb:
+        lines.append(f"  app RSS start/max           {res.rss_mb['app'][0]:.0f} / {res.rss_mb['app'][1]:.0f} MB")
+    if mem:
+        lines.append(f"  app memory per waiting call {mem['app_kb_per_call']:.1f} KB ({mem['waiting']:.0f} waiting, "
+                     f"RSS {mem['app_base_mb']:.1f} -> {mem['app_peak_mb']:.1f} MB; Asterisk "
+                     f"{mem['ast_kb_per_call']:.1f} KB per waiting call)")
+    if res.errors:
+        lines.append(f"  notes: {'; '.join(res.errors)}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke run: 60 agents, rates 4 and 8, short runs (~2 min)")
+    p.add_argument("--duration", type=float, default=60, help="confirmation run length, s (default 60)")
+    p.add_argument("--probe", type=float, default=20, help="probe run length during the search, s (default 20)")
+    p.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")],
+                   help="rates to probe in order, e.g. 20,40,60 (default: search from --start-rate)")
+    p.add_argument("--start-rate", type=float, default=10)
+    p.add_argument("--factor", type=float, default=1.4, help="rate step while every probe passes (default x1.4)")
+    p.add_argument("--max-rate", type=float, default=200)
+    p.add_argument("--resolution", type=float, default=0.05, help="bisect until within this fraction (0.05)")
+    p.add_argument("--agents", type=int, default=400)
+    p.add_argument("--waiting", type=int, default=200, help="callers for the memory-per-waiting-call phase")
+    p.add_argument("--min-completion", type=float, default=99.5, help="percent (default 99.5)")
+    p.add_argument("--max-pdd", type=float, default=200, help="p99 post-dial delay limit, ms (default 200)")
+    p.add_argument("--log-level", default="WARNING", help="the app's log level (default WARNING)")
+    p.add_argument("--only", choices=["A", "B"], help="run one scenario only")
+    p.add_argument("--max-minutes", type=float, default=25, help="search time bound per scenario (default 25)")
+    p.add_argument("--keep", action="store_true", help="keep the work dir (configs, sipp logs, app log)")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.agents, a.rates, a.probe, a.duration, a.waiting = min(a.agents, 60), a.rates or [4, 8], 8, 15, 30
+    install_signal_handlers()
+    t0 = time.monotonic()
+    out: dict[str, tuple] = {}
+    with Bench(agents=a.agents, log_level=a.log_level, keep=a.keep) as b:
+        b.start_asterisk()
+        if a.only != "B":
+            b.say("A: pure dialplan + app_queue (the app is not running)")
+            b.run_calls("A", 5, 2)      # warm-up
+            search = Search(b, "A", a)
+            rate, res = search.find()
+            out["A"] = (rate, res, None)
+        if a.only != "A":
+            b.start_app()
+            b.say("B: this server (flow, CRM, skill queue, best-agent routing, metrics scraped every "
+                  f"{b.scrape_interval:g} s)")
+            b.run_calls("B", 5, 2)      # warm-up
+            wait_app_idle(b, 15)
+            mem = waiting_memory(b, a.waiting, max(5.0, min(20.0, a.waiting / 10)))
+            wait_app_idle(b, 30)
+            reset_agents(b)
+            search = Search(b, "B", a)
+            rate, res = search.find()
+            out["B"] = (rate, res, mem)
+        b.stop_app()
+        print()
+        print(f"== bench/compare.py: {a.agents} agents, app log level {a.log_level}, criteria >= "
+              f"{a.min_completion:g} % completed and p99 post-dial < {a.max_pdd:g} ms, "
+              f"{(time.monotonic() - t0) / 60:.1f} min")
+        names = {"A": "A  dialplan + app_queue", "B": "B  ivr app (ARI)"}
+        for k, (rate, res, mem) in out.items():
+            print("\n".join(report(names[k], rate, res, mem)))
+    ra, resa, _ = out.get("A", (None, None, None))
+    rb, resb, memb = out.get("B", (None, None, None))
+    ratio = (rb or 0) / ra if ra else math.nan
+    f = lambda r, who: r.cpu_ms_per_call(who) if r else math.nan
+    print(f"ratio={ratio:.2f} a_cps={ra or 0:g} b_cps={rb or 0:g} a_ast_cpu_ms={f(resa, 'asterisk'):.2f} "
+          f"b_ast_cpu_ms={f(resb, 'asterisk'):.2f} b_app_cpu_ms={f(resb, 'app'):.2f} "
+          f"b_pdd_p99_ms={pct(resb.pdd_ms, 99) if resb else math.nan:.0f} "
+          f"b_app_kb_per_waiting_call={memb['app_kb_per_call'] if memb else math.nan:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
