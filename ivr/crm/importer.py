@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,9 @@ _ID_RE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 _LANG_RE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")
 _MAX_PHONES = 20
 _MAX_ROWS = 1_000_000
+_MAX_TICKETS = 100
+_TICKET_LIMITS = {"id": 64, "subject": 200, "status": 32}
+_MAX_EXTRA_TEXT = 256
 
 
 class CsvImportError(ValueError):
@@ -104,6 +108,10 @@ def _text(d: Mapping[str, Any], key: str, *, required: bool = False) -> str | No
     text = str(value).strip()
     if "\x00" in text:
         raise InvalidRecord(f"{key} contains a NUL character")
+    # Line breaks and tabs are whitespace (a name split over two lines in a spreadsheet cell becomes one line,
+    # see model.clean_text); any other control character (escape codes, backspace, DEL, C1) is refused.
+    if any(c not in "\n\r\t" and unicodedata.category(c) == "Cc" for c in text):
+        raise InvalidRecord(f"{key} contains control characters")
     limit = _LIMITS[key]
     if len(text) > limit:
         raise InvalidRecord(f"{key} is longer than {limit} characters")
@@ -156,11 +164,18 @@ def customer_from_dict(d: Mapping[str, Any], default_region: str = "GB") -> Cust
     raw_tickets = d.get("tickets") or []
     if not isinstance(raw_tickets, list):
         raise InvalidRecord("tickets must be a list")
+    if len(raw_tickets) > _MAX_TICKETS:
+        raise InvalidRecord(f"more than {_MAX_TICKETS} tickets")
     for t in raw_tickets:
         if not isinstance(t, Mapping) or t.get("id") in (None, ""):
             raise InvalidRecord("each ticket needs an id")
-        ticket = Ticket(str(t["id"]), str(t.get("subject") or ""), str(t.get("status") or "open"))
-        tickets.append(ticket)
+        fields = {"id": t["id"], "subject": t.get("subject") or "", "status": t.get("status") or "open"}
+        for name, value in fields.items():
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise InvalidRecord(f"ticket {name} must be text, got {type(value).__name__}")
+            if len(str(value)) > _TICKET_LIMITS[name]:
+                raise InvalidRecord(f"ticket {name} is longer than {_TICKET_LIMITS[name]} characters")
+        tickets.append(Ticket(str(fields["id"]), str(fields["subject"]), str(fields["status"])))
 
     extra: dict[str, Any] = {}
     raw_extra = d.get("extra") or {}
@@ -173,6 +188,8 @@ def customer_from_dict(d: Mapping[str, Any], default_region: str = "GB") -> Cust
     for k, v in extra.items():
         if not isinstance(v, str | int | float | bool):
             raise InvalidRecord(f"extra.{k} must be a scalar")
+        if isinstance(v, str) and len(v) > _MAX_EXTRA_TEXT:
+            raise InvalidRecord(f"extra.{k} is longer than {_MAX_EXTRA_TEXT} characters")
 
     return Customer(
         customer_id=customer_id,
@@ -293,6 +310,10 @@ def parse_yaml(text: str, default_region: str = "GB") -> tuple[list[tuple[int, C
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
+        raise CsvImportError(f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise CsvImportError("invalid YAML: nested too deeply") from None
+    except ValueError as exc:      # e.g. an integer of thousands of digits
         raise CsvImportError(f"invalid YAML: {exc}") from None
     if isinstance(doc, Mapping):
         unknown = set(doc) - {"customers"}

@@ -12,6 +12,8 @@ leak personal data.
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -27,12 +29,50 @@ __all__ = [
     "LookupResult",
     "LookupStatus",
     "Ticket",
+    "clean_text",
 ]
 
 FlowValue = str | int | float | bool
 
 # Ticket statuses that do not count as "open" (compared lower-case).
 CLOSED_TICKET_STATUSES = frozenset({"closed", "resolved", "done", "cancelled", "canceled"})
+
+
+# Longest text kept per field: a CRM's 10 MB "name" must not reach a screen, a log or a SIP header whole.
+MAX_TEXT = 256
+MAX_NOTES = 4000
+
+# Bidirectional formatting characters: invisible, and able to make "evil.exe" read "exe.live" on the agent's
+# screen or in a phone's caller-ID display ("trojan source"). Never meaningful in a customer record.
+_BIDI = dict.fromkeys(map(ord, "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+_SPACES = re.compile(r"[ \t]+")
+
+
+def clean_text(value: str, *, limit: int = MAX_TEXT, multiline: bool = False) -> str:
+    """``value`` safe to show and to pass on: control characters (C0, C1, DEL, CR/LF, U+2028/9) become spaces,
+    or line breaks when ``multiline``; bidi overrides are dropped; runs of spaces collapse; at most ``limit``
+    characters. Printable text of any script, emoji included, is unchanged."""
+    if value.isprintable() and value.isascii() and value == value.strip() and "  " not in value:
+        return value[:limit]                 # the common case, unchanged
+    if multiline:
+        value = value.replace("\r\n", "\n")
+    out = []
+    for ch in value.translate(_BIDI):
+        cat = unicodedata.category(ch)
+        if cat == "Cc" or cat in ("Zl", "Zp"):
+            out.append("\n" if multiline and ch in "\n\r\x85\u2028\u2029" else " ")
+        else:
+            out.append(ch)
+    text = "".join(out)
+    if multiline:
+        text = "\n".join(_SPACES.sub(" ", line).strip() for line in text.split("\n"))
+    else:
+        text = " ".join(text.split())
+    return text.strip()[:limit]
+
+
+def _clean_opt(value: Any) -> Any:
+    return clean_text(value) if isinstance(value, str) else value
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -47,6 +87,11 @@ class Ticket:
     id: str
     subject: str = ""
     status: str = "open"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", clean_text(str(self.id)))
+        object.__setattr__(self, "subject", clean_text(str(self.subject)))
+        object.__setattr__(self, "status", clean_text(str(self.status)))
 
     @property
     def is_open(self) -> bool:
@@ -78,6 +123,12 @@ class Customer:
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        # Whatever the source (CRM JSON, CSV, an old database row), text is clean from here on: the name goes
+        # to the agent's screen and into the SIP caller ID of the agent leg.
+        for name in ("name", "tier", "account_id", "language", "preferred_agent"):
+            object.__setattr__(self, name, _clean_opt(getattr(self, name)))
+        if isinstance(self.notes, str):
+            object.__setattr__(self, "notes", clean_text(self.notes, limit=MAX_NOTES, multiline=True))
         object.__setattr__(self, "phones", tuple(self.phones))
         object.__setattr__(self, "open_tickets", tuple(self.open_tickets))
         object.__setattr__(self, "extra", _frozen_mapping(self.extra))

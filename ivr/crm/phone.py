@@ -23,8 +23,12 @@ __all__ = ["MAX_RAW_LENGTH", "is_e164", "mask", "normalize"]
 
 # A real caller ID, even with a SIP-ish "tel:" prefix and generous punctuation,
 # fits easily in 40 characters. Anything longer is garbage or an attack on the
-# parser (libphonenumber is regex based); refuse it before parsing.
+# parser (libphonenumber is regex based); refuse it before parsing. A whole SIP
+# URI (``sip:+44...@host:port;user=phone``) may be longer: up to MAX_URI_LENGTH
+# is accepted for the cheap string splitting, and its number part must then fit
+# in MAX_RAW_LENGTH.
 MAX_RAW_LENGTH = 40
+MAX_URI_LENGTH = 256
 
 # Values Asterisk and carriers put in the number field when the caller is
 # withheld. They are compared case-insensitively after stripping.
@@ -64,8 +68,10 @@ def normalize(raw: object, default_region: str = "GB") -> str | None:
     """
     if not isinstance(raw, str):
         return None
+    if len(raw) > MAX_URI_LENGTH * 4:       # do not even strip() 10 kB of junk
+        return None
     text = raw.strip()
-    if not text or len(text) > MAX_RAW_LENGTH:
+    if not text or len(text) > MAX_URI_LENGTH:
         return None
     if text.casefold() in _WITHHELD:
         return None
@@ -77,6 +83,8 @@ def normalize(raw: object, default_region: str = "GB") -> str | None:
             break
     # A SIP user part may carry '@host': the number is before it.
     text = text.split("@", 1)[0]
+    if len(text) > MAX_RAW_LENGTH:
+        return None
     # Letters mean this is not a number (libphonenumber would happily turn vanity
     # letters into digits, which is wrong for a caller ID). Unicode digits are fine:
     # str.isdigit() is True for them and libphonenumber maps them to ASCII.
@@ -84,10 +92,11 @@ def normalize(raw: object, default_region: str = "GB") -> str | None:
     for ch in text:
         if ch.isdigit():
             digits += 1
-        elif ch not in _PUNCTUATION:
+        elif ch not in _PUNCTUATION and not ch.isspace():
             return None
     if digits < 3:
         return None
+    text = "".join(" " if ch.isspace() else ch for ch in text)    # em spaces etc. from a copy-paste
     try:
         parsed = phonenumbers.parse(text, (default_region or "ZZ").upper())
     except phonenumbers.NumberParseException:
