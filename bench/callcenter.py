@@ -156,10 +156,13 @@ class BenchAsterisk(AsteriskInstance):
     endpoint and dialplan (scenario A) and a queues.conf with every agent as a static member."""
 
     extra: dict[str, str]
+    verbose: int = 0
 
     def prepare(self) -> None:
         super().prepare()
         etc = self.host_dir / "etc"
+        conf = etc / "asterisk.conf"     # console and messages.log verbosity (3 in the project's template)
+        conf.write_text(re.sub(r"(?m)^verbose = \d+$", f"verbose = {self.verbose}", conf.read_text()))
         for name, text in self.extra.items():
             p = etc / name
             p.write_text((p.read_text() if p.exists() else "") + "\n" + text)
@@ -353,6 +356,7 @@ class RunResult:
     wall: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)      # seconds over the run, per process
     host_busy: float = 0.0                                   # fraction of all cores busy (every process)
+    host_cpu: float = 0.0                                    # CPU seconds of the whole machine over the run
     rss_mb: dict[str, tuple[float, float]] = field(default_factory=dict)   # (start, max)
     errors: list[str] = field(default_factory=list)
     leftover_channels: int = 0
@@ -369,6 +373,11 @@ class RunResult:
     def ok(self, min_completion: float = 0.995, max_pdd_p99: float = 200.0) -> bool:
         return self.completion >= min_completion and pct(self.pdd_ms, 99) < max_pdd_p99
 
+    @property
+    def other_cpu(self) -> float:
+        """CPU seconds of everything else on the machine (this harness, other users' jobs, the kernel)."""
+        return max(0.0, self.host_cpu - sum(self.cpu.values()))
+
     def cpu_ms_per_call(self, who: str) -> float:
         return 1000 * self.cpu.get(who, 0.0) / self.completed if self.completed else math.nan
 
@@ -377,7 +386,8 @@ class RunResult:
                 f" ({100 * self.completion:.2f}%) pdd p50/p99={pct(self.pdd_ms, 50):.0f}/{pct(self.pdd_ms, 99):.0f}ms"
                 f" dtmf->agent p50/p99={pct(self.dtmf_agent_ms, 50):.0f}/{pct(self.dtmf_agent_ms, 99):.0f}ms"
                 f" cpu/call ast={self.cpu_ms_per_call('asterisk'):.1f}ms app={self.cpu_ms_per_call('app'):.1f}ms"
-                f" host busy {100 * self.host_busy:.0f}% max conc {self.max_concurrent}"
+                f" host busy {100 * self.host_busy:.0f}% (others {100 * self.other_cpu / max(self.wall, 1e-9):.0f}% of a core)"
+                f" max conc {self.max_concurrent}"
                 + (f" [{'; '.join(self.errors[:2])}]" if self.errors else ""))
 
 
@@ -446,6 +456,7 @@ class Bench:
         self.cfg = load_config(self.config_path, env={})
         self.ast = BenchAsterisk(self.cfg)
         self.ast.extra = _appq_config(self.agent_ids)
+        self.ast.verbose = ast_verbose
         self.pcap = DtmfPcapWriter().write("1", self.dir / "dtmf-1.pcap", duration_ms=DTMF_MS)
         (self.dir / "agent.xml").write_text(AGENT_XML)
         self.procs.on_close(self._cleanup)
@@ -473,8 +484,6 @@ class Bench:
         self.say(f"starting Asterisk ({self.ast.check_installed()}), {len(self.agent_ids)} agents, work dir {self.dir}")
         self.ast.start()
         self.procs._procs.append(self.ast.process)     # stopped with the rest on exit
-        if self.ast_verbose is not None:
-            self.ast.cli(f"core set verbose {self.ast_verbose}")
         self.start_uas()
         eps = self.ari("GET", "/endpoints")
         online = sum(1 for e in eps if e["resource"] in set(self.agent_ids) and e["state"] == "online")
@@ -574,6 +583,22 @@ class Bench:
                 return chans, bridges
             time.sleep(0.5)
 
+    def hangup_all(self) -> int:
+        """Hang up whatever an overloaded run left on Asterisk, so the next run starts clean."""
+        n = 0
+        for c in self.ari("GET", "/channels"):
+            try:
+                self.ari("DELETE", f"/channels/{c['id']}")
+                n += 1
+            except urllib.error.HTTPError:
+                pass
+        for br in self.ari("GET", "/bridges"):
+            try:
+                self.ari("DELETE", f"/bridges/{br['id']}")
+            except urllib.error.HTTPError:
+                pass
+        return n
+
     def set_agents(self, action: str) -> None:
         for a in self.agent_ids:
             self.http("POST", f"/api/agents/{a}/state", {"action": action, "reason": "bench"})
@@ -643,11 +668,13 @@ class Bench:
         res.cpu = {k: cpu1[k] - cpu0[k] for k in cpu1}
         res.cpu["sipp-caller"] = caller_cpu
         res.host_busy = (h1[0] - h0[0]) / max(1, h1[1] - h0[1])
+        res.host_cpu = (h1[0] - h0[0]) / CLK
         res.rss_mb = {k: (rss0[k], rss_max[k]) for k in rss0}
         chans, bridges = self.wait_idle(20)
         res.leftover_channels = chans
         if chans or bridges:
-            res.errors.append(f"Asterisk not idle 20 s after the run: {chans} channels, {bridges} bridges")
+            res.errors.append(f"Asterisk not idle 20 s after the run: {chans} channels, {bridges} bridges "
+                              f"({self.hangup_all()} channels hung up)")
         self.stop_uas()
         self._score(res, log, self.uas_log, err)
         return res
@@ -742,3 +769,52 @@ def waiting_memory(b: Bench, calls: int, rate: float) -> dict[str, float]:
     return {"waiting": peak["waiting"], "app_base_mb": base_app, "app_peak_mb": peak["app"],
             "app_kb_per_call": 1024 * (peak["app"] - base_app) / w,
             "ast_kb_per_call": 1024 * (peak["ast"] - base_ast) / w}
+
+
+# ------------------------------------------------------------------------------------------ profiling
+def start_profiler(b: Bench, seconds: float, rate: int = 100) -> subprocess.Popen | None:
+    """py-spy (pip install py-spy into .venv) on the app process, non-blocking, raw collapsed stacks."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None or b.app_pid is None:
+        b.say("py-spy not found (.venv/bin/pip install py-spy): no profile")
+        return None
+    b.profile_path = b.dir / "app-profile.txt"
+    b.profiler = b.procs.spawn([spy, "record", "-p", str(b.app_pid), "-r", str(rate), "-d", str(int(seconds)),
+                          "-f", "raw", "-o", str(b.profile_path), "--nonblocking"], b.dir / "py-spy.out")
+    return b.profiler
+
+
+def _frame(f: str) -> str:
+    """'func (/work/main/ivr/calls/x.py:12)' -> 'func (ivr/calls/x.py)'; other files by base name."""
+    m = re.match(r"(.*) \((.*?)(?::\d+)?\)$", f)
+    if not m:
+        return f
+    path = m.group(2)
+    i = path.rfind("/ivr/") + 1 if not path.startswith("ivr/") else 0
+    return f"{m.group(1)} ({path[i:] if path.startswith('ivr/', i) else path.rsplit('/', 1)[-1]})"
+
+
+def profile_summary(path: Path, top: int = 25) -> list[str]:
+    """Inclusive share of the app's busy samples per function of ours (ivr/...), and the top self frames."""
+    incl: dict[str, int] = {}
+    leaf: dict[str, int] = {}
+    total = 0
+    if not path.exists():
+        return [f"no profile at {path}"]
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        total += int(n)
+        frames = [_frame(f) for f in stack.split(";")]
+        leaf[frames[-1]] = leaf.get(frames[-1], 0) + int(n)
+        for f in set(frames):
+            if "(ivr/" in f and "(ivr/cli.py)" not in f and "(ivr/__main__.py)" not in f:
+                incl[f] = incl.get(f, 0) + int(n)
+    if not total:
+        return ["empty profile"]
+    out = [f"app profile: {total} busy samples; inclusive share of functions in ivr/:"]
+    out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in sorted(incl.items(), key=lambda kv: -kv[1])[:top]]
+    out.append("top self frames (where the CPU is spent):")
+    out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in sorted(leaf.items(), key=lambda kv: -kv[1])[:15]]
+    return out

@@ -28,7 +28,9 @@ from callcenter import (
     RunResult,
     install_signal_handlers,
     pct,
+    profile_summary,
     reset_agents,
+    start_profiler,
     wait_app_idle,
     waiting_memory,
 )
@@ -102,6 +104,8 @@ class Search:
             return None, None
         for _ in range(3):
             self.b.say(f"{self.scenario}: confirming {lo:g} calls/s for {a.duration:g} s")
+            if a.profile and self.scenario == "B":
+                start_profiler(self.b, a.duration + 5)
             res = self.run(lo, a.duration)
             if self.ok(res):
                 return lo, res
@@ -121,7 +125,8 @@ def report(name: str, rate: float | None, res: RunResult | None, mem: dict | Non
         f"  CPU per call  Asterisk      {res.cpu_ms_per_call('asterisk'):.2f} ms",
         "  CPU per call  app           " + (f"{res.cpu_ms_per_call('app'):.2f} ms" if res.cpu.get("app") else "-"),
         f"  CPU per call  sipp (c+a)    {res.cpu_ms_per_call('sipp-caller') + res.cpu_ms_per_call('sipp-agent'):.2f} ms",
-        f"  host CPU busy (2 cores=100%) {100 * res.host_busy:.0f} %",
+        (f"  host CPU busy (all cores)   {100 * res.host_busy:.0f} % (everything else on the machine: "
+         f"{100 * res.other_cpu / res.wall:.0f} % of one core)"),
         f"  DTMF -> agent p50/p95/p99   {ms(res.dtmf_agent_ms)}",
         f"  post-dial     p50/p95/p99   {ms(res.pdd_ms)}",
         f"  max concurrent calls        {res.max_concurrent}",
@@ -158,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=["A", "B"], help="run one scenario only")
     p.add_argument("--max-minutes", type=float, default=25, help="search time bound per scenario (default 25)")
     p.add_argument("--keep", action="store_true", help="keep the work dir (configs, sipp logs, app log)")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy the app during B's confirmation run and print where its CPU goes")
     a = p.parse_args(argv)
     if a.quick:
         a.agents, a.rates, a.probe, a.duration, a.waiting = min(a.agents, 60), a.rates or [4, 8], 8, 15, 30
@@ -192,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         names = {"A": "A  dialplan + app_queue", "B": "B  ivr app (ARI)"}
         for k, (rate, res, mem) in out.items():
             print("\n".join(report(names[k], rate, res, mem)))
+        if a.profile and hasattr(b, "profiler"):
+            b.profiler.wait(60)
+            print("\n".join(profile_summary(b.profile_path)))
     ra, resa, _ = out.get("A", (None, None, None))
     rb, resb, memb = out.get("B", (None, None, None))
     ratio = (rb or 0) / ra if ra else math.nan
