@@ -40,7 +40,7 @@ branch
     ``StartTimer(customer_wait)`` and wait; ``CustomerData`` (``CancelTimer``) or
     ``TimerFired`` then evaluates all rules again with what is known (a missing field is
     an unknown caller). After one such timeout later branches do not wait again. Digits typed while
-    waiting are kept as type-ahead.
+    waiting are kept as type-ahead (the first ``MAX_TYPEAHEAD``).
 set
     Sets variables (templates allowed); ``language`` emits ``SetLanguage``. Then ``next``.
 queue
@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
@@ -131,6 +132,11 @@ from .template import is_static, render
 # Pass-through nodes entered without waiting, per event. The validator rejects loops
 # without input; this only guards a FlowSet built by hand.
 MAX_STEPS_PER_EVENT = 200
+# A caller pressing keys for an hour must not grow a call without bound: type-ahead keeps this many digits,
+# the path the first MAX_PATH_HEAD and the latest MAX_PATH_TAIL steps (with a ``skipped`` step between).
+MAX_TYPEAHEAD = 32
+MAX_PATH_HEAD = 200
+MAX_PATH_TAIL = 300
 
 _LANGUAGE_RE = re.compile(r"[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?\Z")
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
@@ -167,7 +173,9 @@ class FlowRunner:
         self._digits: list[str] = []
         self._typeahead: list[str] = []
         self._goodbye = ("", "normal")     # (flow end reason, hangup cause) while saying goodbye
-        self._path: list[PathStep] = []
+        self._path: list[PathStep] = []                                   # the first MAX_PATH_HEAD steps
+        self._path_tail: deque[PathStep] = deque(maxlen=MAX_PATH_TAIL)    # then the latest ones
+        self._path_steps = 0
         self._out: list[Command] = []
         self._started = False
         self._finished = False
@@ -182,17 +190,24 @@ class FlowRunner:
     @property
     def path(self) -> tuple[PathStep, ...]:
         """Nodes visited and input given, in order; secure input shows as ``***``."""
-        return tuple(self._path)
+        skipped = self._path_steps - len(self._path) - len(self._path_tail)
+        gap = (PathStep("skipped", f"{skipped} steps"),) if skipped else ()
+        return (*self._path, *gap, *self._path_tail)
+
+    @property
+    def path_steps(self) -> int:
+        """How many steps the call has made in all (``path`` keeps the first and the latest ones)."""
+        return self._path_steps
 
     @property
     def visited_nodes(self) -> tuple[str, ...]:
-        return tuple(step.detail for step in self._path if step.kind == "node")
+        return tuple(step.detail for step in self.path if step.kind == "node")
 
     @property
     def keys_pressed(self) -> str:
         """Menu keys and collected digits, in order; each secure input is ``***``."""
         out = []
-        for step in self._path:
+        for step in self.path:
             if step.kind == "key":
                 out.append(step.detail)
             elif step.kind == "input":
@@ -306,6 +321,13 @@ class FlowRunner:
         self._go(jump)
         return self._flush()
 
+    def _record(self, step: PathStep) -> None:
+        self._path_steps += 1
+        if len(self._path) < MAX_PATH_HEAD:
+            self._path.append(step)
+        else:
+            self._path_tail.append(step)
+
     def _flush(self) -> list[Command]:
         out, self._out = self._out, []
         return out
@@ -327,7 +349,7 @@ class FlowRunner:
             self._digits = []
             self._phase = "idle"
             self._out.append(NodeEntered(flow.name, name, node.kind))
-            self._path.append(PathStep("node", f"{flow.name}:{name}"))
+            self._record(PathStep("node", f"{flow.name}:{name}"))
             jump = getattr(self, f"_enter_{node.kind}")(node)
 
     def _jump(self, target: str) -> Jump:
@@ -389,7 +411,7 @@ class FlowRunner:
         self._finished = True
         self._end_reason = reason
         self._typeahead.clear()
-        self._path.append(PathStep("end", reason))
+        self._record(PathStep("end", reason))
         self._out.append(FlowEnded(reason))
 
     def _hangup(self, cause: str, reason: str) -> None:
@@ -444,7 +466,8 @@ class FlowRunner:
     def _on_digit(self, digit: str) -> Jump | None:
         node, phase = self._node, self._phase
         if phase == "customer":
-            self._typeahead.append(digit)
+            if len(self._typeahead) < MAX_TYPEAHEAD:     # a flood while the CRM answers is dropped
+                self._typeahead.append(digit)
             return None
         if phase == "prompt":
             if not getattr(node, "barge_in", False):
@@ -487,7 +510,7 @@ class FlowRunner:
         if self._phase != "input":
             return None
         if isinstance(node, MenuNode):
-            self._path.append(PathStep("timeout"))
+            self._record(PathStep("timeout"))
             return self._menu_retry(node, node.timeout_prompt, node.on_timeout, "no_input")
         if isinstance(node, CollectNode):
             return self._collect_finish(node)
@@ -514,11 +537,11 @@ class FlowRunner:
             self._wait_input(node.timeout)
 
     def _menu_key(self, node: MenuNode, digit: str) -> Jump | None:
-        self._path.append(PathStep("key", digit))
+        self._record(PathStep("key", digit))
         target = node.target_for(digit)
         if target is not None:
             return self._jump(target)
-        self._path.append(PathStep("invalid"))
+        self._record(PathStep("invalid"))
         return self._menu_retry(node, node.invalid_prompt, node.on_invalid, "invalid_input")
 
     def _menu_retry(self, node: MenuNode, before: Prompts, target: str | None, reason: str) -> Jump | None:
@@ -566,9 +589,9 @@ class FlowRunner:
         if node.min_length <= len(value) <= node.max_length and pattern_ok:
             self._variables[node.variable] = Secret(value) if node.secure else value
             shown = "***" if node.secure else value
-            self._path.append(PathStep("input", f"{node.variable}={shown}"))
+            self._record(PathStep("input", f"{node.variable}={shown}"))
             return self._jump(node.next)
-        self._path.append(PathStep("invalid" if value else "timeout"))
+        self._record(PathStep("invalid" if value else "timeout"))
         self._attempts += 1
         if self._attempts > node.retries:
             return self._jump_or_goodbye(node.on_failure, "collect_failed")
@@ -615,7 +638,7 @@ class FlowRunner:
     def _on_queue_result(self, outcome: str) -> Jump | None:
         node = self._node
         assert isinstance(node, QueueNode)
-        self._path.append(PathStep("queue", f"{node.queue} {outcome}"))
+        self._record(PathStep("queue", f"{node.queue} {outcome}"))
         if outcome == "answered":
             if node.on_answered is not None:
                 return self._jump(node.on_answered)
@@ -654,7 +677,7 @@ class FlowRunner:
         return self._jump_or_goodbye(node.next, "voicemail")
 
     def _store_voicemail(self, mailbox: str, recording: str, duration: float) -> None:
-        self._path.append(PathStep("voicemail", mailbox))
+        self._record(PathStep("voicemail", mailbox))
         self._out.append(StoreVoicemail(mailbox, recording, duration, self._clock(), self._call.caller))
 
     def _store_orphan_recording(self, event: RecordingFinished) -> None:
@@ -671,9 +694,9 @@ class FlowRunner:
             number = value.reveal() if isinstance(value, Secret) else as_text(value) or ""
         if number:
             self._out.append(RequestCallback(node.queue, self._clock(), number))
-            self._path.append(PathStep("callback", node.queue))
+            self._record(PathStep("callback", node.queue))
         else:
-            self._path.append(PathStep("callback", f"{node.queue} skipped: no number"))
+            self._record(PathStep("callback", f"{node.queue} skipped: no number"))
         return self._jump_or_goodbye(node.next, "callback")
 
     def _enter_goto(self, node: GotoNode) -> Jump | None:

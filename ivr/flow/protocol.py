@@ -206,7 +206,8 @@ class PathStep:
     """One step of a call's path. Secure input is recorded as ``***``, never as digits.
 
     kinds: ``node`` (detail ``flow:node``), ``key`` (a menu key), ``input`` (``var=value``
-    or ``var=***``), ``invalid``, ``timeout``, ``queue`` (the outcome), ``end`` (the reason).
+    or ``var=***``), ``invalid``, ``timeout``, ``queue`` (the outcome), ``end`` (the reason), and
+    ``skipped`` (``<n> steps`` left out of a very long path, see ``FlowRunner.path``).
     """
 
     kind: str

@@ -47,6 +47,8 @@ from .protocol import (
     Transfer,
 )
 
+_SHOWN_KEYS = 40      # keys shown per "caller presses" line of the transcript
+
 
 @dataclass(frozen=True)
 class Script:
@@ -143,12 +145,14 @@ def simulate(
                 if entry:
                     typing.extend(entry)
                     shown = "*" * len(entry) if runner.input_is_secure else entry
+                    if len(shown) > _SHOWN_KEYS:
+                        shown = f"{shown[:_SHOWN_KEYS]}... ({len(entry)} keys)"
                     sim.lines.append(f"  caller presses {shown}")
             if typing:
-                path_length = len(runner.path)
+                steps = runner.path_steps
                 run(runner.feed(DigitReceived(typing.popleft())))
                 stopped_typing = (not typing and runner.waiting_for == "input"
-                                  and len(runner.path) == path_length)
+                                  and runner.path_steps == steps)
                 continue
             stopped_typing = False
             sim.lines.append("  (no input: timeout)")

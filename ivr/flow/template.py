@@ -5,9 +5,10 @@ There is no expression language and nothing is evaluated: a placeholder is looke
 name and replaced by the text of its value.
 
 When a template is rendered into a media URI (``safe=True``), a value that is missing,
-empty, secret or contains anything but ``A-Z a-z 0-9 _ . + -`` makes the whole prompt
-unplayable (``render`` returns None and the engine skips that prompt): a CRM field must
-never be able to inject ``,sound:...`` or ``../`` into what Asterisk plays.
+empty, secret, longer than 64 characters or contains anything but ``A-Z a-z 0-9 _ . + -``
+makes the whole prompt unplayable (``render`` returns None and the engine skips that
+prompt): a CRM field must never be able to inject ``,sound:...`` or ``../`` into what
+Asterisk plays, nor keep a caller listening to 10,000 digits.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from functools import lru_cache
 
 NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 _NAME_RE = re.compile(NAME_PATTERN + r"\Z")
-_SAFE_VALUE_RE = re.compile(r"[A-Za-z0-9_.+-]+\Z")
+_SAFE_VALUE_RE = re.compile(r"[A-Za-z0-9_.+-]{1,64}\Z")      # a 10,000-digit CRM field is not a prompt
 
 
 class TemplateError(ValueError):
