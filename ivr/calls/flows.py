@@ -55,7 +55,7 @@ class FlowRegistry:
         try:
             flowset, diags = load_flow_dir([self.flow_dir], known_queues=self.known_queues,
                                            known_sounds=self.known_sounds)
-        except Exception as e:   # noqa: BLE001 - a loader bug must not take the running flows down
+        except Exception as e:   # a loader bug must not take the running flows down
             log.exception("flow reload failed")
             flowset, diags = None, [Diagnostic(str(self.flow_dir), 1, 1, f"cannot load flows: {type(e).__name__}")]
         errors = tuple(str(d) for d in diags if d.is_error)
@@ -97,7 +97,7 @@ class FlowRegistry:
                 if self.changed_on_disk():
                     log.info("flow files changed on disk; reloading")
                     self.reload()
-            except Exception:   # noqa: BLE001 - keep watching whatever one reload did
+            except Exception:   # keep watching whatever one reload did
                 log.exception("flow watch: reload failed")
 
 

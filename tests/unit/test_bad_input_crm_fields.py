@@ -68,8 +68,8 @@ def test_normalize_never_raises_and_never_returns_garbage(raw):
     ("tel:+44-20-7946-0018;phone-context=+44", NUMBER),
     ("\uff10\uff12\uff10\uff17\uff19\uff14\uff16\uff10\uff10\uff11\uff18", NUMBER),   # full-width digits
     ("\u0660\u0662\u0660\u0667\u0669\u0664\u0666\u0660\u0660\u0661\u0668", NUMBER),   # Arabic-Indic
-    ("\U0001d7ce\U0001d7d0\U0001d7ce\U0001d7d5\U0001d7d7\U0001d7d2\U0001d7d4\U0001d7ce\U0001d7ce\U0001d7cf"
-     "\U0001d7d6", NUMBER),                                                            # mathematical digits
+    (("\U0001d7ce\U0001d7d0\U0001d7ce\U0001d7d5\U0001d7d7\U0001d7d2\U0001d7d4\U0001d7ce\U0001d7ce\U0001d7cf"
+     "\U0001d7d6"), NUMBER),                                                            # mathematical digits
     ("020\u20037946\u20030018", NUMBER),                           # em spaces from a copy-paste
     ("+44 (0) 20 7946 0018", NUMBER),
 ])

@@ -16,7 +16,7 @@ from ivr.flow.loader import MAX_FLOW_FILE_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES
 pytestmark = pytest.mark.timeout(60)
 
 GOOD = "flow: main\nentry: a\nnodes:\n  a: {type: hangup}\n"
-_DIAG = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<message>.+)$", re.S)
+_DIAG = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<message>.+)$", re.DOTALL)
 
 
 def _alias_bomb(levels: int, fan: int = 2) -> str:
@@ -39,8 +39,8 @@ def _billion_laughs() -> str:
 HOSTILE = {
     "billion laughs": (_billion_laughs(), "more than"),
     "alias bomb in conditions": (_alias_bomb(60), "aliases are expanded"),
-    "recursive alias": ("flow: x\nentry: a\nnodes:\n  a:\n    type: branch\n    rules:\n"
-                        "      - when: &c {not: *c}\n        goto: a\n    default: a\n", "recursive alias"),
+    "recursive alias": (("flow: x\nentry: a\nnodes:\n  a:\n    type: branch\n    rules:\n"
+                        "      - when: &c {not: *c}\n        goto: a\n    default: a\n"), "recursive alias"),
     "recursive nodes": ("flow: x\nentry: a\nnodes: &n\n  a: {type: goto, target: b}\n  b: *n\n", "recursive alias"),
     "deep lists": ("flow: x\nentry: a\nnodes: " + "[" * 100_000 + "]" * 100_000, "nested too deeply"),
     "deep mappings": ("flow: x\nentry: a\nnodes: " + "{a: " * 20_000 + "1" + "}" * 20_000, "nested too deeply"),
@@ -62,13 +62,13 @@ HOSTILE = {
     "duplicate keys": ("flow: x\nentry: a\nnodes:\n  a: {type: hangup}\n  a: {type: hangup}\n", "duplicate key 'a'"),
     "unicode names": ("flow: flöw\nentry: ä\nnodes:\n  ä: {type: hangup}\n", "must be a name"),
     "confusable name": ("flow: x\nentry: а\nnodes:\n  а: {type: hangup}\n", "must be a name"),   # Cyrillic а
-    "python tag": ("flow: !!python/object/apply:os.system ['touch /tmp/ivr-pwned']\nentry: a\n"
-                   "nodes:\n  a: {type: hangup}\n", "must be a name"),
+    "python tag": (("flow: !!python/object/apply:os.system ['touch /tmp/ivr-pwned']\nentry: a\n"
+                   "nodes:\n  a: {type: hangup}\n"), "must be a name"),
     "merge key": ("x: &x {type: hangup}\nflow: y\nentry: a\nnodes:\n  a: {<<: *x}\n", "merge keys"),
-    "injection in prompt": ("flow: x\nentry: a\nnodes:\n  a: {type: play, prompt: \"sound:x'; DROP TABLE--\", "
-                            "next: b}\n  b: {type: hangup}\n", "bad sound name"),
-    "path traversal in prompt": ("flow: x\nentry: a\nnodes:\n  a: {type: play, prompt: sound:../../etc/passwd, "
-                                 "next: b}\n  b: {type: hangup}\n", "bad sound name"),
+    "injection in prompt": (("flow: x\nentry: a\nnodes:\n  a: {type: play, prompt: \"sound:x'; DROP TABLE--\", "
+                            "next: b}\n  b: {type: hangup}\n"), "bad sound name"),
+    "path traversal in prompt": (("flow: x\nentry: a\nnodes:\n  a: {type: play, prompt: sound:../../etc/passwd, "
+                                 "next: b}\n  b: {type: hangup}\n"), "bad sound name"),
     "shell in transfer": ("flow: x\nentry: a\nnodes:\n  a: {type: transfer, destination: 'PJSIP/x;rm -rf /'}\n",
                           "destination"),
     "not a mapping": ("- just\n- a list\n", "must be a mapping"),
