@@ -520,7 +520,8 @@ class WebServer:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - a CRM problem must never break the screen pop
-                log.info("screen pop history for %s unavailable: %s", mask_number(caller), e)
+                # the exception's type only: a backend's message may quote the caller's number
+                log.info("screen pop history for %s unavailable: %s", mask_number(caller), type(e).__name__)
         screen["history"] = items
         if self.screens.get(agent_id) is screen:
             self._push(agent_id, {"type": "history", "call_id": screen.get("call_id"), "history": items})

@@ -484,3 +484,35 @@ async def test_ws_many_connections_for_unknown_agents(web_stack, http):
         assert await _closed_with(ws) == 4404
     assert not any(k.startswith("ghost") for k in web_stack.server.clients)
     await _still_serving(web_stack, http)
+
+
+# ------------------------------------------------------------------------------------------- logging
+async def test_screen_pop_with_hostile_customer_and_failing_history_logs_no_number(web_stack, http, monkeypatch,
+                                                                                   caplog):
+    caplog.set_level(logging.DEBUG)
+    caller = "+442079460034"
+
+    class FailingCrm:
+        async def recent_interactions(self, number, limit):
+            raise RuntimeError(f"CRM refused the history of {number}")     # a backend that names the number
+    monkeypatch.setattr(web_stack.app, "crm", FailingCrm())
+    ws = await _connect(web_stack, http, "agent1")
+    evil = {"customer_id": "C1", "name": "<img src=x onerror=alert(1)>\r\nX: y", "notes": "</script><script>"}
+    offer = {"agent_id": "agent1", "call_id": "chan-9", "queue": "billing",
+             "call": {"call_id": "chan-9", "caller": caller, "customer": evil, "ivr_path": ["a" * 10_000],
+                      "keys": "***", "waiting_since": "not a number", "flags": None}}
+    for fn in list(web_stack.app.acd.listeners):
+        fn("offer", offer)
+    got = (await _recv(ws, "offer"))["screen"]
+    assert got["customer"]["name"] == evil["name"] and got["wait"] is None     # data, shown as text by the page
+    assert (await _recv(ws, "history"))["history"] == []
+    await ws.close()
+    for r in caplog.records:
+        assert "2079460034" not in r.getMessage() + (r.exc_text or ""), r.getMessage()
+
+
+async def test_agent_page_never_renders_data_as_html(web_stack, http):
+    async with http.get(web_stack.url + "/agent/agent1") as r:
+        page = await r.text()
+    assert "innerHTML" not in page and "outerHTML" not in page and "insertAdjacentHTML" not in page
+    assert "document.write" not in page and "eval(" not in page
