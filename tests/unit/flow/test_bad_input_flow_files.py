@@ -246,3 +246,27 @@ def test_load_flow_dir_skips_a_symlink_loop_a_dangling_link_and_a_directory_name
     (tmp_path / "gone.yaml").symlink_to(tmp_path / "nowhere")
     flowset, diags = load_flow_dir([tmp_path])
     assert flowset is not None and list(flowset.names) == ["main"], [str(d) for d in diags]
+
+
+def test_validate_cli_on_hostile_files_prints_located_errors(tmp_path, capsys):
+    from ivr.flow.cli import validate_main
+
+    (tmp_path / "laughs.yaml").write_text(_billion_laughs())
+    (tmp_path / "deep.yaml").write_text(HOSTILE["deep lists"][0])
+    (tmp_path / "latin1.yaml").write_bytes(b"flow: x\nentry: caf\xe9\n")
+    assert validate_main([str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'laughs.yaml'}:" in out and f"{tmp_path / 'deep.yaml'}:3:" in out
+    assert f"{tmp_path / 'latin1.yaml'}:2:11: not UTF-8" in out
+    assert "Traceback" not in out
+
+
+def test_simulate_cli_with_a_digit_flood(tmp_path, capsys):
+    from ivr.flow.cli import simulate_main
+
+    flow = tmp_path / "f.yaml"
+    flow.write_text("flow: f\nentry: pin\nnodes:\n  pin: {type: collect, variable: pin, secure: true, "
+                    "max_length: 4, next: bye}\n  bye: {type: hangup}\n")
+    assert simulate_main([str(flow), "--at", "2025-03-04T10:00:00", "--digits", "9753" * 2500]) == 0
+    out = capsys.readouterr().out
+    assert "9753" not in out and "input pin=***" in out and max(map(len, out.splitlines())) < 2000
