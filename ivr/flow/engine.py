@@ -140,6 +140,9 @@ MAX_PATH_TAIL = 300
 
 _LANGUAGE_RE = re.compile(r"[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?\Z")
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+# A number a callback can be made to: ASCII digits with an optional '+' and the usual separators. A withheld
+# caller ("anonymous"), a 10,000-character caller ID or an injection attempt is "no number".
+_CALLBACK_NUMBER_RE = re.compile(r"\+?[0-9(][0-9 ().-]{2,31}\Z")
 
 Jump = tuple[Flow, str]
 
@@ -692,7 +695,8 @@ class FlowRunner:
         else:
             value = self._variables.get(node.variable)
             number = value.reveal() if isinstance(value, Secret) else as_text(value) or ""
-        if number:
+        number = number.strip()
+        if _CALLBACK_NUMBER_RE.match(number) and 3 <= sum(c.isdigit() for c in number) <= 20:
             self._out.append(RequestCallback(node.queue, self._clock(), number))
             self._record(PathStep("callback", node.queue))
         else:

@@ -202,3 +202,33 @@ def test_simulator_with_a_flood_masks_the_pin_and_stays_short(caplog):
     assert "input pin=***" in sim.text
     for record in caplog.records:
         assert PIN not in record.getMessage()
+
+
+CALLBACK_FLOW = """
+flow: cb
+entry: cb
+nodes:
+  cb: {type: callback, queue: sales, next: bye}
+  bye: {type: hangup}
+"""
+
+
+@pytest.mark.parametrize("caller", ["anonymous", "Restricted", "", "9" * 10_000, "'; DROP TABLE callbacks;--",
+                                    "+44 20 7946 0018\r\nX: y", "sip:+442079460018@evil", "\uff10\uff12\uff10\uff17",
+                                    "12", "+" + "1" * 25, "(((--)))"])
+def test_callback_to_an_implausible_caller_id_is_skipped(drive, caller):
+    from ivr.flow import RequestCallback
+
+    call = drive(CALLBACK_FLOW, flow="cb", caller=caller)
+    call.start()
+    assert not [c for c in call.commands if isinstance(c, RequestCallback)]
+    assert "callback sales skipped: no number" in [str(s) for s in call.runner.path]
+
+
+@pytest.mark.parametrize("caller", ["+442079460018", "020 7946 0018", "(212) 555-0123", "5551234"])
+def test_callback_to_a_plausible_caller_id_is_requested(drive, caller):
+    from ivr.flow import RequestCallback
+
+    call = drive(CALLBACK_FLOW, flow="cb", caller=caller)
+    call.start()
+    assert [c.number for c in call.commands if isinstance(c, RequestCallback)] == [caller]
