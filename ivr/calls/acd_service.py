@@ -216,14 +216,17 @@ class AcdService:
             self.app.metrics.queue_entered(queue)
             qc.log.info("joined queue %s (priority %d, extra skills %s%s)", queue, priority, extra or "-",
                         f", preferred agent {preferred}" if preferred else "")
-            await self._moh(qc, True)
-            await self._persist(qc, QueueState(queue, time.time(), priority, extra, caller["name"] or "",
-                                               session.flow_name, session.did))
-            self._schedule_announcement(qc)
             if cmd.max_wait:
                 qc.max_wait = asyncio.get_running_loop().call_later(
                     cmd.max_wait, self.app.dispatcher.submit, internal(qc.call_id, ("acd-max-wait", None)))
+        # the offer goes out first (the agent's phone rings sooner), then music and the saved queue state
+        # (both at once); an agent who answers meanwhile finds `answered` set and no music is started
         await self._execute(decisions)
+        if not qc.refused and qc.call_id in self.calls:
+            state = QueueState(queue, time.time(), priority, extra, caller["name"] or "", session.flow_name,
+                               session.did)
+            await asyncio.gather(self._moh(qc, True), self._persist(qc, state))
+            self._schedule_announcement(qc)
 
     async def caller_gone(self, session: FlowSession) -> None:
         qc = self.calls.get(session.channel_id)
@@ -757,7 +760,9 @@ class AcdService:
 
 
 def _quote(s: str) -> str:
-    return "".join(c for c in str(s) if c not in '"<>\r\n\\')[:80]
+    """A caller-ID part safe inside `"name" <number>`: no controls, bidi overrides or SIP delimiters."""
+    from ..crm.model import clean_text
+    return clean_text("".join(c for c in str(s) if c not in '"<>\\'), limit=80)
 
 
 def _gone_channel(cid: str):
