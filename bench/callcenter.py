@@ -620,6 +620,11 @@ class Bench:
         scen.write_text(caller_xml("benchq" if scenario == "A" else "caller", self.pcap, pre_ms, talk_ms))
         log = self.dir / f"caller-{tag}.log"
         err = self.dir / f"caller-{tag}.err"
+        stat = self.dir / f"caller-{tag}.stat.csv"
+        # overload guard: far more calls up than the rate allows, or failures piling up -> stop the run early
+        # (a run far beyond capacity only degrades Asterisk and the app for the runs after it)
+        max_up = max(50, 2.5 * rate * ((pre_ms + talk_ms) / 1000 + 0.5))
+        max_failed = max(5, 0.02 * n)
         self.start_uas()
         bound = n / rate + (pre_ms + talk_ms) / 1000 + 30
         res = RunResult(scenario, rate, n / rate if calls is not None else duration, offered=n)
@@ -636,7 +641,8 @@ class Bench:
              "-mp", str(free_udp_port() & ~1), "-r", f"{rate:g}", "-rp", "1000", "-m", str(n),
              "-l", str(limit or max(5000, n)), "-nostdin", "-recv_timeout", "15000",
              "-timeout", f"{int(bound)}s", "-timeout_error", "-trace_logs", "-log_file", str(log),
-             "-trace_err", "-error_file", str(err), "-max_recv_loops", "5000", "-max_sched_loops", "5000"],
+             "-trace_err", "-error_file", str(err), "-max_recv_loops", "5000", "-max_sched_loops", "5000",
+             "-trace_stat", "-stf", str(stat), "-fd", "1"],
             self.dir / f"sipp-caller-{tag}.out", cwd=self.dir)
         pids["sipp-caller"] = caller.pid
         cpu0["sipp-caller"] = 0.0
@@ -649,6 +655,12 @@ class Bench:
                 caller.kill()
                 break
             caller_cpu = cpu_seconds(caller.pid) or caller_cpu
+            up, failed = _sipp_stat(stat)
+            if up > max_up or failed > max_failed:
+                res.errors.append(f"overload: stopped after {time.time() - t0:.0f} s with {up} calls up "
+                                  f"(expected ~{max_up / 2.5:.0f}) and {failed} failed")
+                Procs.stop(caller, 5.0)
+                break
             for k, v in rss_max.items():
                 rss_max[k] = max(v, rss_mb(pids[k]))
             if scenario == "B" and self.scrape_interval and time.monotonic() - last_scrape >= self.scrape_interval:
@@ -696,6 +708,17 @@ class Bench:
             lines = [ln for ln in err.read_text(errors="replace").splitlines() if ln.strip()]
             if lines:
                 res.errors.append(f"{len(lines)} sipp error lines, e.g. {_short(lines[-1])}")
+
+
+def _sipp_stat(path: Path) -> tuple[int, int]:
+    """(calls up now, failed calls so far) from the last line of sipp's -trace_stat file."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 4096))
+            last = f.read().decode(errors="replace").strip().splitlines()[-1].split(";")
+        return int(last[13]), int(last[17])
+    except (OSError, IndexError, ValueError):
+        return 0, 0
 
 
 def _short(s: str, n: int = 160) -> str:
@@ -818,3 +841,63 @@ def profile_summary(path: Path, top: int = 25) -> list[str]:
     out.append("top self frames (where the CPU is spent):")
     out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in sorted(leaf.items(), key=lambda kv: -kv[1])[:15]]
     return out
+
+
+def traced_waiting_memory(b: Bench, calls: int, rate: float) -> dict[str, float]:
+    """Python heap held per waiting caller, with tracemalloc: RSS barely moves for a few hundred waiting
+    calls because the process reuses heap freed at start-up (CRM import, imports), so the app is run *in
+    this process* for this phase (the subprocess app must be stopped), warmed up, every agent paused, and
+    `calls` callers wait in queue; (traced memory at the peak of waiting callers - before) / callers."""
+    import asyncio
+    import threading
+    import tracemalloc
+
+    from ivr.app import App
+
+    assert b.app_pid is None, "stop the app process first (same ports)"
+    holder: dict = {}
+    ready = threading.Event()
+
+    async def main() -> None:
+        app = App(load_config(b.config_path, env={}))
+        holder.update(app=app, loop=asyncio.get_running_loop())
+        task = asyncio.create_task(app.run())
+        await app.ready.wait()
+        ready.set()
+        await task
+
+    tracemalloc.start(1)
+    th = threading.Thread(target=lambda: asyncio.run(main()), name="traced-app", daemon=True)
+    th.start()
+    try:
+        if not ready.wait(60):
+            raise RuntimeError("the in-process app did not connect in 60 s")
+        wait_app_idle(b, 30)
+        b.run_calls("B", 5, 2)      # warm-up
+        wait_app_idle(b, 15)
+        b.set_agents("pause")
+        time.sleep(1.0)
+        base = tracemalloc.get_traced_memory()[0]
+        peak = {"waiting": 0.0, "traced": base}
+
+        def sample(bench: Bench, _res: RunResult) -> None:
+            try:
+                w = bench.metrics().get(f'ivr_queue_calls_waiting{{queue="{QUEUE}"}}', 0.0)
+            except (OSError, ValueError):
+                return
+            if w >= peak["waiting"]:
+                peak.update(waiting=w, traced=max(peak["traced"], tracemalloc.get_traced_memory()[0]))
+
+        hold_ms = int(1000 * (calls / rate + 6))
+        b.say(f"traced memory per waiting call: in-process app under tracemalloc, {calls} callers wait")
+        try:
+            b.run_calls("B", rate, 0, calls=calls, talk_ms=hold_ms, on_sample=sample, sample_every=0.5)
+        finally:
+            b.set_agents("unpause")
+        w = peak["waiting"] or math.nan
+        return {"waiting": peak["waiting"], "kb_per_call": (peak["traced"] - base) / 1024 / w}
+    finally:
+        if "loop" in holder:
+            holder["loop"].call_soon_threadsafe(holder["app"].stop)
+        th.join(30)
+        tracemalloc.stop()

@@ -31,6 +31,7 @@ from callcenter import (
     profile_summary,
     reset_agents,
     start_profiler,
+    traced_waiting_memory,
     wait_app_idle,
     waiting_memory,
 )
@@ -102,7 +103,8 @@ class Search:
                     hi = mid
         if lo is None:
             return None, None
-        for _ in range(3):
+        res = None
+        while lo >= 1 and (res is None or time.monotonic() < self.deadline + 600):
             self.b.say(f"{self.scenario}: confirming {lo:g} calls/s for {a.duration:g} s")
             if a.profile and self.scenario == "B":
                 start_profiler(self.b, a.duration + 5)
@@ -110,13 +112,15 @@ class Search:
             if self.ok(res):
                 return lo, res
             self.probes.append(res)
+            if lo == 1:
+                break
             lo = max(1, round(lo * 0.9))
         return None, res
 
 
 def report(name: str, rate: float | None, res: RunResult | None, mem: dict | None) -> list[str]:
-    if res is None:
-        return [f"{name}: no rate met the criteria"]
+    if rate is None or res is None:
+        return [f"{name}: no rate met the criteria" + (f" (last run: {res.line()})" if res else "")]
     ms = lambda v: f"{pct(v, 50):.0f} / {pct(v, 95):.0f} / {pct(v, 99):.0f} ms"
     lines = [
         f"{name}",
@@ -136,11 +140,17 @@ def report(name: str, rate: float | None, res: RunResult | None, mem: dict | Non
     if "app" in res.rss_mb:
         lines.append(f"  app RSS start/max           {res.rss_mb['app'][0]:.0f} / {res.rss_mb['app'][1]:.0f} MB")
     if mem:
-        lines.append(f"  app memory per waiting call {mem['app_kb_per_call']:.1f} KB ({mem['waiting']:.0f} waiting, "
-                     f"RSS {mem['app_base_mb']:.1f} -> {mem['app_peak_mb']:.1f} MB; Asterisk "
-                     f"{mem['ast_kb_per_call']:.1f} KB per waiting call)")
+        if "kb_per_call" in mem:
+            lines.append(f"  app memory per waiting call {mem['kb_per_call']:.1f} KB of Python heap (tracemalloc, "
+                         f"{mem['waiting']:.0f} callers waiting)")
+        lines.append(f"  app RSS per waiting call    {mem['app_kb_per_call']:.1f} KB (RSS {mem['app_base_mb']:.1f} -> "
+                     f"{mem['app_peak_mb']:.1f} MB: start-up's freed heap is reused); Asterisk RSS "
+                     f"{mem['ast_kb_per_call']:.1f} KB per waiting call")
     if res.errors:
         lines.append(f"  notes: {'; '.join(res.errors)}")
+    if res.other_cpu / res.wall > 0.25:
+        lines.append(f"  WARNING: other processes used {100 * res.other_cpu / res.wall:.0f} % of a core during "
+                     "this run: the machine was shared, this rate is low; run again on a quiet machine")
     return lines
 
 
@@ -148,11 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: 60 agents, rates 4 and 8, short runs (~2 min)")
     p.add_argument("--duration", type=float, default=60, help="confirmation run length, s (default 60)")
-    p.add_argument("--probe", type=float, default=20, help="probe run length during the search, s (default 20)")
+    p.add_argument("--probe", type=float, default=30, help="probe run length during the search, s (default 30)")
     p.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")],
                    help="rates to probe in order, e.g. 20,40,60 (default: search from --start-rate)")
-    p.add_argument("--start-rate", type=float, default=10)
-    p.add_argument("--factor", type=float, default=1.4, help="rate step while every probe passes (default x1.4)")
+    p.add_argument("--start-rate", type=float, default=20)
+    p.add_argument("--factor", type=float, default=1.25, help="rate step while every probe passes (default x1.25)")
     p.add_argument("--max-rate", type=float, default=200)
     p.add_argument("--resolution", type=float, default=0.05, help="bisect until within this fraction (0.05)")
     p.add_argument("--agents", type=int, default=400)
@@ -167,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="py-spy the app during B's confirmation run and print where its CPU goes")
     a = p.parse_args(argv)
     if a.quick:
-        a.agents, a.rates, a.probe, a.duration, a.waiting = min(a.agents, 60), a.rates or [4, 8], 8, 15, 30
+        a.agents, a.rates, a.probe, a.duration, a.waiting = min(a.agents, 60), a.rates or [4, 8], 6, 12, 20
     install_signal_handlers()
     t0 = time.monotonic()
     out: dict[str, tuple] = {}
@@ -185,11 +195,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"{b.scrape_interval:g} s)")
             b.run_calls("B", 5, 2)      # warm-up
             wait_app_idle(b, 15)
-            mem = waiting_memory(b, a.waiting, max(5.0, min(20.0, a.waiting / 10)))
+            mem = waiting_memory(b, a.waiting, max(10.0, min(20.0, a.waiting / 10)))
+            b.say(f"app RSS growth per waiting call: {mem['app_kb_per_call']:.1f} KB")
             wait_app_idle(b, 30)
             reset_agents(b)
             search = Search(b, "B", a)
             rate, res = search.find()
+            b.stop_app()
+            mem.update(traced_waiting_memory(b, a.waiting, max(10.0, min(20.0, a.waiting / 10))))
             out["B"] = (rate, res, mem)
         b.stop_app()
         print()
@@ -209,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio={ratio:.2f} a_cps={ra or 0:g} b_cps={rb or 0:g} a_ast_cpu_ms={f(resa, 'asterisk'):.2f} "
           f"b_ast_cpu_ms={f(resb, 'asterisk'):.2f} b_app_cpu_ms={f(resb, 'app'):.2f} "
           f"b_pdd_p99_ms={pct(resb.pdd_ms, 99) if resb else math.nan:.0f} "
-          f"b_app_kb_per_waiting_call={memb['app_kb_per_call'] if memb else math.nan:.1f}")
+          f"b_app_kb_per_waiting_call={memb.get('kb_per_call', math.nan) if memb else math.nan:.1f}")
     return 0
 
 
