@@ -85,7 +85,7 @@ async def test_softphone_unregistering_while_ringing_sends_the_call_to_the_next_
 async def test_congested_agent_leg_goes_to_the_next_agent(flow_cfg, phones, caplog):
     """agent2's 'phone' answers every INVITE with 503 (congestion, cause 34): the offer fails, agent2 gets
     a miss, the call goes to agent3 who answers."""
-    from tests.support.sip_unregister import register_rejecting_phone
+    from tests.support.sip_unregister import register_rejecting_phone, unregister_all
     caplog.set_level(logging.INFO, logger="ivr")
     cfg = with_queue_overrides(flow_cfg, wrap_up=0, max_misses=5)
     pw = {a.id: a.sip_password for a in cfg.agent_sip()}
@@ -108,3 +108,5 @@ async def test_congested_agent_leg_goes_to_the_next_agent(flow_cfg, phones, capl
     finally:
         uas.kill()
         uas.wait(5)
+        # the registration would outlive the test (and send later tests' calls to a dead phone)
+        await asyncio.to_thread(unregister_all, "agent2", pw["agent2"], cfg.asterisk.sip_port)
