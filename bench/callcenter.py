@@ -807,6 +807,20 @@ def start_profiler(b: Bench, seconds: float, rate: int = 100) -> subprocess.Pope
     return b.profiler
 
 
+IDLE_FRAMES = ("EpollSelector.select (", "_worker (thread.py)")
+# first match wins, in this order
+PROFILE_AREAS = [
+    ("ARI REST calls (AriClient._request)", ["AriClient._request"]),
+    ("ACD router (ivr/acd)", ["(ivr/acd/"]),
+    ("CRM SQLite store (lookup, history, screen-pop history)", ["(ivr/crm/store.py"]),
+    ("call records (ivr/storage.py)", ["(ivr/storage.py"]),
+    ("metrics scrape", ["(ivr/metrics.py", "prometheus_client", "exposition.py"]),
+    ("ARI events websocket (read, parse)", ["EventStream.run", "(ivr/ari/models.py", "(ivr/ari/events.py"]),
+    ("flow engine (ivr/flow)", ["(ivr/flow/"]),
+    ("asyncio/aiohttp transport (socket reads, protocol callbacks)", ["client_proto.py", "selector_events.py"]),
+]
+
+
 def _frame(f: str) -> str:
     """'func (/work/main/ivr/calls/x.py:12)' -> 'func (ivr/calls/x.py)'; other files by base name."""
     m = re.match(r"(.*) \((.*?)(?::\d+)?\)$", f)
@@ -822,21 +836,31 @@ def profile_summary(path: Path, top: int = 25) -> list[str]:
     incl: dict[str, int] = {}
     leaf: dict[str, int] = {}
     total = 0
+    idle = 0
+    areas: dict[str, int] = {}
     if not path.exists():
         return [f"no profile at {path}"]
     for line in path.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if not stack or not n.isdigit():
             continue
-        total += int(n)
         frames = [_frame(f) for f in stack.split(";")]
+        if frames[-1].startswith(IDLE_FRAMES):      # waiting, not working: py-spy still samples these
+            idle += int(n)
+            continue
+        total += int(n)
         leaf[frames[-1]] = leaf.get(frames[-1], 0) + int(n)
+        area = next((name for name, keys in PROFILE_AREAS if any(k in f for f in frames for k in keys)), "other")
+        areas[area] = areas.get(area, 0) + int(n)
         for f in set(frames):
             if "(ivr/" in f and "(ivr/cli.py)" not in f and "(ivr/__main__.py)" not in f:
                 incl[f] = incl.get(f, 0) + int(n)
     if not total:
         return ["empty profile"]
-    out = [f"app profile: {total} busy samples; inclusive share of functions in ivr/:"]
+    out = ["app profile by area (share of working samples):"]
+    out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in sorted(areas.items(), key=lambda kv: -kv[1])]
+    out.append(f"app profile: {total} working samples ({idle} more waited in epoll or in an idle worker thread); "
+               "inclusive share of functions in ivr/:")
     out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in sorted(incl.items(), key=lambda kv: -kv[1])[:top]]
     out.append("top self frames (where the CPU is spent):")
     out += [f"  {100 * n / total:5.1f}%  {f}" for f, n in sorted(leaf.items(), key=lambda kv: -kv[1])[:15]]
