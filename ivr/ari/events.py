@@ -92,6 +92,9 @@ class EventStream:
                 self.connected = False
                 log.warning("ARI events disconnected (%s); reconnecting", reason)
                 self._sink(Disconnected(type="Disconnected", application=self.client.app, reason=reason))
+            elif attempt % 10 == 0:
+                # never connected yet, or still down: say why (first failure, then every 10th attempt)
+                log.warning("ARI events: cannot connect to %s (%s); retrying", self.ws_url.split("?")[0], reason)
             if self._stop.is_set():
                 break
             delay = backoff_delay(attempt, self._min, self._max)

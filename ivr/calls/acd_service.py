@@ -46,6 +46,8 @@ from ..ari import (
     AriError,
     Channel,
     ChannelDestroyed,
+    NotFound,
+    Unavailable,
     ContactStatusChange,
     EndpointStateChange,
     Event,
@@ -77,6 +79,7 @@ log = logging.getLogger(__name__)
 _CAUSES = {16: "normal", 17: "busy", 18: "no-response", 19: "no-answer", 21: "rejected", 34: "congestion",
            20: "unregistered", 3: "unreachable", 38: "network-down"}
 _AGENT_CONFIG_EXTRA = {"sip_password", "login"}
+OFFER_CHECK_DELAY = 2.0     # seconds before looking for an agent leg whose originate timed out
 _seq = itertools.count(1)
 
 
@@ -317,7 +320,10 @@ class AcdService:
                 await self._execute(decisions)
                 await self._leave(qc, "timeout")
                 return True
-            return kind in ("acd-announce", "acd-max-wait")
+            if kind == "acd-offer-check" and qc is not None:
+                await self._check_offer(qc, ev.payload[1])
+                return True
+            return kind in ("acd-announce", "acd-max-wait", "acd-offer-check")
         if isinstance(ev, (EndpointStateChange, ContactStatusChange)):
             aid = self.endpoints.get(ev.endpoint.name)
             if aid is None:
@@ -339,6 +345,28 @@ class AcdService:
         if ev.channel_id in self.legs:
             return True     # agent-leg events other than start/end: nothing to do
         return False
+
+    async def _check_offer(self, qc: QueuedCall, leg: str) -> None:
+        """After an originate that timed out: the leg exists (events will tell) or the offer failed (no
+        miss: it was not the agent's fault)."""
+        if qc.leg_id != leg or qc.answered:
+            return
+        try:
+            await self.app.ari.channel(leg)
+            return                                  # it exists: it rings, answers or fails as usual
+        except NotFound:
+            pass
+        except AriError as e:
+            qc.log.info("agent leg %s still unknown (%s); offering again", leg, e)
+            await self._quietly(self.app.ari.hangup_quietly(leg), "hang up a leg that may exist")
+        if self.legs.pop(leg, None) is None or qc.leg_id != leg:
+            return
+        qc.leg_id = None
+        try:
+            decisions = self._route(self.router.offer_failed, qc.call_id, "ari-unavailable", agent_fault=False)
+        except AcdError:
+            return
+        await self._execute(decisions)
 
     async def _set_registered(self, agent_id: str, online: bool) -> None:
         snap = self.router.agent_snapshot(agent_id)
@@ -458,6 +486,14 @@ class AcdService:
                 leg, d.endpoint, app_args=["agent", d.call_id], timeout=max(1, int(round(d.ring_timeout))),
                 caller_id=f'"{_quote(name)}" <{_quote(number)}>', originator=d.call_id)
         except AriError as e:
+            if isinstance(e, Unavailable):
+                # a timeout / connection error is our trouble with Asterisk, not the agent's: no miss
+                # (else an overload auto-pauses every agent in a cascade). The leg may exist all the same:
+                # look again in a moment (this also paces retries while Asterisk is unreachable)
+                qc.log.warning("agent leg to %s: %s; checking again in %.0fs", d.endpoint, e, OFFER_CHECK_DELAY)
+                asyncio.get_running_loop().call_later(
+                    OFFER_CHECK_DELAY, self.app.dispatcher.submit, internal(d.call_id, ("acd-offer-check", leg)))
+                return
             # e.g. 500 "Allocation failed": the endpoint is not registered; the next agent is tried
             qc.log.info("agent leg to %s failed at once: %s", d.endpoint, e)
             if self.legs.pop(leg, None) is not None and qc.leg_id == leg:
@@ -473,6 +509,15 @@ class AcdService:
             return
         self._notify("offer", {"agent_id": d.agent_id, "call_id": d.call_id, "queue": d.queue,
                                "explanation": d.explanation.as_dict(), "call": qc.session.screen_pop()})
+
+    @staticmethod
+    async def _quietly(step, what: str) -> None:
+        try:
+            await step
+        except NotFound:
+            pass
+        except AriError as e:
+            log.warning("could not %s: %s", what, e)
 
     def _forget(self, qc: QueuedCall) -> None:
         """Stop tracking a call (idempotent, no await: safe against a racing hang-up of the other leg)."""
@@ -497,16 +542,15 @@ class AcdService:
         except AcdError as e:
             qc.log.debug("call_ended ignored: %s", e)
             decisions = []
+        # each step on its own: a timeout on one (an overloaded Asterisk) must not leave the bridge behind
+        # or skip the router's follow-up (wrap-up, the next offer)
         if leg:
             self.legs.pop(leg, None)
-            await self.app.ari.hangup_quietly(leg)
+            await self._quietly(self.app.ari.hangup_quietly(leg), "hang up the agent leg")
         if by != "caller":
-            await self.app.ari.hangup_quietly(qc.call_id)
+            await self._quietly(self.app.ari.hangup_quietly(qc.call_id), "hang up the caller")
         if qc.bridge_id:
-            try:
-                await self.app.ari.destroy_bridge(qc.bridge_id)
-            except AriError:
-                pass
+            await self._quietly(self.app.ari.destroy_bridge(qc.bridge_id), "destroy the bridge")
         qc.session.outcome = "answered"
         await self._execute(decisions)
 

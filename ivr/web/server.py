@@ -292,7 +292,10 @@ class WebServer:
     async def agent_screen(self, request: web.Request) -> web.Response:
         agent_id = request.match_info["id"]
         snap = self._agent_snapshot(agent_id)
-        return web.json_response({"agent": snap, "screen": self.screens.get(agent_id)})
+        screen = self.screens.get(agent_id)
+        if screen is not None and screen.get("history") is None:
+            await self._add_history(agent_id, screen)
+        return web.json_response({"agent": snap, "screen": screen})
 
     async def calls(self, request: web.Request) -> web.Response:
         now = time.time()
@@ -396,7 +399,10 @@ class WebServer:
         self.clients.setdefault(agent_id, set()).add(client)
         sender = asyncio.create_task(self._sender(client), name=f"ws-agent-{agent_id}")
         client.push({"type": "agent", **snap})
-        client.push({"type": "screen", "screen": self.screens.get(agent_id)})
+        screen = self.screens.get(agent_id)
+        client.push({"type": "screen", "screen": screen})
+        if screen is not None and screen.get("history") is None:
+            self._spawn(self._add_history(agent_id, screen))     # pushed as a "history" message
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
@@ -468,7 +474,8 @@ class WebServer:
                 screen = self._screen(payload)
                 self.screens[agent_id] = screen
                 self._push(agent_id, {"type": "offer", "screen": screen})
-                self._spawn(self._add_history(agent_id, screen))
+                if self.clients.get(agent_id):   # else loaded when the screen is asked for (a CRM query per
+                    self._spawn(self._add_history(agent_id, screen))   # offer nobody sees is wasted)
             elif kind == "agent":
                 if payload.get("state") not in _ACTIVE_CALL_STATES and not payload.get("call_id"):
                     self.screens.pop(agent_id, None)
