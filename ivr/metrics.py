@@ -142,27 +142,43 @@ class LiveStateProvider(Protocol):
 
 # ------------------------------------------------------------------------------------- staffing
 class _Window:
-    """(time, value) samples of one queue within the window; sums kept incrementally."""
+    """Samples of one queue within the window, merged per second: memory is bounded by the window's
+    length (900 entries for 15 min) whatever the call rate; sums and counts kept incrementally. A second
+    is dropped once its *newest* sample is older than the horizon (so at most 1 s late, never early)."""
 
-    __slots__ = ("samples", "total")
+    __slots__ = ("count", "samples", "total")
+
+    BUCKET = 1.0
 
     def __init__(self) -> None:
-        self.samples: deque[tuple[float, float]] = deque()
+        self.samples: deque[list[float]] = deque()    # [second, newest time, sum, count]
         self.total = 0.0
+        self.count = 0
 
     def add(self, t: float, v: float) -> None:
-        self.samples.append((t, v))
+        second = t // self.BUCKET
+        s = self.samples
+        if s and s[-1][0] == second:
+            last = s[-1]
+            last[1] = max(last[1], t)
+            last[2] += v
+            last[3] += 1
+        else:
+            s.append([second, t, v, 1])
         self.total += v
+        self.count += 1
 
     def prune(self, horizon: float) -> None:
         s = self.samples
-        while s and s[0][0] < horizon:
-            self.total -= s.popleft()[1]
+        while s and s[0][1] < horizon:
+            _, _, v, n = s.popleft()
+            self.total -= v
+            self.count -= int(n)
         if not s:
-            self.total = 0.0   # no float drift accumulates across empty periods
+            self.total, self.count = 0.0, 0   # no float drift accumulates across empty periods
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return self.count
 
 
 class Staffing:
@@ -174,7 +190,7 @@ class Staffing:
       the window: the work one handled call brings (AHT). With no handled call in the window, the last
       value computed is kept (``None`` if there never was one).
 
-    Memory is one entry per event in the window (a few thousand at most for a busy queue).
+    Memory is one entry per second of the window per queue (900 for 15 min), whatever the call rate.
     """
 
     def __init__(self, window_seconds: float = DEFAULT_WINDOW, clock: Callable[[], float] = time.monotonic,

@@ -199,3 +199,23 @@ def test_agents_needed_minimal_and_monotone(a, aht, t, target, more, tighter):
     assert agents_needed(rate, aht * more, target, t) >= n
     assert agents_needed(rate, aht, min(0.99, target + tighter), t) >= n
     assert agents_needed(rate, aht, target, t * (1 - tighter)) >= n
+
+
+def test_window_memory_is_bounded_by_its_length_not_the_call_rate():
+    from ivr.metrics import Staffing
+
+    class Clock:
+        t = 1000.0
+
+        def __call__(self) -> float:
+            return self.t
+
+    clock = Clock()
+    st = Staffing(window_seconds=900, clock=clock)
+    for _ in range(20 * 1800):            # 20 calls/s for 30 minutes
+        clock.t += 0.05
+        st.arrival("q")
+        st.talk("q", 3.0)
+    assert len(st._arrivals["q"].samples) <= 901 and len(st._talk["q"].samples) <= 901
+    assert st.arrival_rate("q") == pytest.approx(20.0, rel=0.01)
+    assert st.handle_time("q") == pytest.approx(3.0)
