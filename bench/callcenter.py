@@ -764,32 +764,47 @@ def reset_agents(b: Bench) -> int:
     return n
 
 
-def waiting_memory(b: Bench, calls: int, rate: float) -> dict[str, float]:
-    """App (and Asterisk) RSS growth per caller waiting in queue: every agent paused, `calls` callers go
-    through the menu into the queue and wait; RSS at the peak of waiting callers minus RSS before."""
+def _peak_while_waiting(b: Bench, calls: int, rate: float, what: str, base, measure
+                        ) -> tuple[float, dict[str, float], dict[str, float]]:
+    """Every agent paused, `calls` callers go through the menu into the queue and wait. Returns the most
+    callers waiting at once, `base()` taken before, and the largest of each `measure()` value sampled
+    while the number waiting was at its peak so far."""
     b.set_agents("pause")
     time.sleep(1.0)
-    base_app = sorted(rss_mb(b.app_pid) for _ in range(3))[1]
-    base_ast = rss_mb(b.ast_pid)
-    peak = {"waiting": 0.0, "app": base_app, "ast": base_ast}
+    before = base()
+    peak = dict(before)
+    most = 0.0
 
     def sample(bench: Bench, _res: RunResult) -> None:
+        nonlocal most
         try:
             w = bench.metrics().get(f'ivr_queue_calls_waiting{{queue="{QUEUE}"}}', 0.0)
         except (OSError, ValueError):
             return
-        if w >= peak["waiting"]:
-            peak.update(waiting=w, app=max(peak["app"], rss_mb(bench.app_pid)),
-                        ast=max(peak["ast"], rss_mb(bench.ast_pid)))
+        if w >= most:
+            most = w
+            for k, v in measure().items():
+                peak[k] = max(peak[k], v)
 
     hold_ms = int(1000 * (calls / rate + 6))
-    b.say(f"memory per waiting call: all agents paused, {calls} callers at {rate:g}/s wait {hold_ms / 1000:.0f} s")
+    b.say(f"{what}: all agents paused, {calls} callers at {rate:g}/s wait {hold_ms / 1000:.0f} s")
     try:
         b.run_calls("B", rate, 0, calls=calls, talk_ms=hold_ms, on_sample=sample, sample_every=0.5)
     finally:
         b.set_agents("unpause")
-    w = peak["waiting"] or math.nan
-    return {"waiting": peak["waiting"], "app_base_mb": base_app, "app_peak_mb": peak["app"],
+    return most, before, peak
+
+
+def waiting_memory(b: Bench, calls: int, rate: float) -> dict[str, float]:
+    """App (and Asterisk) RSS growth per caller waiting in queue: RSS at the peak of waiting callers minus
+    RSS before."""
+    waiting, before, peak = _peak_while_waiting(
+        b, calls, rate, "memory per waiting call",
+        base=lambda: {"app": sorted(rss_mb(b.app_pid) for _ in range(3))[1], "ast": rss_mb(b.ast_pid)},
+        measure=lambda: {"app": rss_mb(b.app_pid), "ast": rss_mb(b.ast_pid)})
+    base_app, base_ast = before["app"], before["ast"]
+    w = waiting or math.nan
+    return {"waiting": waiting, "app_base_mb": base_app, "app_peak_mb": peak["app"],
             "app_kb_per_call": 1024 * (peak["app"] - base_app) / w,
             "ast_kb_per_call": 1024 * (peak["ast"] - base_ast) / w}
 
@@ -899,27 +914,15 @@ def traced_waiting_memory(b: Bench, calls: int, rate: float) -> dict[str, float]
         wait_app_idle(b, 30)
         b.run_calls("B", 5, 2)      # warm-up
         wait_app_idle(b, 15)
-        b.set_agents("pause")
-        time.sleep(1.0)
-        base = tracemalloc.get_traced_memory()[0]
-        peak = {"waiting": 0.0, "traced": base}
 
-        def sample(bench: Bench, _res: RunResult) -> None:
-            try:
-                w = bench.metrics().get(f'ivr_queue_calls_waiting{{queue="{QUEUE}"}}', 0.0)
-            except (OSError, ValueError):
-                return
-            if w >= peak["waiting"]:
-                peak.update(waiting=w, traced=max(peak["traced"], tracemalloc.get_traced_memory()[0]))
+        def traced() -> dict[str, float]:
+            return {"traced": tracemalloc.get_traced_memory()[0]}
 
-        hold_ms = int(1000 * (calls / rate + 6))
-        b.say(f"traced memory per waiting call: in-process app under tracemalloc, {calls} callers wait")
-        try:
-            b.run_calls("B", rate, 0, calls=calls, talk_ms=hold_ms, on_sample=sample, sample_every=0.5)
-        finally:
-            b.set_agents("unpause")
-        w = peak["waiting"] or math.nan
-        return {"waiting": peak["waiting"], "kb_per_call": (peak["traced"] - base) / 1024 / w}
+        waiting, before, peak = _peak_while_waiting(
+            b, calls, rate, "traced memory per waiting call (in-process app under tracemalloc)",
+            base=traced, measure=traced)
+        w = waiting or math.nan
+        return {"waiting": waiting, "kb_per_call": (peak["traced"] - before["traced"]) / 1024 / w}
     finally:
         if "loop" in holder:
             holder["loop"].call_soon_threadsafe(holder["app"].stop)

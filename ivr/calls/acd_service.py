@@ -46,15 +46,16 @@ from ..ari import (
     AriError,
     Channel,
     ChannelDestroyed,
-    NotFound,
-    Unavailable,
     ContactStatusChange,
     EndpointStateChange,
     Event,
+    NotFound,
     PlaybackFinished,
     StasisEnd,
     StasisStart,
+    Unavailable,
 )
+from ..crm.model import clean_text
 from ..flow import Enqueue
 from ..logsafe import CallLog
 from ..metrics import QueueSnapshot, queue_snapshot_from_view
@@ -193,7 +194,7 @@ class AcdService:
             priority += hints.priority_boost
             for s, lv in hints.extra_skills.items():
                 extra[s] = max(lv, extra.get(s, 0))
-        extra = {s: max(1, min(5, int(lv))) for s, lv in extra.items()}
+        extra = _skill_levels(extra)
         if hints is not None and hints.preferred_agent in self.router.agent_ids() and queue in self.router.queue_names():
             # only prefer an agent who could take this call at all (a repeat caller who needs tier 2 is
             # not held for the tier-1 agent who served them last time)
@@ -295,14 +296,8 @@ class AcdService:
             return
         cause = ev.cause if isinstance(ev, ChannelDestroyed) else 0
         reason = _CAUSES.get(cause, f"cause-{cause}")
-        qc.leg_id = None
         qc.log.info("agent %s did not take the call (%s)", qc.agent_id, reason)
-        try:
-            decisions = self._route(self.router.offer_failed, call_id, reason)
-        except AcdError as e:
-            qc.log.debug("offer_failed ignored: %s", e)
-            return
-        await self._execute(decisions)
+        await self._fail_offer(qc, leg, reason)
 
     async def on_event(self, ev: Event) -> bool:
         if isinstance(ev, Internal):
@@ -359,12 +354,18 @@ class AcdService:
         except AriError as e:
             qc.log.info("agent leg %s still unknown (%s); offering again", leg, e)
             await self._quietly(self.app.ari.hangup_quietly(leg), "hang up a leg that may exist")
-        if self.legs.pop(leg, None) is None or qc.leg_id != leg:
-            return
+        await self._fail_offer(qc, leg, "ari-unavailable", agent_fault=False)
+
+    async def _fail_offer(self, qc: QueuedCall, leg: str, reason: str, *, agent_fault: bool = True) -> None:
+        """The offer on `leg` failed: the call goes back to its place and the router tries the next agent."""
+        self.legs.pop(leg, None)
+        if qc.leg_id != leg:
+            return                    # not the current offer (cancelled, or the call moved on)
         qc.leg_id = None
         try:
-            decisions = self._route(self.router.offer_failed, qc.call_id, "ari-unavailable", agent_fault=False)
-        except AcdError:
+            decisions = self._route(self.router.offer_failed, qc.call_id, reason, agent_fault=agent_fault)
+        except AcdError as e:
+            qc.log.debug("offer_failed ignored: %s", e)
             return
         await self._execute(decisions)
 
@@ -496,13 +497,7 @@ class AcdService:
                 return
             # e.g. 500 "Allocation failed": the endpoint is not registered; the next agent is tried
             qc.log.info("agent leg to %s failed at once: %s", d.endpoint, e)
-            if self.legs.pop(leg, None) is not None and qc.leg_id == leg:
-                qc.leg_id = None
-                try:
-                    decisions = self._route(self.router.offer_failed, d.call_id, "unreachable")
-                except AcdError:
-                    return
-                await self._execute(decisions)
+            await self._fail_offer(qc, leg, "unreachable")
             return
         if qc.leg_id != leg:          # cancelled while we were originating
             await self.app.ari.hangup_quietly(leg)
@@ -712,7 +707,7 @@ class AcdService:
                         log=CallLog(log, {"call": channel.id}))
         self.calls[channel.id] = qc
         call = Call(channel.id, state.queue, priority=state.priority,
-                    extra_skills={s: max(1, min(5, lv)) for s, lv in state.extra_skills.items()},
+                    extra_skills=_skill_levels(state.extra_skills),
                     caller={"number": channel.caller.number, "name": state.name})
         try:
             decisions = self._route(self.router.enqueue, call, waiting_since=qc.entered)
@@ -803,9 +798,13 @@ class AcdService:
                 log.exception("listener failed")
 
 
+def _skill_levels(skills) -> dict[str, int]:
+    """Extra skill levels clamped to the router's 1..5 (hints and saved states may carry anything)."""
+    return {s: max(1, min(5, int(lv))) for s, lv in skills.items()}
+
+
 def _quote(s: str) -> str:
     """A caller-ID part safe inside `"name" <number>`: no controls, bidi overrides or SIP delimiters."""
-    from ..crm.model import clean_text
     return clean_text("".join(c for c in str(s) if c not in '"<>\\'), limit=80)
 
 

@@ -13,39 +13,25 @@ from pathlib import Path
 
 from ivr.sim.ports import free_udp_port
 
-_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="unregister-all">
-  <send retrans="500"><![CDATA[
+_REGISTER = """  <send retrans="500"><![CDATA[
       REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:{user}@[remote_ip]>;tag=[pid]unreg[call_number]
-      To: <sip:{user}@[remote_ip]>
+      From: <sip:{{user}}@[remote_ip]>;tag=[pid]unreg[call_number]
+      To: <sip:{{user}}@[remote_ip]>
       Call-ID: [call_id]
-      CSeq: 1 REGISTER
-      Contact: {contact}
-      Expires: {expires}
+      CSeq: {cseq} REGISTER
+      Contact: {{contact}}
+      Expires: {{expires}}{auth}
       Max-Forwards: 70
       Content-Length: 0
 
   ]]></send>
-  <recv response="401" auth="true"/>
-  <send retrans="500"><![CDATA[
-      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:{user}@[remote_ip]>;tag=[pid]unreg[call_number]
-      To: <sip:{user}@[remote_ip]>
-      Call-ID: [call_id]
-      CSeq: 2 REGISTER
-      Contact: {contact}
-      Expires: {expires}
-      [authentication username={user} password={password}]
-      Max-Forwards: 70
-      Content-Length: 0
-
-  ]]></send>
-  <recv response="200"/>
-</scenario>
 """
+# REGISTER, 401 challenge, REGISTER with digest credentials, 200
+_SCENARIO = ('<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="register">\n'
+             + _REGISTER.format(cseq=1, auth="") + '  <recv response="401" auth="true"/>\n'
+             + _REGISTER.format(cseq=2, auth="\n      [authentication username={user} password={password}]")
+             + '  <recv response="200"/>\n</scenario>\n')
 
 
 _REJECT_UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
