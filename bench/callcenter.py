@@ -31,6 +31,7 @@ import os
 import random
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -521,7 +522,10 @@ class Bench:
 
     def start_app(self) -> None:
         self.say(f"starting the app (log level {self.log_level})")
-        self.app = self.procs.spawn([sys.executable, "-m", "ivr", "run", "--config", str(self.config_path)],
+        # IVR_BENCH_APP_PREFIX runs the app under a tool, e.g. "heaptrack -o /tmp/app" (RSS figures are then
+        # the wrapper's, not the app's)
+        prefix = shlex.split(os.environ.get("IVR_BENCH_APP_PREFIX", ""))
+        self.app = self.procs.spawn([*prefix, sys.executable, "-m", "ivr", "run", "--config", str(self.config_path)],
                                     self.dir / "app.log", cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

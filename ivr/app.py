@@ -8,8 +8,12 @@ ended; channels in our Stasis app that no session owns are hung up, so nothing l
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
 import signal
+import tempfile
+import tracemalloc
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
@@ -241,3 +245,21 @@ class App:
             loop.add_signal_handler(sig, self.stop)
         if self.flows is not None:
             loop.add_signal_handler(signal.SIGHUP, self.flows.reload)
+        if tracemalloc.is_tracing():  # started with `python -X tracemalloc=N` or PYTHONTRACEMALLOC=N
+            loop.add_signal_handler(signal.SIGUSR2, dump_tracemalloc_snapshot)
+
+
+def dump_tracemalloc_snapshot() -> None:
+    """Memory debugging: on SIGUSR2, write the allocations tracemalloc sees to
+    ``$IVR_TRACEMALLOC_DIR/ivr-<pid>-<n>.tracemalloc`` (default the temp dir); two snapshots compare with
+    ``Snapshot.load(b).compare_to(Snapshot.load(a), "traceback")``."""
+    directory = os.environ.get("IVR_TRACEMALLOC_DIR") or tempfile.gettempdir()
+    global _snapshots
+    _snapshots += 1
+    path = os.path.join(directory, f"ivr-{os.getpid()}-{_snapshots}.tracemalloc")
+    gc.collect()
+    tracemalloc.take_snapshot().dump(path)
+    log.warning("tracemalloc snapshot written to %s", path)
+
+
+_snapshots = 0
