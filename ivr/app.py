@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
 import os
 import signal
@@ -254,12 +255,10 @@ def dump_tracemalloc_snapshot() -> None:
     ``$IVR_TRACEMALLOC_DIR/ivr-<pid>-<n>.tracemalloc`` (default the temp dir); two snapshots compare with
     ``Snapshot.load(b).compare_to(Snapshot.load(a), "traceback")``."""
     directory = os.environ.get("IVR_TRACEMALLOC_DIR") or tempfile.gettempdir()
-    global _snapshots
-    _snapshots += 1
-    path = os.path.join(directory, f"ivr-{os.getpid()}-{_snapshots}.tracemalloc")
+    path = os.path.join(directory, f"ivr-{os.getpid()}-{next(_snapshot_numbers)}.tracemalloc")
     gc.collect()
     tracemalloc.take_snapshot().dump(path)
     log.warning("tracemalloc snapshot written to %s", path)
 
 
-_snapshots = 0
+_snapshot_numbers = itertools.count(1)
