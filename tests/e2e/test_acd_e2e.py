@@ -10,6 +10,7 @@ import time
 import pytest
 
 from ivr.acd import AgentState
+from ivr.ari import NotFound
 from ivr.sim.sipp import SippCaller, SippProcess
 from tests.e2e.conftest import with_queue_overrides
 from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
@@ -48,7 +49,15 @@ async def test_option_1_reaches_billing_agent_option_2_technical_with_audio_both
             caller = _caller(cfg, key, talk_ms=3000)
             qc = await _bridged_call(app)
             assert (qc.agent_id, qc.queue) == (agent, queue)
-            bridge = await ari.bridge(qc.bridge_id)
+            # bridge_id is set before the bridge is made, and Asterisk joins added channels asynchronously
+            # (POST addChannel returns before the join): wait for both legs, then check exactly them
+            async def both_joined(bridge_id=qc.bridge_id):
+                try:
+                    b = await ari.bridge(bridge_id)
+                except NotFound:      # not created yet
+                    return None
+                return b if len(b.channels) >= 2 else None
+            bridge = await wait_for(both_joined, 5, what="caller and agent leg in the bridge")
             assert set(bridge.channels) == {qc.call_id, qc.leg_id}
             assert "dtmf_events" in bridge.technology or "mixing" in bridge.bridge_type
             await asyncio.sleep(1.5)
