@@ -40,6 +40,7 @@ from ivr.crm.lookup import MAX_RECENT, CrmStats
 from ivr.crm.model import Customer, Interaction, LookupResult, LookupStatus, Ticket
 from ivr.crm.phone import is_e164, mask
 from ivr.crm.rules import is_repeat_caller, last_agent
+from ivr.storage import SQLITE_CACHE_KIB
 
 __all__ = ["CsvImportError", "ImportReport", "RowError", "SqliteCrm"]
 
@@ -126,6 +127,8 @@ class SqliteCrm:
             if self.path != ":memory:":
                 self._db.execute("PRAGMA journal_mode = WAL")
                 self._db.execute("PRAGMA synchronous = NORMAL")
+                # Bounded page cache: lookups are by indexed number; see ivr/storage.py for why.
+                self._db.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
             self._db.executescript(_SCHEMA)
 
     # ------------------------------------------------------------------ plumbing

@@ -27,3 +27,20 @@ def test_voicemail_and_callback(tmp_path):
                                         "call_id": "c2"}]
     assert [c["number"] for c in s.callbacks()] == ["+15550101"] and s.callbacks()[0]["id"] == cid
     assert s.voicemails("other") == []
+
+
+def test_both_sqlite_connections_have_a_small_bounded_page_cache(tmp_path):
+    """The default 2 MB cache per connection filled over ~20 min of soak and grew the process
+    (bench/README.md "What grows"); both file-backed connections are capped at SQLITE_CACHE_KIB."""
+    from ivr.crm.store import SqliteCrm
+    from ivr.storage import SQLITE_CACHE_KIB
+
+    assert 0 < SQLITE_CACHE_KIB <= 1024
+    s = Storage(tmp_path / "ivr.db")
+    crm = SqliteCrm(tmp_path / "crm.db")
+    try:
+        assert s._db.execute("PRAGMA cache_size").fetchone()[0] == -SQLITE_CACHE_KIB
+        assert crm._run(lambda db: db.execute("PRAGMA cache_size").fetchone()[0]) == -SQLITE_CACHE_KIB
+    finally:
+        s.close()
+        crm._run(lambda db: db.close())
