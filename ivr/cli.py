@@ -17,8 +17,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .app import App
     from .asterisk import AsteriskError, AsteriskInstance
 
+    from .malloc_tuning import tune_glibc_malloc
+
     cfg = load_config(args.config)
     setup_logging(cfg.log.level, cfg.log.file)
+    tune_glibc_malloc()  # a long-running process: keep glibc's heap from creeping (ivr/malloc_tuning.py)
     from .app import StartupError
     if not cfg.ari.password:
         print("ivr: no ARI password: set ari.password in the config or IVR_ARI_PASSWORD", file=sys.stderr)
