@@ -16,7 +16,6 @@ log = logging.getLogger("ivr")
 def _cmd_run(args: argparse.Namespace) -> int:
     from .app import App
     from .asterisk import AsteriskError, AsteriskInstance
-
     from .malloc_tuning import tune_glibc_malloc
 
     cfg = load_config(args.config)
