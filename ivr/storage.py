@@ -33,8 +33,18 @@ CREATE TABLE IF NOT EXISTS callbacks (
 """
 
 
-# KiB of page cache per SQLite connection (negative cache_size = KiB). Shared with the CRM store.
+# KiB of page cache per SQLite connection (negative cache_size = KiB).
 SQLITE_CACHE_KIB = 512
+
+
+def configure_file_db(db: sqlite3.Connection) -> None:
+    """How the project's SQLite files (call records, embedded CRM) are opened: WAL so readers never wait for
+    the writer, and a small fixed page cache. Lookups are by indexed key and SQLite's default (2 MB per
+    connection) filled over ~20 min of traffic, growing the process and fragmenting malloc's heap as it did
+    (bench/README.md "What grows"); the OS page cache still holds the files."""
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
 
 
 class Storage:
@@ -42,12 +52,8 @@ class Storage:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        # A small, fixed page cache: the table is append-mostly and read by id, and SQLite's default (2 MB)
-        # fills over ~20 min of traffic, growing the process and fragmenting malloc's heap as it does
-        # (bench/README.md "What grows"). The OS page cache still holds the file.
-        self._db.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+        if str(path) != ":memory:":
+            configure_file_db(self._db)
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
 

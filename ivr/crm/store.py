@@ -40,7 +40,7 @@ from ivr.crm.lookup import MAX_RECENT, CrmStats
 from ivr.crm.model import Customer, Interaction, LookupResult, LookupStatus, Ticket
 from ivr.crm.phone import is_e164, mask
 from ivr.crm.rules import is_repeat_caller, last_agent
-from ivr.storage import SQLITE_CACHE_KIB
+from ivr.storage import configure_file_db
 
 __all__ = ["CsvImportError", "ImportReport", "RowError", "SqliteCrm"]
 
@@ -125,10 +125,7 @@ class SqliteCrm:
         with self._lock:
             self._db.execute("PRAGMA foreign_keys = ON")
             if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode = WAL")
-                self._db.execute("PRAGMA synchronous = NORMAL")
-                # Bounded page cache: lookups are by indexed number; see ivr/storage.py for why.
-                self._db.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
+                configure_file_db(self._db)
             self._db.executescript(_SCHEMA)
 
     # ------------------------------------------------------------------ plumbing
