@@ -133,7 +133,10 @@ def test_random_calls_keep_the_engine_invariants(flow, minutes, actions):
         if step.kind == "input" and step.detail.startswith("card_pin="):
             assert step.detail == "card_pin=***"
     if runner.finished:
-        assert runner.path[-1].kind == "end"
+        # the only step allowed after the end: a voicemail whose recording finished after the caller
+        # hung up (hanging up is the normal way to end a message; see the engine's docstring)
+        kinds = [s.kind for s in runner.path]
+        assert kinds[-1] == "end" or kinds[-2:] == ["end", "voicemail"]
         assert [s.kind for s in runner.path].count("end") == 1
 
 
