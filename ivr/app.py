@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import tempfile
+import time
 import tracemalloc
 from collections import deque
 from collections.abc import Callable
@@ -34,7 +35,10 @@ from .ari import (
 )
 from .calls.flow_session import FlowSession, utc_now
 from .calls.flows import FlowRegistry
+from .calls.gate import AdmissionGate
+from .calls.janitor import Claims, Janitor, JanitorDeps
 from .calls.session import CallSession
+from .admission import Admission, AdmissionPolicy
 from .config import Config
 from .metrics import Metrics, QueueSnapshot
 from .storage import Storage
@@ -71,6 +75,14 @@ class App:
         self.ari = AriClient(cfg.ari_url, cfg.ari.user, cfg.ari.password, cfg.ari.app)
         self.metrics = Metrics(self)
         self.dispatcher = Dispatcher(self.handle, on_lag=self.metrics.event_lag)
+        self.admission = Admission(AdmissionPolicy.from_dict(cfg.admission), time.monotonic, self.active_calls)
+        self.ari.on_latency = self.admission.ari_latency
+        self.gate = AdmissionGate(self.admission, self.ari, self.metrics)
+        self.janitor = Janitor(JanitorDeps(
+            ari=self.ari, claims=self._claims, is_ours=self._in_our_app, pending=self.dispatcher.busy,
+            report_gone=lambda cid: self.dispatcher.submit(
+                ChannelDestroyed(type="ChannelDestroyed", channel=Channel(cid), cause=0)),
+            connected=lambda: self.events.connected, on_cleaned=self.metrics.janitor_cleaned))
         self.storage = Storage(cfg.path(cfg.storage.path)) if cfg.storage.path else None
         self.crm = None
         if cfg.crm and cfg.crm.get("backend", "sqlite") != "none":
@@ -117,6 +129,10 @@ class App:
     def ari_connected(self) -> bool:
         return self.events.connected
 
+    def _claims(self) -> Claims:
+        legs, queued, bridges = self.acd.held() if self.acd is not None else (frozenset(),) * 3
+        return Claims(sessions=frozenset(self.sessions), legs=legs, queued=queued, bridges=bridges)
+
     def subscriptions(self) -> list[str]:
         """Event sources re-applied on every (re)connect (e.g. agent endpoints for presence)."""
         return list(self._extra_subscriptions)
@@ -139,6 +155,7 @@ class App:
         elif isinstance(ev, Connected):
             if ev.reconnect:
                 self.metrics.ari_reconnected()
+            await self.gate.on_connect()
             if self.acd is not None:
                 await self.acd.reconcile()      # presence first: adopted callers can be offered at once
             await self.reconcile()
@@ -156,6 +173,11 @@ class App:
     async def _on_stasis_start(self, ev: StasisStart) -> None:
         if self.acd is not None and await self.acd.on_stasis_start(ev):
             return   # an agent leg of ours
+        if ev.args[:1] == ("inbound",) and (why := self.gate.admit_call()) is not None:
+            # saturated: refused before any IVR work; not answered, so the caller gets SIP 503
+            log.info("call %s shed (%s)", ev.channel.id, why)
+            await self.ari.hangup_quietly(ev.channel.id, reason="congestion")
+            return
         session = self.session_factory(self, ev)
         if session is None:
             log.warning("no session for channel %s (args %s): hanging up", ev.channel.id, ev.args)
@@ -214,7 +236,9 @@ class App:
     async def run(self) -> None:
         log.info("ivr starting: ARI %s app=%s", self.cfg.ari_url, self.cfg.ari.app)
         async with self.ari:
-            tasks = [asyncio.create_task(self.events.run(), name="ari-events")]
+            tasks = [asyncio.create_task(self.events.run(), name="ari-events"),
+                     asyncio.create_task(self.gate.run(), name="admission"),
+                     asyncio.create_task(self.janitor.run(), name="janitor")]
             if self.flows is not None and self.cfg.flows.watch:
                 tasks.append(asyncio.create_task(self.flows.watch(), name="flow-watch"))
             if self.web is not None:
@@ -228,6 +252,7 @@ class App:
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                self.gate.close()
                 await self.dispatcher.close()
                 if self.acd is not None:
                     self.acd.close()

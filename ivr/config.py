@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from .admission import AdmissionConfigError, AdmissionPolicy
+
 SECRET_KEYS = {"password", "token", "admin_token", "sip_password", "auth_value"}
 
 
@@ -98,6 +100,7 @@ class Config:
     crm: Mapping[str, Any] = field(default_factory=dict)
     routing: Mapping[str, Any] = field(default_factory=dict)
     acd: Mapping[str, Any] = field(default_factory=dict)
+    admission: Mapping[str, Any] = field(default_factory=dict)   # see ivr/admission.py, docs/overload.md
     base_dir: str = "."      # relative paths in the file are resolved against the file's directory
 
     @property
@@ -125,7 +128,7 @@ class Config:
 _SECTIONS = {"asterisk": AsteriskConfig, "ari": AriConfig, "flows": FlowsConfig, "http": HttpConfig,
              "log": LogConfig, "storage": StorageConfig}
 _RAW_LIST_SECTIONS = {"agents", "queues"}
-_RAW_MAP_SECTIONS = {"crm", "routing", "acd"}
+_RAW_MAP_SECTIONS = {"crm", "routing", "acd", "admission"}
 
 
 def _redact(obj: Any) -> Any:
@@ -250,6 +253,10 @@ def _check(cfg: Config) -> None:
         raise ConfigError("asterisk.rtp_start must be below asterisk.rtp_end")
     if not 0 <= cfg.http.port < 65536:
         raise ConfigError(f"http.port: {cfg.http.port} is not a valid port")
+    try:
+        AdmissionPolicy.from_dict(cfg.admission)
+    except (AdmissionConfigError, TypeError) as e:
+        raise ConfigError(str(e)) from None
 
 
 def with_overrides(cfg: Config, **sections: Mapping[str, Any]) -> Config:

@@ -38,11 +38,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from . import staffing as erlang
+from .admission import REASONS as ADMISSION_REASONS
 
 __all__ = [
     "AGENT_STATES", "CONTENT_TYPE", "CRM_BACKENDS", "CRM_ERROR_KINDS", "CRM_STATUSES", "NODE_EXITS",
@@ -67,6 +68,11 @@ NODE_EXITS = ("next", "hangup", "queue", "transfer", "voicemail", "callback", "g
               "failure", "error", "answered", "no_agents", "full", "overflow", "default", "end", "other")
 CRM_BACKENDS = ("sqlite", "http", "http-cache", "guard", "null", "other")
 CRM_STATUSES = ("found", "not_found", "anonymous", "error", "timeout", "circuit_open", "other")
+#: ``ivr_calls_shed_total{stage}`` and ``ivr_admission_shedding{reason}`` (see ``ivr.admission``).
+SHED_STAGES = ("dialplan", "app")
+SHED_REASONS = ADMISSION_REASONS
+#: ``ivr_janitor_cleaned_total{what}``
+CLEANED_KINDS = ("bridge", "channel", "call")
 CRM_ERROR_KINDS = ("timeout", "connect", "http", "bad_response", "circuit_open", "exception", "other")
 
 # ---------------------------------------------------------------------------------------- buckets
@@ -429,6 +435,21 @@ class Metrics:
         self.crm_latency = histogram("ivr_crm_lookup_seconds", "CRM caller lookups, by backend and result.",
                                      ("backend", "status"), CRM_BUCKETS)
         self.crm_errors = counter("ivr_crm_errors", "CRM failures by backend and kind.", ("backend", "kind"))
+        # admission control (docs/overload.md)
+        self.shed = counter("ivr_calls_shed", "New calls refused with SIP 503 by admission control before any "
+                            "IVR work, by where (dialplan: the gate Asterisk reads; app: at StasisStart).",
+                            ("stage",))
+        self.shedding = Gauge("ivr_admission_shedding", "1 while admission control refuses new calls for this "
+                              "reason (event_lag, ari_latency, capacity), else 0.", ("reason",), registry=r)
+        self.cleaned = counter("ivr_janitor_cleaned", "Leftovers the periodic reconcile cleaned: bridges and "
+                               "channels on Asterisk that belonged to no live call, calls of the app whose "
+                               "channel was gone.", ("what",))
+        for what in CLEANED_KINDS:
+            self.cleaned.labels(what)
+        for stage in SHED_STAGES:
+            self.shed.labels(stage)
+        for reason in SHED_REASONS:
+            self.shedding.labels(reason).set(0)
 
         self.collector = LiveCollector(self)
         r.register(self.collector)
@@ -553,6 +574,19 @@ class Metrics:
     def crm_error(self, backend: str, kind: str) -> None:
         """``kind``: one of ``CRM_ERROR_KINDS`` or a raw reason (``http_503``...), see ``crm_error_kind``."""
         self.crm_errors.labels(self._enum("crm backend", backend, CRM_BACKENDS), crm_error_kind(kind)).inc()
+
+    def calls_shed(self, stage: str, n: int = 1) -> None:
+        if n > 0:
+            self.shed.labels(self._enum("shed stage", stage, SHED_STAGES)).inc(n)
+
+    def janitor_cleaned(self, what: str, n: int) -> None:
+        if n > 0:
+            self.cleaned.labels(self._enum("cleaned kind", what, CLEANED_KINDS)).inc(n)
+
+    def admission_state(self, reason: str | None) -> None:
+        """The gate's reason to refuse new calls now (None: open)."""
+        for r in SHED_REASONS:
+            self.shedding.labels(r).set(1 if r == reason else 0)
 
     def ari_reconnected(self) -> None:
         self.ari_reconnects.inc()

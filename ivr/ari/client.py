@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -61,6 +62,9 @@ class AriClient:
         self._own_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self.requests_made = 0
+        #: called with the duration of every REST request (seconds; a timeout or connection error counts
+        #: as the time it took): feeds admission control
+        self.on_latency: Callable[[float], None] | None = None
 
     async def __aenter__(self) -> AriClient:
         self.session  # noqa: B018 - create it now, inside the running loop
@@ -119,6 +123,7 @@ class AriClient:
                        body: dict[str, Any] | None) -> Any:
         url = f"{self.base_url}/ari{path}"
         self.requests_made += 1
+        t0 = time.monotonic()
         try:
             async with self.session.request(method, url, params=query, json=body, timeout=self._timeout) as r:
                 text = await r.text()
@@ -139,10 +144,24 @@ class AriClient:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             raise Unavailable(method, path, 0, type(e).__name__ + (f": {e}" if str(e) else "")) from None
+        finally:
+            if self.on_latency is not None:
+                self.on_latency(time.monotonic() - t0)
 
     # ------------------------------------------------------------------------------------ asterisk
     async def info(self) -> dict[str, Any]:
         return await self._op("asterisk.info")
+
+    async def global_var(self, variable: str) -> str:
+        """A global (dialplan) variable; '' when unset."""
+        try:
+            r = await self._op("asterisk.variable_get", variable=variable)
+        except NotFound:
+            return ""
+        return str((r or {}).get("value", ""))
+
+    async def set_global_var(self, variable: str, value: str) -> None:
+        await self._op("asterisk.variable_set", variable=variable, value=value)
 
     async def ping(self) -> dict[str, Any]:
         return await self._op("asterisk.ping")

@@ -76,6 +76,10 @@ class Dispatcher:
             if not q:
                 self._queues.pop(key, None)
 
+    def busy(self, key: str) -> bool:
+        """Events of this key are queued or being handled."""
+        return key in self._workers
+
     @property
     def active_keys(self) -> int:
         return len(self._workers)

@@ -26,6 +26,8 @@ OPERATIONS: dict[str, Operation] = {
     # asterisk
     "asterisk.info": Operation("GET", "/asterisk/info", ("only",)),
     "asterisk.ping": Operation("GET", "/asterisk/ping"),
+    "asterisk.variable_get": Operation("GET", "/asterisk/variable", ("variable",)),
+    "asterisk.variable_set": Operation("POST", "/asterisk/variable", ("variable", "value")),
     # applications
     "applications.get": Operation("GET", "/applications/{applicationName}"),
     "applications.subscribe": Operation("POST", "/applications/{applicationName}/subscription", ("eventSource",)),

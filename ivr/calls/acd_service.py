@@ -166,6 +166,11 @@ class AcdService:
     def owns_channel(self, channel_id: str) -> bool:
         return channel_id in self.legs
 
+    def held(self) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+        """(agent legs, caller channels in the ACD, bridges of live conversations): the janitor's view."""
+        return (frozenset(self.legs), frozenset(self.calls),
+                frozenset(c.bridge_id for c in self.calls.values() if c.bridge_id))
+
     def close(self) -> None:
         if self._tick is not None:
             self._tick.cancel()
@@ -287,6 +292,10 @@ class AcdService:
         leg = ev.channel.id
         call_id = self.legs.pop(leg, None)
         if call_id is None:
+            stale = self.calls.get(leg)
+            if stale is not None:      # a caller of ours whose session is already gone: end its queue stay
+                stale.log.info("caller channel gone with no session; leaving the queue")
+                await self.caller_gone(stale.session)
             return
         qc = self.calls.get(call_id)
         if qc is None or qc.leg_id != leg:

@@ -114,6 +114,8 @@ EXPECTED_TYPES = {
     "ivr_queue_calls_answered_within_sl": "counter", "ivr_queue_calls_left_no_agents": "counter",
     "ivr_queue_calls_refused": "counter", "ivr_queue_service_level_target": "gauge",
     "ivr_queue_service_level_threshold_seconds": "gauge", "ivr_metrics_provider_up": "gauge",
+    # overload (docs/overload.md)
+    "ivr_calls_shed": "counter", "ivr_admission_shedding": "gauge", "ivr_janitor_cleaned": "counter",
 }
 
 
@@ -470,3 +472,24 @@ def test_aiohttp_handler(m):
     resp = asyncio.run(m.aiohttp_handler()(None))
     assert resp.headers["Content-Type"] == CONTENT_TYPE
     assert b"ivr_ari_reconnects_total" in resp.body
+
+
+def test_overload_metrics_count_shed_calls_and_cleaned_leftovers(provider, clock):
+    m = Metrics(provider, registry=CollectorRegistry(), clock=clock)
+    body = m.render().decode()
+    # every series exists from the start at 0, so rate() and alerts work from the first shed call
+    assert 'ivr_calls_shed_total{stage="dialplan"} 0.0' in body
+    assert 'ivr_admission_shedding{reason="event_lag"} 0.0' in body
+    m.calls_shed("dialplan", 5)
+    m.calls_shed("app")
+    m.calls_shed("app", 0)
+    m.admission_state("capacity")
+    m.janitor_cleaned("bridge", 2)
+    body = m.render().decode()
+    assert 'ivr_calls_shed_total{stage="dialplan"} 5.0' in body
+    assert 'ivr_calls_shed_total{stage="app"} 1.0' in body
+    assert 'ivr_admission_shedding{reason="capacity"} 1.0' in body
+    assert 'ivr_admission_shedding{reason="event_lag"} 0.0' in body
+    assert 'ivr_janitor_cleaned_total{what="bridge"} 2.0' in body
+    m.admission_state(None)
+    assert 'ivr_admission_shedding{reason="capacity"} 0.0' in m.render().decode()

@@ -1,0 +1,170 @@
+"""Admission control: when the app is saturated it refuses new calls early and cheaply (pure, fake-clock
+testable; the glue in ``calls/gate.py`` feeds it and carries its decisions to Asterisk).
+
+Why: a call that is let in when the event loop is already late is not served well, and it makes every call
+already in the system late too (ring timeouts expire before the agent leg's events are handled, bridges are
+joined after a channel is gone). Refusing it with a SIP 503 before any IVR work costs almost nothing and
+lets a SIP front or a carrier retry elsewhere, while the calls already in the system are served.
+
+Signals (each a "decaying peak": a sample raises it at once, it decays with time constant ``decay``
+seconds when nothing higher comes, so one spike is remembered for a moment and a quiet loop reads ~0):
+
+* ``event_lag``: how late the event loop is (the overshoot of a probe that sleeps 100 ms at a time: CPU
+  saturation and anything blocking the loop show up there, a handler awaiting a slow CRM does not);
+* ``ari_latency``: how long ARI REST requests take (a timeout counts as its full duration);
+* ``calls``: calls in progress (caller channels the app handles) against ``max_calls`` (optional: no
+  capacity is assumed unless configured).
+
+Rule: the gate **closes** as soon as any signal reaches its limit (``max_event_lag``, ``max_ari_latency``,
+``max_calls``) and **opens** again once the lag and the latency have stayed below ``resume_ratio`` x their
+limits for ``recover_seconds`` (hysteresis: no flapping at the edge) and the calls are below ``max_calls``. While closed every new call is refused; a call
+that arrives while the app holds ``max_calls`` calls is refused whatever the gate says.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+#: Why the gate is closed (metric label values; ``None`` = open).
+REASONS = ("event_lag", "ari_latency", "capacity")
+
+
+class AdmissionConfigError(ValueError):
+    """The ``admission:`` config section is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class AdmissionPolicy:
+    enabled: bool = True
+    #: Calls in progress at which new calls are refused (None: no configured capacity).
+    max_calls: int | None = None
+    #: Event-loop lag (seconds) at which new calls are refused.
+    max_event_lag: float = 0.3
+    #: ARI request latency (seconds) at which new calls are refused.
+    max_ari_latency: float = 1.0
+    #: Every signal must stay below resume_ratio x its limit this long before calls are admitted again.
+    recover_seconds: float = 2.0
+    resume_ratio: float = 0.5
+    #: Time constant (seconds) of the decaying peaks.
+    decay: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise AdmissionConfigError("admission.enabled: expected true or false")
+        if self.max_calls is not None and (isinstance(self.max_calls, bool) or not isinstance(self.max_calls, int)
+                                           or self.max_calls < 1):
+            raise AdmissionConfigError("admission.max_calls: expected an integer >= 1 (or null for no limit)")
+        for name in ("max_event_lag", "max_ari_latency", "decay"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise AdmissionConfigError(f"admission.{name}: expected a number > 0, got {v!r}")
+        r = self.recover_seconds
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r < 0:
+            raise AdmissionConfigError(f"admission.recover_seconds: expected a number >= 0, got {r!r}")
+        q = self.resume_ratio
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
+            raise AdmissionConfigError(f"admission.resume_ratio: expected a number in (0, 1], got {q!r}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> AdmissionPolicy:
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise AdmissionConfigError(f"admission: unknown key(s) {', '.join(unknown)}; known: "
+                                       f"{', '.join(sorted(known))}")
+        return cls(**d)
+
+
+class _Peak:
+    """A decaying peak: max(new sample, old value x exp(-dt / tau))."""
+
+    __slots__ = ("at", "tau", "value")
+
+    def __init__(self, tau: float) -> None:
+        self.tau, self.value, self.at = tau, 0.0, 0.0
+
+    def read(self, now: float) -> float:
+        if self.value == 0.0:
+            return 0.0
+        return self.value * math.exp(-max(0.0, now - self.at) / self.tau)
+
+    def add(self, now: float, sample: float) -> None:
+        if sample >= self.read(now):
+            self.value, self.at = sample, now
+
+
+@dataclass(frozen=True)
+class AdmissionState:
+    open: bool
+    reason: str | None          # why closed (one of REASONS), None when open
+    event_lag: float
+    ari_latency: float
+    calls: int
+    max_calls: int | None
+
+
+class Admission:
+    """The gate. Feed it samples (``lag``, ``ari_latency``) and the calls in progress; ask ``admit()`` for
+    each new call and ``evaluate()`` on a timer. Every method takes time from the injected clock."""
+
+    def __init__(self, policy: AdmissionPolicy, clock: Callable[[], float],
+                 calls_in_progress: Callable[[], int]) -> None:
+        self.policy = policy
+        self._clock = clock
+        self._calls = calls_in_progress
+        self._lag = _Peak(policy.decay)
+        self._ari = _Peak(policy.decay)
+        self._open = True
+        self._reason: str | None = None
+        self._calm_since: float | None = None
+
+    # ------------------------------------------------------------------------------------ samples
+    def lag(self, seconds: float) -> None:
+        if seconds == seconds and seconds > 0:
+            self._lag.add(self._clock(), seconds)
+
+    def ari_latency(self, seconds: float) -> None:
+        if seconds == seconds and seconds > 0:
+            self._ari.add(self._clock(), seconds)
+
+    # ---------------------------------------------------------------------------------- decisions
+    def evaluate(self) -> AdmissionState:
+        """Update and return the gate (close at once on any signal at its limit; open after the calm)."""
+        p = self.policy
+        now = self._clock()
+        lag, ari, calls = self._lag.read(now), self._ari.read(now), self._calls()
+        if not p.enabled:
+            self._open, self._reason = True, None
+            return self._state(lag, ari, calls)
+        over = ("event_lag" if lag >= p.max_event_lag else "ari_latency" if ari >= p.max_ari_latency
+                else "capacity" if p.max_calls is not None and calls >= p.max_calls else None)
+        if over is not None:
+            self._open, self._reason, self._calm_since = False, over, None
+        elif not self._open:
+            r = p.resume_ratio
+            calm = lag < r * p.max_event_lag and ari < r * p.max_ari_latency
+            if not calm:
+                self._calm_since = None
+            elif self._calm_since is None:
+                self._calm_since = now
+            # a gate closed for capacity alone opens as soon as a call ends (``admit`` checks each call
+            # against max_calls anyway); one closed for lag or latency waits for recover_seconds of calm
+            if calm and (self._reason == "capacity" or now - self._calm_since >= p.recover_seconds):
+                self._open, self._reason, self._calm_since = True, None, None
+        return self._state(lag, ari, calls)
+
+    def admit(self) -> str | None:
+        """For one new call: None to admit it, else the reason it is refused."""
+        if not self.policy.enabled:
+            return None
+        st = self.evaluate()
+        if st.max_calls is not None and st.calls >= st.max_calls:
+            return "capacity"
+        return None if st.open else st.reason
+
+    def _state(self, lag: float, ari: float, calls: int) -> AdmissionState:
+        return AdmissionState(self._open, self._reason, lag, ari, calls, self.policy.max_calls)
