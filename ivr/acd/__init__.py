@@ -2,7 +2,8 @@
 
 Modules: ``agent`` (agent config + state machine), ``queue`` (queue config), ``policy`` (eligibility,
 relaxation, fit score), ``call`` (call input), ``router`` (matching), ``decisions`` (router output),
-``record`` (call records), ``views`` (snapshots), ``index`` (internal indexes), ``errors``.
+``record`` (call records), ``views`` (snapshots), ``index`` (internal indexes), ``autopause`` (when a
+miss counts toward auto-pause, per-minute bound), ``errors``.
 """
 
 from .agent import (
@@ -15,10 +16,13 @@ from .agent import (
     agent_from_dict,
     agent_to_dict,
 )
+from .autopause import AutoPausePolicy, AutoPauseState
 from .call import Call, CallState
 from .decisions import (
+    AUTO_PAUSE_ACTIONS,
     AgentAutoPaused,
     AgentStateChanged,
+    AutoPauseSuspended,
     CallFinished,
     CallRequeued,
     CancelOffer,
@@ -47,6 +51,7 @@ from .router import Router
 from .views import AgentSnapshot, CallSnapshot, QueueSnapshot, QueueStats
 
 __all__ = [
+    "AUTO_PAUSE_ACTIONS",
     "NO_ANSWER",
     "TRANSITIONS",
     "AcdError",
@@ -57,6 +62,9 @@ __all__ = [
     "AgentSnapshot",
     "AgentState",
     "AgentStateChanged",
+    "AutoPausePolicy",
+    "AutoPauseState",
+    "AutoPauseSuspended",
     "Call",
     "CallFinished",
     "CallOutcome",

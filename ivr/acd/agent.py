@@ -12,7 +12,8 @@ Rules
   goes back to its place). Registering again only makes the agent offerable again.
 * Ring-no-answer: each miss increments a consecutive-miss counter; when it reaches the limit (queue
   ``max_misses``, agent override wins) the agent is paused with reason ``no-answer`` and the counter is
-  reset. Answering an offer (and logging in) resets the counter.
+  reset. Answering an offer (and logging in) resets the counter. The router does not count a miss the
+  agent did not cause and bounds auto-pauses (see ``autopause`` and ``docs/acd.md``).
 * ``idle_since`` orders agents for "longest idle": it restarts when the agent becomes available after
   login, unpause, wrap-up or a *missed* offer (the ring was its turn). When an offer is withdrawn for a
   reason that is not the agent's fault (the caller hung up, ...), the old ``idle_since`` is kept.
@@ -231,8 +232,10 @@ class Agent:
         return (self.state, event) in TRANSITIONS
 
     def apply(self, event: AgentEvent, now: float, *, reason: str | None = None,
-              call_id: str | None = None) -> tuple[AgentState, AgentState]:
-        """Apply one event; returns (old, new). Raises ``IllegalTransition`` without changing anything."""
+              call_id: str | None = None, count_miss: bool = True) -> tuple[AgentState, AgentState]:
+        """Apply one event; returns (old, new). Raises ``IllegalTransition`` without changing anything.
+        ``count_miss=False`` applies a ``MISS`` without incrementing ``misses`` (a systemic failure, see
+        ``autopause``)."""
         new = TRANSITIONS.get((self.state, event))
         if new is None:
             raise IllegalTransition(self.config.id, self.state, event)
@@ -251,7 +254,7 @@ class Agent:
         elif event in (AgentEvent.MISS, AgentEvent.CANCEL, AgentEvent.CALL_END):
             self.call_id = None
         if event is AgentEvent.MISS:
-            self.misses += 1
+            self.misses += count_miss
         elif event in (AgentEvent.ANSWER, AgentEvent.LOGIN, AgentEvent.ADOPT):
             self.misses = 0
         return old, new

@@ -8,6 +8,9 @@
 * ``QueueExit``: the call leaves the queue unanswered with ``outcome`` timeout / full / no_agents; the
   flow continues at ``target`` (the queue's ``on_<outcome>``, opaque to the router).
 * ``AgentAutoPaused``: ring-no-answer limit reached; ``AgentStateChanged``: every agent transition.
+* ``AutoPauseSuspended``: informational; the auto-pause protection acted for an agent (a miss not counted
+  or refunded, a pause held back or lifted: see ``autopause``). Any state change it implies is also in an
+  ``AgentStateChanged``.
 * ``StartWrapUp``: informational; the router itself ends wrap-up ``seconds`` later on ``tick()``
   (``wrap_up_done`` ends it early), so the adapter needs no timer of its own.
 * ``CallFinished``: the call left the ACD; persist ``record``.
@@ -123,6 +126,19 @@ class QueueExit(Decision):
 class AgentAutoPaused(Decision):
     agent_id: str
     reason: str
+
+
+@dataclass(frozen=True)
+class AutoPauseSuspended(Decision):
+    agent_id: str
+    action: str  # one of AUTO_PAUSE_ACTIONS
+    reason: str  # why, e.g. "systemic: 12/20 offers to other agents failed in the last 60s"
+
+
+#: ``AutoPauseSuspended.action`` values: the miss did not count / misses counted just before a storm were
+#: given back / the agent reached its limit but the per-minute budget is spent / an auto-pause made just
+#: before a storm was undone (the agent is available again).
+AUTO_PAUSE_ACTIONS = ("miss-not-counted", "miss-refunded", "pause-held", "pause-lifted")
 
 
 @dataclass(frozen=True)

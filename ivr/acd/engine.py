@@ -19,10 +19,12 @@ from collections.abc import Callable, Iterable
 from heapq import heappop, nsmallest
 
 from .agent import NO_ANSWER, Agent, AgentConfig, AgentEvent, AgentState
+from .autopause import AutoPausePolicy, MissGuard, MissVerdict
 from .call import CallState
 from .decisions import (
     AgentAutoPaused,
     AgentStateChanged,
+    AutoPauseSuspended,
     CallFinished,
     CallRequeued,
     CancelOffer,
@@ -53,10 +55,12 @@ _STAT_FOR_OUTCOME = {CallOutcome.ABANDONED: "abandoned", CallOutcome.TIMEOUT: "t
 class Engine:
     """State and internals shared by the public ``Router`` operations."""
 
-    def __init__(self, clock: Callable[[], float], offer_grace: float) -> None:
+    def __init__(self, clock: Callable[[], float], offer_grace: float,
+                 auto_pause: AutoPausePolicy | None = None) -> None:
         self._clock = clock
         self._now = clock()
         self._grace = offer_grace
+        self._guard = MissGuard(auto_pause)
         self._queues: dict[str, QueueRuntime] = {}
         self._agents: dict[str, Agent] = {}
         self._agent_queues: dict[str, set[str]] = {}
@@ -141,9 +145,9 @@ class Engine:
                 p.discard(aid)
 
     def _transition(self, a: Agent, event: AgentEvent, out: list[Decision], *, reason: str | None = None,
-                    call_id: str | None = None) -> None:
+                    call_id: str | None = None, count_miss: bool = True) -> None:
         was = a.offerable
-        old, new = a.apply(event, self._now, reason=reason, call_id=call_id)
+        old, new = a.apply(event, self._now, reason=reason, call_id=call_id, count_miss=count_miss)
         out.append(AgentStateChanged(a.id, old, new, a.pause_reason))
         now_ok = a.offerable
         if now_ok and not was:
@@ -198,19 +202,52 @@ class Engine:
         out.append(CancelOffer(c.id, a.id, reason))
         self._requeue(c, out, miss=False, reason=reason)
 
-    def _requeue(self, c: CallEntry, out: list[Decision], *, miss: bool, reason: str) -> None:
+    def _fail_offer(self, c: CallEntry, out: list[Decision], *, agent_fault: bool, reason: str,
+                    recorded: bool = False) -> None:
+        """An offer outcome "failed" (``offer_failed`` or the ring safety net): record it, ask the guard
+        whether the miss counts (``autopause``), apply refunds / lifts it hands back, requeue the call."""
+        aid = c.agent_id
+        if not recorded:
+            self._guard.failure(aid, self._now)  # type: ignore[arg-type]
+        v = self._guard.judge(aid, self._now, agent_fault=agent_fault)  # type: ignore[arg-type]
+        self._relieve(v, out)
+        self._requeue(c, out, miss=agent_fault, reason=reason, counted=v.counts, why=v.systemic)
+
+    def _relieve(self, v: MissVerdict, out: list[Decision]) -> None:
+        """A storm was detected: give back the misses counted and lift the auto-pauses made just before."""
+        for aid, n in v.refunds:
+            a = self._agents.get(aid)
+            if a is not None and a.misses > 0:
+                a.misses = max(0, a.misses - n)
+                out.append(AutoPauseSuspended(aid, "miss-refunded", f"{n} miss(es) given back: {v.systemic}"))
+        for aid, t in v.lifts:
+            a = self._agents.get(aid)
+            if (a is not None and a.state is AgentState.PAUSED and a.pause_reason == NO_ANSWER
+                    and a.state_since == t):  # still in that very auto-pause
+                self._transition(a, AgentEvent.UNPAUSE, out)
+                out.append(AutoPauseSuspended(aid, "pause-lifted", v.systemic))
+
+    def _requeue(self, c: CallEntry, out: list[Decision], *, miss: bool, reason: str, counted: bool = True,
+                 why: str = "") -> None:
         a = self._agents[c.agent_id]  # type: ignore[index]
         c.agent_id = None
         c.state = _WAITING
         if miss:
             c.rona += 1
             c.missed_by.add(a.id)
-            self._transition(a, AgentEvent.MISS, out)
+            self._transition(a, AgentEvent.MISS, out, count_miss=counted)
             limit = a.config.max_misses or c.qrt.config.max_misses
-            if a.misses >= limit:
-                self._transition(a, AgentEvent.PAUSE, out, reason=NO_ANSWER)
-                a.misses = 0  # fresh budget after the unpause
-                out.append(AgentAutoPaused(a.id, NO_ANSWER))
+            if not counted:
+                out.append(AutoPauseSuspended(a.id, "miss-not-counted", why))
+            elif a.misses >= limit:
+                held = self._guard.pause_refusal(self._now)
+                if held:  # the miss stays counted: paused at a later miss once the budget allows
+                    out.append(AutoPauseSuspended(a.id, "pause-held", held))
+                else:
+                    self._transition(a, AgentEvent.PAUSE, out, reason=NO_ANSWER)
+                    a.misses = 0  # fresh budget after the unpause
+                    self._guard.paused(a.id, self._now)
+                    out.append(AgentAutoPaused(a.id, NO_ANSWER))
         else:
             self._transition(a, AgentEvent.CANCEL, out)
         self._place(c)
@@ -469,9 +506,20 @@ class Engine:
             return c.pref_agent is not None
         return True  # RELAX, TIMEOUT
 
+    def _record_due_rings(self) -> set[tuple[str, int]]:
+        """Record every ring safety net due now as a failure *before* judging any of them, so that a
+        stalled loop's batch of timeouts is seen as the storm it is (``autopause``)."""
+        due: set[tuple[str, int]] = set()
+        for _, _, kind, ident, gen in self._timers.due(self._now):
+            if kind == TimerKind.RING and self._timer_valid(kind, ident, gen):
+                self._guard.failure(self._calls[ident].agent_id, self._now)  # type: ignore[arg-type]
+                due.add((ident, gen))
+        return due
+
     def _run_timers(self, out: list[Decision]) -> None:
         heap = self._timers.heap
         now = self._now
+        rings = self._record_due_rings() if heap and heap[0][0] <= now else set()
         while heap and heap[0][0] <= now:
             _, _, kind, ident, gen = heappop(heap)
             if not self._timer_valid(kind, ident, gen):
@@ -496,5 +544,6 @@ class Engine:
                 elif kind == TimerKind.RING:
                     a = self._agents[c.agent_id]  # type: ignore[index]
                     out.append(CancelOffer(c.id, a.id, "ring-timeout"))
-                    self._requeue(c, out, miss=True, reason="ring-timeout")
+                    self._fail_offer(c, out, agent_fault=True, reason="ring-timeout",
+                                     recorded=(ident, gen) in rings)
             self._dispatch(out)

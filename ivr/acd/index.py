@@ -192,5 +192,19 @@ class Timers:
     def pop(self) -> tuple[float, int, int, str, int]:
         return heapq.heappop(self.heap)
 
+    def due(self, now: float) -> list[tuple[float, int, int, str, int]]:
+        """Entries with deadline <= ``now`` (any order), without popping: O(due entries)."""
+        heap = self.heap
+        n = len(heap)
+        found = []
+        stack = [0] if heap and heap[0][0] <= now else []
+        while stack:
+            i = stack.pop()
+            found.append(heap[i])
+            for j in (2 * i + 1, 2 * i + 2):  # heap property: a child is due only if its parent is
+                if j < n and heap[j][0] <= now:
+                    stack.append(j)
+        return found
+
     def __len__(self) -> int:
         return len(self.heap)

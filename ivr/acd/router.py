@@ -18,9 +18,11 @@ Semantics (what every operation guarantees when it returns)
   followed by matching. ``tick()`` does only the latter; call it at ``next_deadline()``. An operation that
   raises (unknown id, illegal transition, wrong call state) has changed nothing.
 * **Offer failure** puts the call back at its original place (same seniority key); the agent gets a miss
-  (auto-pause with ``no-answer`` after the queue's/agent's ``max_misses``) and the router tries again at
-  once: the call ranks agents that already missed it last, so another eligible agent is rung if there is
-  one. If ``max_wait`` passed while ringing, a failed offer ends the call with ``timeout``.
+  (auto-pause with ``no-answer`` after the queue's/agent's ``max_misses``) unless the failure was not its
+  fault or is systemic, and auto-pauses are bounded per minute (``autopause``, ``docs/acd.md``,
+  ``auto_pause_state()``); the router tries again at once: the call ranks agents that already missed it
+  last, so another eligible agent is rung if there is one. If ``max_wait`` passed while ringing, a failed
+  offer ends the call with ``timeout``.
 * **Pause / logout / unregister while reserved** withdraw the offer (``CancelOffer``, no miss, call
   requeued). An agent on a call cannot log out (``IllegalTransition``): the call must end first.
 * **Preferred agent**: until its deadline only that agent may take the call (the call waits even if the
@@ -51,6 +53,7 @@ from collections.abc import Callable, Iterable
 from heapq import heappop
 
 from .agent import Agent, AgentConfig, AgentEvent, AgentState
+from .autopause import AutoPausePolicy, AutoPauseState
 from .call import Call
 from .decisions import Decision, ExitOutcome, StartWrapUp
 from .engine import _LOGGED_OUT, _ON_CALL, _RINGING, _WAITING, Engine
@@ -70,8 +73,9 @@ class Router(Engine):
     """See the module docstring. All public mutators return ``list[Decision]`` in execution order."""
 
     def __init__(self, queues: Iterable[QueueConfig] = (), clock: Callable[[], float] = time.monotonic,
-                 *, offer_grace: float = 5.0) -> None:
-        super().__init__(clock, offer_grace)
+                 *, offer_grace: float = 5.0, auto_pause: AutoPausePolicy | None = None) -> None:
+        """``auto_pause``: when a miss counts and how many auto-pauses per minute (None = defaults)."""
+        super().__init__(clock, offer_grace, auto_pause)
         for q in queues:
             self.add_queue(q)
 
@@ -302,6 +306,7 @@ class Router(Engine):
         out: list[Decision] = []
         a = self._agents[c.agent_id]  # type: ignore[index]
         self._transition(a, AgentEvent.ANSWER, out)
+        self._guard.success(a.id, now)
         c.state = _ON_CALL
         c.answered_at = now
         c.timed_out = False
@@ -319,13 +324,15 @@ class Router(Engine):
     def offer_failed(self, call_id: str, reason: str = "no-answer", *, agent_fault: bool = True
                      ) -> list[Decision]:
         """The agent leg failed (no answer, busy, rejected...). The call goes back to its original place;
-        the agent gets a miss when ``agent_fault`` (maybe auto-paused); the next agent is tried."""
+        the agent gets a miss when ``agent_fault`` and the failure is not systemic (maybe auto-paused,
+        within the per-minute bound); the next agent is tried. ``agent_fault=False`` (ARI / originate
+        timeouts, congestion on our side) is never a miss but counts as a failure of the system."""
         c = self._call(call_id)
         if c.state is not _RINGING:
             raise InvalidCallState(f"call {call_id!r} is {c.state.value}, not ringing")
         self._advance()
         out: list[Decision] = []
-        self._requeue(c, out, miss=agent_fault, reason=reason)
+        self._fail_offer(c, out, agent_fault=agent_fault, reason=reason)
         return self._finish_op(out)
 
     def abandon(self, call_id: str) -> list[Decision]:
@@ -386,6 +393,11 @@ class Router(Engine):
         return heap[0][0] if heap else None
 
     # ------------------------------------------------------------------ snapshots
+    def auto_pause_state(self) -> AutoPauseState:
+        """Read-only: is auto-pause suspended (systemic failures), the failure share and offers in the
+        window, distinct failing agents in the burst window, auto-pauses in the last minute."""
+        return self._guard.state(max(self._now, self._clock()))
+
     def queue_names(self) -> tuple[str, ...]:
         return tuple(self._queues)
 
