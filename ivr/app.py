@@ -72,7 +72,8 @@ class App:
         self.cfg = cfg
         self.wall_clock = wall_clock
         self._extra_subscriptions: list[str] = []
-        self.ari = AriClient(cfg.ari_url, cfg.ari.user, cfg.ari.password, cfg.ari.app)
+        self.ari = AriClient(cfg.ari_url, cfg.ari.user, cfg.ari.password, cfg.ari.app,
+                             timeout=cfg.ari.request_timeout)
         self.metrics = Metrics(self)
         self.dispatcher = Dispatcher(self.handle, on_lag=self.metrics.event_lag)
         self.admission = Admission(AdmissionPolicy.from_dict(cfg.admission), time.monotonic, self.active_calls)

@@ -51,6 +51,7 @@ class AriConfig:
     app: str = "ivr"
     reconnect_min: float = 0.2
     reconnect_max: float = 5.0
+    request_timeout: float = 10.0   # seconds before a REST request counts as failed (ARI unavailable)
 
 
 @dataclass(frozen=True)

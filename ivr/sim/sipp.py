@@ -28,7 +28,9 @@ _HDR = """      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 @dataclass
 class SippCaller:
     """One scripted call. steps: ("pause", ms) | ("dtmf", "1") RFC 2833 | ("info", "2") SIP INFO |
-    ("audio",) start sending speech RTP. end: "hangup" (caller sends BYE) or "wait_bye" (Asterisk hangs up)."""
+    ("audio",) start sending speech RTP. end: "hangup" (caller sends BYE) or "wait_bye" (Asterisk hangs up).
+    expect: the final response the INVITE must get; anything but 200 (e.g. 503 from admission control)
+    ends the call there with the ACK, and any other answer fails the scenario."""
 
     service: str
     steps: list[tuple] = field(default_factory=list)
@@ -36,6 +38,7 @@ class SippCaller:
     caller_number: str = "caller"
     caller_name: str = "Test Caller"
     from_user: str = "caller"
+    expect: int = 200
 
     def xml(self, pcap_dir: Path | None = None) -> str:
         from .rtp_dtmf import DtmfPcapWriter
@@ -64,7 +67,14 @@ class SippCaller:
       a=sendrecv
 ]]></send>""",
                '<recv response="100" optional="true"/>', '<recv response="180" optional="true"/>',
-               '<recv response="183" optional="true"/>', '<recv response="200" rtd="true" rrs="true"/>',
+               '<recv response="183" optional="true"/>']
+        if self.expect != 200:
+            out += [f'<recv response="{int(self.expect)}"/>', "<send><![CDATA[",
+                    "      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0", "      [last_Via:]",
+                    "      [last_From:]", "      [last_To:]", "      [last_Call-ID:]", "      CSeq: 1 ACK",
+                    "      Max-Forwards: 70", "      Content-Length: 0", "", "]]></send>", "</scenario>"]
+            return "\n".join(out)
+        out += ['<recv response="200" rtd="true" rrs="true"/>',
                "<send><![CDATA[", "      ACK [next_url] SIP/2.0", h("ACK", 1),
                "      Content-Length: 0", "", "]]></send>"]
         cseq = 2

@@ -19,6 +19,8 @@ class TcpProxy:
         self._conns: set[asyncio.StreamWriter] = set()
         self._down_until = 0.0
         self.refused = 0
+        self._stall: tuple[bytes, float] | None = None
+        self.stalled = 0
 
     async def __aenter__(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
@@ -36,6 +38,12 @@ class TcpProxy:
         for w in list(self._conns):
             w.transport.abort()
 
+    def stall(self, request_prefix: bytes, seconds: float) -> None:
+        """For `seconds`, an HTTP request starting with `request_prefix` (e.g. b"DELETE /ari/bridges/") is
+        swallowed: never forwarded, never answered (the client sees its request time out). Other traffic,
+        the events websocket included, flows as usual."""
+        self._stall = (request_prefix, time.monotonic() + seconds)
+
     @property
     def down(self) -> bool:
         return time.monotonic() < self._down_until
@@ -52,16 +60,24 @@ class TcpProxy:
             return
         self._conns |= {writer, uw}
         try:
-            await asyncio.gather(self._pipe(reader, uw), self._pipe(ur, writer))
+            await asyncio.gather(self._pipe(reader, uw, self._swallow), self._pipe(ur, writer))
         finally:
             self._conns -= {writer, uw}
             for w in (writer, uw):
                 w.transport.abort()
 
+    def _swallow(self, data: bytes) -> bool:
+        if self._stall is None or time.monotonic() > self._stall[1] or not data.startswith(self._stall[0]):
+            return False
+        self.stalled += 1
+        return True
+
     @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, swallow=None) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
+                if swallow is not None and swallow(data):
+                    continue
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()

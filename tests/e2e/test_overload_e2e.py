@@ -1,0 +1,96 @@
+"""Overload on the real Asterisk (issue 13): calls beyond capacity are shed with SIP 503 while admitted
+calls complete; a burst of failing agent legs pauses nobody; a bridge whose teardown timed out does not
+survive (the janitor)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+
+import pytest
+
+from ivr.acd import AgentState
+from ivr.config import with_overrides
+from ivr.sim.sipp import SippCaller, SippProcess
+from tests.e2e.conftest import with_queue_overrides
+from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
+from tests.support.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.e2e
+
+
+def _served(cfg, talk_ms=3000):
+    return SippProcess(SippCaller("400", steps=[("pause", 600), ("dtmf", "1"), ("pause", talk_ms)]),
+                       cfg.asterisk.sip_port, timeout=60)
+
+
+def _refused(cfg):
+    return SippProcess(SippCaller("400", expect=503), cfg.asterisk.sip_port, timeout=20)
+
+
+def _shed(app) -> dict[str, float]:
+    body = app.metrics.render().decode()
+    return {m[1]: float(m[2]) for m in re.finditer(r'ivr_calls_shed_total\{stage="(\w+)"\} (\S+)', body)}
+
+
+async def test_calls_beyond_capacity_are_shed_with_503_while_admitted_calls_complete(flow_cfg, phones):
+    cfg = dataclasses.replace(with_queue_overrides(flow_cfg, wrap_up=0), admission={"max_calls": 2})
+    phones("agent1", "agent3")
+    async with running_app(cfg) as app, ari_client(cfg) as ari:
+        await wait_for(lambda: app.acd.router.agent_snapshot("agent1").registered
+                       and app.acd.router.agent_snapshot("agent3").registered, 10, what="agents registered")
+        admitted = [_served(cfg, 6000), _served(cfg, 6000)]
+        await wait_for(lambda: len(app.sessions) == 2, 10, what="two calls in progress")
+        # a burst: three more callers at once, all refused before any IVR work
+        started = app.calls_started
+        burst = [_refused(cfg) for _ in range(3)]
+        results = await asyncio.gather(*(asyncio.to_thread(p.wait) for p in burst))
+        assert all(r.ok for r in results), [r.stderr for r in results if not r.ok]
+        assert app.calls_started == started            # no flow ran for them
+        assert app.gate.state.reason == "capacity"
+        # the gate is now closed in the dialplan too: the next caller never reaches the app
+        await wait_for(lambda: _flag_is(ari, "1"), 5, what="dialplan flag pushed")
+        late = await asyncio.to_thread(_refused(cfg).wait)
+        assert late.ok, late.stderr
+        await wait_for(lambda: sum(_shed(app).values()) == 4, 12, what="4 sheds counted")
+        shed = _shed(app)
+        assert shed["dialplan"] >= 1 and shed["app"] >= 1, shed
+        # the admitted calls are served and complete
+        for r in await asyncio.gather(*(asyncio.to_thread(p.wait) for p in admitted)):
+            assert r.ok, r.stderr
+        assert [s.agent_id for s in list(app.recent_calls)[-2:]].count(None) == 0
+        # capacity is back at once: the flag goes down and a new call is admitted and served
+        await wait_for(lambda: app.gate.state.open, 5, what="gate open")
+        await wait_for(lambda: _flag_is(ari, "0"), 5, what="dialplan flag cleared")
+        r = await asyncio.to_thread(_served(cfg, 1000).wait)
+        assert r.ok, r.stderr
+        await assert_no_leaks(ari)
+        assert not app.acd.calls and not app.sessions
+
+
+async def _flag_is(ari, value: str) -> bool:
+    return await ari.global_var("IVR_SHED") == value
+
+
+async def test_a_bridge_whose_teardown_timed_out_is_destroyed_by_the_janitor(flow_cfg, phones):
+    cfg = with_queue_overrides(flow_cfg, wrap_up=0)
+    phones("agent1")
+    async with TcpProxy(cfg.asterisk.http_port) as proxy:
+        app_cfg = with_overrides(cfg, ari={"url": f"http://127.0.0.1:{proxy.port}", "request_timeout": 1.0})
+        async with running_app(app_cfg) as app, ari_client(cfg) as ari:
+            app.janitor.interval = 1.0
+            await wait_for(lambda: app.acd.router.agent_snapshot("agent1").registered, 10)
+            caller = _served(cfg, 2500)
+            qc = await wait_for(lambda: next((c for c in app.acd.calls.values() if c.bridge_id), None), 15,
+                                what="bridged")
+            bridge = qc.bridge_id
+            # every DELETE of a bridge now times out: the conversation's own teardown cannot remove it
+            proxy.stall(b"DELETE /ari/bridges/", 4.0)
+            assert (await asyncio.to_thread(caller.wait)).ok
+            await wait_for(lambda: proxy.stalled >= 1, 10, what="the teardown's DELETE swallowed")
+            await wait_for(lambda: not app.acd.calls, 10, what="the app ended the conversation")
+            assert bridge in {b.id for b in await ari.bridges()}       # the leak really happened
+            await assert_no_leaks(ari, timeout=15)                      # and the janitor removed it
+            assert 'ivr_janitor_cleaned_total{what="bridge"} 1.0' in app.metrics.render().decode()
+            await wait_for(lambda: app.acd.router.agent_snapshot("agent1").state == AgentState.AVAILABLE, 5)
