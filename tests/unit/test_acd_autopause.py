@@ -3,9 +3,12 @@ counts, a systemic failure pauses nobody, auto-pauses are bounded per minute (se
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
+import yaml
 
 from ivr.acd import (
     AgentAutoPaused,
@@ -354,3 +357,13 @@ def test_policy_validation_errors(d, match):
 def test_policy_from_dict_rejects_a_non_mapping():
     with pytest.raises(ConfigError, match="mapping"):
         AutoPausePolicy.from_dict([("window", 60)])  # type: ignore[arg-type]
+
+
+def test_docs_state_every_knob_with_its_default():
+    text = Path(__file__).resolve().parents[2].joinpath("docs/acd.md").read_text()
+    assert "## Auto-pause (ring-no-answer) and systemic failures" in text
+    block = re.search(r"```yaml\n(acd:\n  auto_pause:\n.*?)```", text, re.DOTALL)
+    assert block, "docs/acd.md has no `acd: auto_pause:` example"
+    documented = yaml.safe_load(block.group(1))["acd"]["auto_pause"]
+    assert documented == AutoPausePolicy().as_dict()
+    assert AutoPausePolicy.from_dict(documented) == AutoPausePolicy()
