@@ -3,6 +3,7 @@ counts, a systemic failure pauses nobody, auto-pauses are bounded per minute (se
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter
 from pathlib import Path
@@ -25,6 +26,7 @@ from ivr.acd import (
     Router,
 )
 from ivr.acd.autopause import MissGuard
+from ivr.acd.index import TimerKind, Timers
 
 
 class Clock:
@@ -367,3 +369,14 @@ def test_docs_state_every_knob_with_its_default():
     documented = yaml.safe_load(block.group(1))["acd"]["auto_pause"]
     assert documented == AutoPausePolicy().as_dict()
     assert AutoPausePolicy.from_dict(documented) == AutoPausePolicy()
+
+
+def test_timers_due_lists_exactly_the_due_entries_without_popping():
+    rng = random.Random(7)
+    tm = Timers()
+    for i in range(500):
+        tm.add(rng.uniform(0, 100), TimerKind.RING, f"c{i}", i)
+    for now in (-1, 0.5, 17.0, 50.0, 100.0):
+        expect = sorted(e for e in tm.heap if e[0] <= now)
+        assert sorted(tm.due(now)) == expect
+    assert len(tm) == 500
