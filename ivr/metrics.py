@@ -43,6 +43,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from . import staffing as erlang
+from .acd.decisions import AUTO_PAUSE_ACTIONS
 from .admission import REASONS as ADMISSION_REASONS
 
 __all__ = [
@@ -441,6 +442,12 @@ class Metrics:
                             ("stage",))
         self.shedding = Gauge("ivr_admission_shedding", "1 while admission control refuses new calls for this "
                               "reason (event_lag, ari_latency, capacity), else 0.", ("reason",), registry=r)
+        self.autopause_suspended = counter(
+            "ivr_autopause_suspended", "Auto-pause protection at work (docs/acd.md): a miss not counted, "
+            "misses refunded or a pause lifted because the failures were systemic, or a pause held back by "
+            "the per-minute bound.", ("action",))
+        for action in AUTO_PAUSE_ACTIONS:
+            self.autopause_suspended.labels(action)
         self.cleaned = counter("ivr_janitor_cleaned", "Leftovers the periodic reconcile cleaned: bridges and "
                                "channels on Asterisk that belonged to no live call, calls of the app whose "
                                "channel was gone.", ("what",))
@@ -578,6 +585,9 @@ class Metrics:
     def calls_shed(self, stage: str, n: int = 1) -> None:
         if n > 0:
             self.shed.labels(self._enum("shed stage", stage, SHED_STAGES)).inc(n)
+
+    def auto_pause_suspended(self, action: str) -> None:
+        self.autopause_suspended.labels(self._enum("auto-pause action", action, AUTO_PAUSE_ACTIONS)).inc()
 
     def janitor_cleaned(self, what: str, n: int) -> None:
         if n > 0:

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 from ..acd import (
     AgentAutoPaused,
     AgentState,
+    AutoPausePolicy,
+    AutoPauseSuspended,
     AgentStateChanged,
     Call,
     CallFinished,
@@ -60,7 +62,6 @@ from ..flow import Enqueue
 from ..logsafe import CallLog
 from ..metrics import QueueSnapshot, queue_snapshot_from_view
 from .adoption import (
-    AGENT_LEG,
     QUEUE_VAR,
     AdoptedCall,
     QueueState,
@@ -68,6 +69,7 @@ from .adoption import (
     parse_ari_time,
     wall_to_monotonic,
 )
+from .ids import AGENT_LEG, bridge_id, call_of_bridge
 from .internal import Internal, internal
 
 if TYPE_CHECKING:
@@ -108,7 +110,8 @@ class AcdService:
         self.app = app
         cfg = app.cfg
         self.options = dict(cfg.acd)
-        self.router = Router([queue_from_dict(q) for q in cfg.queues], clock=time.monotonic)
+        self.router = Router([queue_from_dict(q) for q in cfg.queues], clock=time.monotonic,
+                             auto_pause=AutoPausePolicy.from_dict(self.options.get("auto_pause")))
         self.wall_offset = time.time() - time.monotonic()
         self.endpoints: dict[str, str] = {}          # "PJSIP/agent1" -> agent id
         self.agent_names: dict[str, str] = {}
@@ -269,7 +272,7 @@ class AcdService:
         for h in (qc.announce, qc.max_wait):
             if h is not None:
                 h.cancel()
-        qc.bridge_id = f"call-{call_id}"
+        qc.bridge_id = bridge_id(call_id)
         try:
             await self._moh(qc, False)
             if qc.announcement_id:
@@ -469,6 +472,9 @@ class AcdService:
                 await self._leave(qc, d.outcome.value)
         elif isinstance(d, AgentAutoPaused):
             log.warning("agent %s auto-paused: %s", d.agent_id, d.reason)
+        elif isinstance(d, AutoPauseSuspended):
+            log.info("agent %s: %s (%s)", d.agent_id, d.action, d.reason)
+            self.app.metrics.auto_pause_suspended(d.action)
         elif isinstance(d, AgentStateChanged):
             if d.old == AgentState.WRAP_UP and d.agent_id in self.wrap_started:
                 started = self.wrap_started.pop(d.agent_id)
@@ -611,9 +617,9 @@ class AcdService:
             log.warning("adoption: cannot list bridges: %s", e)
             bridges = []
         for b in bridges:
-            if not b.id.startswith("call-"):
+            call_id = call_of_bridge(b.id)
+            if call_id is None:
                 continue
-            call_id = b.id[len("call-"):]
             if call_id in self.calls or call_id in self.app.sessions:
                 continue                   # ours already: a reconnect, not a restart
             caller = by_id.get(call_id) if call_id in b.channels and call_id in orphans else None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUEUE_VAR = "IVR_ACD"
-AGENT_LEG = re.compile(r"^(?P<call>.+)-a\d+$")
 _MAX_VAR = 1024     # what we write is ~100 bytes; anything longer is not ours
 
 

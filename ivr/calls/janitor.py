@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..ari import AriError, Bridge, Channel
-from .adoption import AGENT_LEG
+from .ids import AGENT_LEG, BRIDGE_PREFIX
 
 log = logging.getLogger(__name__)
-
-BRIDGE_PREFIX = "call-"
 
 
 @dataclass(frozen=True)

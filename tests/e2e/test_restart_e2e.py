@@ -150,7 +150,7 @@ async def test_asterisk_restart_with_calls_in_progress_leaves_no_stuck_state(ast
 
 
 async def _agent_legs(ari) -> list[str]:
-    from ivr.calls.adoption import AGENT_LEG
+    from ivr.calls.ids import AGENT_LEG
     return [c.id for c in await ari.channels() if AGENT_LEG.match(c.id)]
 
 

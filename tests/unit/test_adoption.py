@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ivr.calls.adoption import AGENT_LEG, QueueState, agent_endpoint_of, parse_ari_time, wall_to_monotonic
+from ivr.calls.adoption import QueueState, agent_endpoint_of, parse_ari_time, wall_to_monotonic
+from ivr.calls.ids import AGENT_LEG
 
 
 def test_queue_state_round_trip_keeps_everything_the_router_needs():

@@ -116,6 +116,7 @@ EXPECTED_TYPES = {
     "ivr_queue_service_level_threshold_seconds": "gauge", "ivr_metrics_provider_up": "gauge",
     # overload (docs/overload.md)
     "ivr_calls_shed": "counter", "ivr_admission_shedding": "gauge", "ivr_janitor_cleaned": "counter",
+    "ivr_autopause_suspended": "counter",
 }
 
 

@@ -1,0 +1,18 @@
+"""The ids the app gives what it creates on Asterisk, so that a restarted app (adoption) and the janitor
+recognise them: the agent leg ``<caller channel id>-a<n>`` and the conversation bridge ``call-<caller>``."""
+
+from __future__ import annotations
+
+import re
+
+AGENT_LEG = re.compile(r"^(?P<call>.+)-a\d+$")
+BRIDGE_PREFIX = "call-"
+
+
+def bridge_id(call_id: str) -> str:
+    return BRIDGE_PREFIX + call_id
+
+
+def call_of_bridge(bridge: str) -> str | None:
+    """'call-X' -> 'X'; None for a bridge that is not a conversation of ours."""
+    return bridge[len(BRIDGE_PREFIX):] if bridge.startswith(BRIDGE_PREFIX) else None
