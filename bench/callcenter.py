@@ -34,6 +34,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -250,7 +251,10 @@ a=sendrecv
 
 
 def caller_xml(from_user: str, pcap: Path, pre_ms: int, talk_ms: int) -> str:
-    """INVITE -> 200 (PDD) -> ACK -> pre_ms (the prompt plays) -> DTMF '1' -> talk_ms -> BYE."""
+    """INVITE -> 200 (PDD) -> ACK -> pre_ms (the prompt plays) -> DTMF '1' -> talk_ms -> BYE.
+    A 503 to the INVITE (the server shedding load, or Asterisk's own overload protection) is a clean end of
+    the call for sipp: it is ACKed and logged `S` (shed), so it neither counts as a sipp error nor trips the
+    overload guard; the bench counts it as a call that did not complete."""
     h = (
         "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
         f'From: "[field1]" <sip:{from_user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n'
@@ -270,6 +274,7 @@ Content-Length: [len]
 <recv response="100" optional="true"/>
 <recv response="180" optional="true"/>
 <recv response="183" optional="true"/>
+<recv response="503" optional="true" next="shed"><action><log message="S [timestamp] [field0]"/></action></recv>
 <recv response="200" rrs="true"><action><log message="A [timestamp] [field0]"/></action></recv>
 <send><![CDATA[
 ACK [next_url] SIP/2.0
@@ -284,7 +289,20 @@ BYE [next_url] SIP/2.0
 {h.format(to_tag="[peer_tag_param]", cseq="2 BYE")}Content-Length: 0
 
 ]]></send>
-<recv response="200" crlf="true"><action><log message="E [timestamp] [field0]"/></action></recv>
+<recv response="200" crlf="true" next="end"><action><log message="E [timestamp] [field0]"/></action></recv>
+<label id="shed"/>
+<send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+<label id="end"/>
 </scenario>
 """
 
@@ -340,6 +358,17 @@ def read_log(path: Path) -> dict[str, dict[str, float]]:
 
 
 # -------------------------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class Call:
+    """One caller, from the caller sipp's log (epoch seconds)."""
+
+    start: float               # INVITE sent
+    pdd_ms: float | None       # INVITE -> 200 OK; None if never answered
+    end: float | None          # the caller's BYE got its 200 OK
+    completed: bool            # the agent answered it and the caller's BYE got its 200 OK
+    shed: bool                 # refused with a 503 (admission control, or Asterisk's own overload guard)
+
+
 @dataclass
 class RunResult:
     scenario: str
@@ -360,8 +389,15 @@ class RunResult:
     host_cpu: float = 0.0                                    # CPU seconds of the whole machine over the run
     rss_mb: dict[str, tuple[float, float]] = field(default_factory=dict)   # (start, max)
     errors: list[str] = field(default_factory=list)
-    leftover_channels: int = 0
+    leftover_channels: int = 0                               # on Asterisk when the run returned (see run_calls)
+    leftover_bridges: int = 0
     sipp_rc: int | None = None
+    shed: int = 0                                            # calls refused with a 503 (not completed)
+    calls: list[Call] = field(default_factory=list)          # every caller, by start time
+    cpu_samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)  # (epoch, CPU s so far)
+    marks: list[float] = field(default_factory=list)         # epoch each segment of the rate schedule started
+    t_end: float = 0.0                                       # epoch the caller sipp exited (last call ended)
+    stopped_early: int | None = None                         # calls up when the overload guard stopped sipp
 
     @property
     def completion(self) -> float:
@@ -388,7 +424,7 @@ class RunResult:
                 f" dtmf->agent p50/p99={pct(self.dtmf_agent_ms, 50):.0f}/{pct(self.dtmf_agent_ms, 99):.0f}ms"
                 f" cpu/call ast={self.cpu_ms_per_call('asterisk'):.1f}ms app={self.cpu_ms_per_call('app'):.1f}ms"
                 f" host busy {100 * self.host_busy:.0f}% (others {100 * self.other_cpu / max(self.wall, 1e-9):.0f}% of a core)"
-                f" max conc {self.max_concurrent}"
+                f" max conc {self.max_concurrent}" + (f" shed(503) {self.shed}" if self.shed else "")
                 + (f" [{'; '.join(self.errors[:2])}]" if self.errors else ""))
 
 
@@ -418,6 +454,8 @@ class Bench:
         self.app: subprocess.Popen | None = None
         self.uas: subprocess.Popen | None = None
         self.runs = 0
+        self.last_metrics: dict[str, float] = {}        # B: the last scrape during a load run
+        self.metric_families: set[str] = set()
         rng = random.Random(7)
         self.agent_ids = [f"ba{i:04d}" for i in range(1, agents + 1)]
         self.uas_port = free_udp_port()
@@ -567,10 +605,13 @@ class Bench:
         return json.loads(text) if path != "/metrics" else text
 
     def metrics(self) -> dict[str, float]:
-        """/metrics as {'name{labels}': value} (samples only)."""
+        """/metrics as {'name{labels}': value} (samples only); the names of the metric families the app
+        declares (`# TYPE` lines, also those with no sample yet) go to `self.metric_families`."""
         out = {}
         for line in self.http("GET", "/metrics").splitlines():
-            if line and not line.startswith("#"):
+            if line.startswith("# TYPE "):
+                self.metric_families.add(line.split()[2])
+            elif line and not line.startswith("#"):
                 k, _, v = line.rpartition(" ")
                 try:
                     out[k] = float(v)
@@ -587,9 +628,10 @@ class Bench:
                 return chans, bridges
             time.sleep(0.5)
 
-    def hangup_all(self) -> int:
-        """Hang up whatever an overloaded run left on Asterisk, so the next run starts clean."""
-        n = 0
+    def hangup_all(self) -> tuple[int, int]:
+        """Hang up whatever an overloaded run left on Asterisk, so the next run starts clean.
+        Returns (channels hung up, bridges destroyed)."""
+        n = nb = 0
         for c in self.ari("GET", "/channels"):
             try:
                 self.ari("DELETE", f"/channels/{c['id']}")
@@ -599,9 +641,10 @@ class Bench:
         for br in self.ari("GET", "/bridges"):
             try:
                 self.ari("DELETE", f"/bridges/{br['id']}")
+                nb += 1
             except urllib.error.HTTPError:
                 pass
-        return n
+        return n, nb
 
     def set_agents(self, action: str) -> None:
         for a in self.agent_ids:
@@ -610,11 +653,24 @@ class Bench:
     # ----------------------------------------------------------------------------------- load
     def run_calls(self, scenario: str, rate: float, duration: float, *, pre_ms: int = 1500, talk_ms: int = 3000,
                   calls: int | None = None, limit: int | None = None, on_sample=None,
-                  sample_every: float = 1.0) -> RunResult:
+                  sample_every: float = 1.0, schedule: list[tuple[float, float]] | None = None,
+                  guard: bool = True, restore: bool = True) -> RunResult:
         """`rate` calls/s for `duration` s (or `calls` calls) of scenario A (app_queue) or B (the app).
-        Returns when every call has ended and Asterisk is idle again."""
+
+        `schedule` [(seconds, rate), ...] runs the segments back to back as one sipp load: sipp starts at the
+        first rate and the rate is changed through sipp's control socket at each boundary (`res.marks`: the
+        epoch each segment started). `guard` stops the caller early when a run is far beyond capacity (see
+        below; off for a storm, which is meant to overload). Returns when the caller sipp has ended and
+        Asterisk is idle, or 20 s after that: what is still on Asterisk then is `res.leftover_*`; with
+        `restore` it is hung up (and said), without it the caller decides (see bench/storm.py `settle`)."""
         self.runs += 1
-        n = calls if calls is not None else max(1, round(rate * duration))
+        segs = schedule or [(duration, rate)]
+        rate = segs[0][1]
+        if calls is not None:
+            n = calls
+        else:
+            n = max(1, sum(round(r * sec) for sec, r in segs))
+        load_s = n / rate if calls is not None else sum(sec for sec, _ in segs)
         first = self.serial + 1
         self.serial += n
         tag = f"{self.runs:02d}-{scenario}"
@@ -627,42 +683,57 @@ class Bench:
         stat = self.dir / f"caller-{tag}.stat.csv"
         # overload guard: far more calls up than the rate allows, or failures piling up -> stop the run early
         # (a run far beyond capacity only degrades Asterisk and the app for the runs after it)
-        max_up = max(50, 2.5 * rate * ((pre_ms + talk_ms) / 1000 + 0.5))
+        top = max(r for _, r in segs)
+        max_up = max(50, 2.5 * top * ((pre_ms + talk_ms) / 1000 + 0.5))
         max_failed = max(5, 0.02 * n)
         self.start_uas()
-        bound = n / rate + (pre_ms + talk_ms) / 1000 + 30
-        res = RunResult(scenario, rate, n / rate if calls is not None else duration, offered=n)
+        bound = load_s + (pre_ms + talk_ms) / 1000 + 30
+        res = RunResult(scenario, rate, load_s, offered=n)
         pids = {"asterisk": self.ast_pid, "app": self.app_pid if scenario == "B" else None,
                 "sipp-agent": self.uas.pid}
         rss0 = {k: rss_mb(p) for k, p in pids.items() if k in ("asterisk", "app") and p}
         rss_max = dict(rss0)
         cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
         h0 = host_cpu()
+        ctrl = free_udp_port()
         t0 = time.time()
         caller = self.procs.spawn(
             ["sipp", f"127.0.0.1:{self.cfg.asterisk.sip_port}", "-sf", str(scen), "-s", DID,
              "-inf", str(csv), "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_udp_port()),
              "-mp", str(free_udp_port() & ~1), "-r", f"{rate:g}", "-rp", "1000", "-m", str(n),
              "-l", str(limit or max(5000, n)), "-nostdin", "-recv_timeout", "15000",
+             "-ci", "127.0.0.1", "-cp", str(ctrl),
              "-timeout", f"{int(bound)}s", "-timeout_error", "-trace_logs", "-log_file", str(log),
              "-trace_err", "-error_file", str(err), "-max_recv_loops", "5000", "-max_sched_loops", "5000",
              "-trace_stat", "-stf", str(stat), "-fd", "1"],
             self.dir / f"sipp-caller-{tag}.out", cwd=self.dir)
+        res.marks.append(t0)
         pids["sipp-caller"] = caller.pid
         cpu0["sipp-caller"] = 0.0
         hard = time.monotonic() + bound + 15
         last_scrape = 0.0
         caller_cpu = 0.0
+        boundaries = [t0 + sum(sec for sec, _ in segs[:i + 1]) for i in range(len(segs) - 1)]
         while caller.poll() is None:
             if time.monotonic() > hard:
                 res.errors.append("caller sipp killed at the time bound")
                 caller.kill()
                 break
+            now = time.time()
+            if boundaries and now >= boundaries[0]:
+                boundaries.pop(0)
+                r = segs[len(res.marks)][1]
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:   # sipp's remote control
+                    sock.sendto(f"cset rate {r:g}".encode(), ("127.0.0.1", ctrl))
+                res.marks.append(now)
             caller_cpu = cpu_seconds(caller.pid) or caller_cpu
+            res.cpu_samples.append((now, {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()
+                                          if k in ("asterisk", "app") and p}))
             up, failed = _sipp_stat(stat)
-            if up > max_up or failed > max_failed:
-                res.errors.append(f"overload: stopped after {time.time() - t0:.0f} s with {up} calls up "
+            if guard and (up > max_up or failed > max_failed):
+                res.errors.append(f"overload: stopped after {now - t0:.0f} s with {up} calls up "
                                   f"(expected ~{max_up / 2.5:.0f}) and {failed} failed")
+                res.stopped_early = up
                 Procs.stop(caller, 5.0)
                 break
             for k, v in rss_max.items():
@@ -670,15 +741,17 @@ class Bench:
             if scenario == "B" and self.scrape_interval and time.monotonic() - last_scrape >= self.scrape_interval:
                 last_scrape = time.monotonic()     # a Prometheus-like scrape: metrics are part of B's cost
                 try:
-                    self.metrics()
+                    self.last_metrics = self.metrics()
                 except (OSError, ValueError) as e:
                     res.errors.append(f"scrape: {e}")
             if on_sample is not None:
                 on_sample(self, res)
-            time.sleep(sample_every)
+            wake = boundaries[0] - time.time() if boundaries else sample_every
+            time.sleep(max(0.0, min(sample_every, wake)))
         caller.wait()
+        res.t_end = time.time()
         res.sipp_rc = caller.returncode
-        res.wall = time.time() - t0
+        res.wall = res.t_end - t0
         cpu1 = {k: cpu_seconds(p) for k, p in pids.items() if k != "sipp-caller"}
         h1 = host_cpu()
         res.cpu = {k: cpu1[k] - cpu0[k] for k in cpu1}
@@ -687,10 +760,13 @@ class Bench:
         res.host_cpu = (h1[0] - h0[0]) / CLK
         res.rss_mb = {k: (rss0[k], rss_max[k]) for k in rss0}
         chans, bridges = self.wait_idle(20)
-        res.leftover_channels = chans
-        if chans or bridges:
-            res.errors.append(f"Asterisk not idle 20 s after the run: {chans} channels, {bridges} bridges "
-                              f"({self.hangup_all()} channels hung up)")
+        res.leftover_channels, res.leftover_bridges = chans, bridges
+        if (chans or bridges) and restore:
+            hung, destroyed = self.hangup_all()
+            note = (f"Asterisk not idle 20 s after the run: {chans} channels, {bridges} bridges "
+                    f"(restored: {hung} channels hung up, {destroyed} bridges destroyed)")
+            res.errors.append(note)
+            self.say(f"  {scenario} {note}")
         self.stop_uas()
         self._score(res, log, self.uas_log, err)
         return res
@@ -703,6 +779,10 @@ class Bench:
         res.agent_answered = sum(1 for n in inv if n in agent_in)
         res.agent_byes = sum(1 for n in inv if n in agent_bye)
         res.completed = sum(1 for n in end if n in agent_in)
+        res.shed = sum(1 for n in c.get("S", {}) if n in inv)
+        res.calls = sorted((Call(t, 1000 * (ans[n] - t) if n in ans else None, end.get(n),
+                                 n in end and n in agent_in, n in c.get("S", {})) for n, t in inv.items()),
+                           key=lambda x: x.start)
         res.pdd_ms = [1000 * (ans[n] - inv[n]) for n in ans if n in inv]
         res.dtmf_agent_ms = [1000 * (agent_in[n] - dtmf[n]) for n in dtmf if n in agent_in]
         res.max_concurrent = max_overlap([(inv[n], end.get(n, ans.get(n, inv[n]))) for n in inv])
