@@ -2,8 +2,11 @@
 app_queue and (B) this server, one after the other in one run. Finds the highest call rate each sustains
 with >= 99.5 % of calls completed and p99 post-dial delay < 200 ms, confirms it with a `--duration` run
 (60 s), and prints calls/s, CPU per call of Asterisk and of the app, p50/p95/p99 of DTMF -> agent answer
-and of post-dial delay, max concurrent calls and the app's memory per waiting call.
-Last line: `ratio=<B cps / A cps> ...`.
+and of post-dial delay, max concurrent calls and the app's memory per waiting call. After every run it says
+what the run left on the server and how long the server took to get back to its state before the run, then
+restores that state (printed) so a probe that overloads does not poison the next one. Then the overload
+phase (bench/storm.py): R for 30 s, 1.3 R for 30 s, R for 60 s, R the rate found.
+Last line: `ratio=<B cps / A cps> ... storm_a_... storm_b_...`.
 
 Scenario (both): a sipp caller dials, is answered, hears a ~1 s prompt, presses 1, is queued, a sipp
 auto-answer agent picks up, ~3 s of talk, the caller hangs up. See bench/callcenter.py and bench/README.md.
@@ -11,6 +14,7 @@ auto-answer agent picks up, ~3 s of talk, the caller hangs up. See bench/callcen
     .venv/bin/python bench/compare.py            # full run (~20-30 min on 2 cores)
     .venv/bin/python bench/compare.py --quick    # smoke run (~2 min, low rates)
     .venv/bin/python bench/compare.py --rates 20,40,60 --duration 30
+    .venv/bin/python bench/compare.py --only B --storm-rate 40   # only the storm, at 40 calls/s (~3 min)
 """
 
 from __future__ import annotations
@@ -29,11 +33,20 @@ from callcenter import (
     install_signal_handlers,
     pct,
     profile_summary,
-    reset_agents,
     start_profiler,
     traced_waiting_memory,
     wait_app_idle,
     waiting_memory,
+)
+from storm import (
+    ServerState,
+    check_service,
+    restore,
+    run_storm,
+    server_state,
+    settle,
+    storm_args,
+    storm_fields,
 )
 
 
@@ -41,21 +54,29 @@ class Search:
     """Step the rate up (x factor) until a probe fails, bisect between the last pass and the first fail,
     then confirm the best rate with a long run (stepping down 10 % if the confirmation fails)."""
 
-    def __init__(self, b: Bench, scenario: str, args: argparse.Namespace) -> None:
-        self.b, self.scenario, self.args = b, scenario, args
+    def __init__(self, b: Bench, scenario: str, args: argparse.Namespace, baseline: ServerState) -> None:
+        self.b, self.scenario, self.args, self.baseline = b, scenario, args, baseline
         self.probes: list[RunResult] = []
+        self.story: list[str] = []         # every run and what it left, for the report
         self.deadline = time.monotonic() + 60 * args.max_minutes
 
     def run(self, rate: float, duration: float) -> RunResult:
-        res = self.b.run_calls(self.scenario, rate, duration)
-        self.b.say(("PASS " if self.ok(res) else "FAIL ") + res.line())
-        if self.scenario == "B":
-            st = wait_app_idle(self.b, 30)
-            fixed = reset_agents(self.b)
-            if st["sessions"] or st["bridges"] or st["waiting"] or fixed:
-                self.b.say(f"  app not idle after the run: {st}; {fixed} agents made available again")
-        else:
-            time.sleep(2)
+        """One run, then what it left and how long the server took to come back to the baseline on its own
+        (printed), then the baseline restored (printed); after a failed run, a few calls at a low rate show
+        whether the server serves normally again, so the next run starts from the same server."""
+        res = self.b.run_calls(self.scenario, rate, duration, restore=False)
+        passed = self.ok(res)
+        self.b.say(("PASS " if passed else "FAIL ") + res.line())
+        am = settle(self.b, self.scenario, self.baseline, res, timeout=30)
+        notes = am.lines(20)
+        if not passed:
+            notes.append(check_service(self.b, self.scenario, self.baseline, self.args.max_pdd))
+        for n in notes:
+            self.b.say(f"  {n}")
+        self.story.append(f"{'PASS' if passed else 'FAIL'} {rate:g}/s {duration:g} s: {100 * res.completion:.1f} % "
+                          f"completed, p99 post-dial {pct(res.pdd_ms, 99):.0f} ms" + (f", shed {res.shed}" if res.shed
+                                                                                       else "")
+                          + "".join(f"\n      {n}" for n in notes))
         return res
 
     def ok(self, res: RunResult) -> bool:
@@ -175,35 +196,56 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the work dir (configs, sipp logs, app log)")
     p.add_argument("--profile", action="store_true",
                    help="py-spy the app during B's confirmation run and print where its CPU goes")
+    storm_args(p)
     a = p.parse_args(argv)
     if a.quick:
         a.agents, a.rates, a.probe, a.duration, a.waiting = min(a.agents, 60), a.rates or [4, 8], 6, 12, 20
+    a.storm_seconds = a.storm_seconds or ([10, 10, 30] if a.quick else [30, 30, 60])
+    if len(a.storm_seconds) != 3:
+        p.error("--storm-seconds takes three numbers: R, the spike, R again")
     install_signal_handlers()
     t0 = time.monotonic()
     out: dict[str, tuple] = {}
+    stories: dict[str, list[str]] = {}
+    storms: dict = {}
     with Bench(agents=a.agents, log_level=a.log_level, keep=a.keep) as b:
         b.start_asterisk()
+
+        def scenario(k: str, mem: dict | None = None) -> None:
+            base = clean_baseline(b, k)
+            rate = res = None
+            if a.storm_rate is None:
+                search = Search(b, k, a, base)
+                rate, res = search.find()
+                stories[k] = search.story
+            out[k] = (rate, res, mem)
+            storm_rate = a.storm_rate or rate
+            if a.no_storm:
+                return
+            if storm_rate:
+                storms[k] = run_storm(b, k, storm_rate, a)
+            else:
+                b.say(f"{k}: no storm: no sustainable rate was found")
+
         if a.only != "B":
             b.say("A: pure dialplan + app_queue (the app is not running)")
             b.run_calls("A", 5, 2)      # warm-up
-            search = Search(b, "A", a)
-            rate, res = search.find()
-            out["A"] = (rate, res, None)
+            scenario("A")
         if a.only != "A":
             b.start_app()
             b.say("B: this server (flow, CRM, skill queue, best-agent routing, metrics scraped every "
                   f"{b.scrape_interval:g} s)")
             b.run_calls("B", 5, 2)      # warm-up
             wait_app_idle(b, 15)
-            mem = waiting_memory(b, a.waiting, max(10.0, min(20.0, a.waiting / 10)))
-            b.say(f"app RSS growth per waiting call: {mem['app_kb_per_call']:.1f} KB")
-            wait_app_idle(b, 30)
-            reset_agents(b)
-            search = Search(b, "B", a)
-            rate, res = search.find()
+            mem = None
+            if a.storm_rate is None:
+                mem = waiting_memory(b, a.waiting, max(10.0, min(20.0, a.waiting / 10)))
+                b.say(f"app RSS growth per waiting call: {mem['app_kb_per_call']:.1f} KB")
+                wait_app_idle(b, 30)
+            scenario("B", mem)
             b.stop_app()
-            mem.update(traced_waiting_memory(b, a.waiting, max(10.0, min(20.0, a.waiting / 10))))
-            out["B"] = (rate, res, mem)
+            if mem is not None:
+                mem.update(traced_waiting_memory(b, a.waiting, max(10.0, min(20.0, a.waiting / 10))))
         b.stop_app()
         print()
         print(f"== bench/compare.py: {a.agents} agents, app log level {a.log_level}, criteria >= "
@@ -211,7 +253,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{(time.monotonic() - t0) / 60:.1f} min")
         names = {"A": "A  dialplan + app_queue", "B": "B  ivr app (ARI)"}
         for k, (rate, res, mem) in out.items():
-            print("\n".join(report(names[k], rate, res, mem)))
+            if a.storm_rate is None:
+                print("\n".join(report(names[k], rate, res, mem)))
+                print("  runs, and what each left on the server:")
+                print("\n".join(f"    {line}" for line in stories.get(k, [])))
+            else:
+                print(f"{names[k]}: search skipped (--storm-rate {a.storm_rate:g})")
+            if k in storms:
+                print("\n".join(storms[k].lines()))
         if a.profile and hasattr(b, "profiler"):
             b.profiler.wait(60)
             print("\n".join(profile_summary(b.profile_path)))
@@ -222,8 +271,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio={ratio:.2f} a_cps={ra or 0:g} b_cps={rb or 0:g} a_ast_cpu_ms={f(resa, 'asterisk'):.2f} "
           f"b_ast_cpu_ms={f(resb, 'asterisk'):.2f} b_app_cpu_ms={f(resb, 'app'):.2f} "
           f"b_pdd_p99_ms={pct(resb.pdd_ms, 99) if resb else math.nan:.0f} "
-          f"b_app_kb_per_waiting_call={memb.get('kb_per_call', math.nan) if memb else math.nan:.1f}")
+          f"b_app_kb_per_waiting_call={memb.get('kb_per_call', math.nan) if memb else math.nan:.1f} "
+          f"{storm_fields('A', storms.get('A'))} {storm_fields('B', storms.get('B'))}")
     return 0
+
+
+def clean_baseline(b: Bench, scenario: str) -> ServerState:
+    """The state every run of a scenario must start from: nothing on Asterisk, no call in the app, every agent
+    available (B) / every app_queue member not in use and unpaused (A). Anything else is put right and said
+    (e.g. agents still paused by the memory phase)."""
+    st = server_state(b, scenario)
+    ideal = ServerState(scenario, st.at, agents=({a: "available" for a in b.agent_ids} if scenario == "B"
+                                                  else {f"PJSIP/{a}": "Not in use" for a in b.agent_ids}))
+    if not st.same_as(ideal):
+        did, st = restore(b, scenario, ideal, st)
+        b.say(f"{scenario}: not at the baseline before the runs; restored: {did}"
+              + ("" if st.same_as(ideal) else f"; STILL NOT: {st.describe()}"))
+    return ideal
 
 
 if __name__ == "__main__":
