@@ -204,6 +204,8 @@ class Agent:
         "misses",
         "pause_reason",
         "registered",
+        "rest_gen",
+        "resting",
         "skills",
         "state",
         "state_since",
@@ -215,6 +217,8 @@ class Agent:
         self.pause_reason: str | None = None
         self.registered = registered
         self.misses = 0
+        self.resting = False     # just failed an offer: not offered for the queue's ``retry`` seconds
+        self.rest_gen = 0
         self.idle_since = now
         self.state_since = now
         self.call_id: str | None = None
@@ -226,7 +230,7 @@ class Agent:
 
     @property
     def offerable(self) -> bool:
-        return self.state is AgentState.AVAILABLE and self.registered
+        return self.state is AgentState.AVAILABLE and self.registered and not self.resting
 
     def can(self, event: AgentEvent) -> bool:
         return (self.state, event) in TRANSITIONS

@@ -211,6 +211,12 @@ class Engine:
             self._guard.failure(aid, self._now)  # type: ignore[arg-type]
         v = self._guard.judge(aid, self._now, agent_fault=agent_fault)  # type: ignore[arg-type]
         self._relieve(v, out)
+        retry = c.qrt.config.retry
+        if retry > 0:  # before the requeue's transition, so the agent does not re-enter the index now
+            a = self._agents[aid]  # type: ignore[index]
+            a.resting = True
+            a.rest_gen = gen = next(self._offer_gen)
+            self._timers.add(self._now + retry, TimerKind.REST, a.id, gen)
         self._requeue(c, out, miss=agent_fault, reason=reason, counted=v.counts, why=v.systemic)
 
     def _relieve(self, v: MissVerdict, out: list[Decision]) -> None:
@@ -495,6 +501,9 @@ class Engine:
         if kind == TimerKind.WRAP:
             a = self._agents.get(ident)
             return a is not None and a.state is AgentState.WRAP_UP and self._wrap_gen.get(ident) == gen
+        if kind == TimerKind.REST:
+            a = self._agents.get(ident)
+            return a is not None and a.resting and a.rest_gen == gen
         c = self._calls.get(ident)
         if c is None:
             return False
@@ -526,6 +535,12 @@ class Engine:
                 continue
             if kind == TimerKind.WRAP:
                 self._transition(self._agents[ident], AgentEvent.WRAP_UP_DONE, out)
+            elif kind == TimerKind.REST:
+                a = self._agents[ident]
+                a.resting = False
+                if a.offerable:
+                    self._index_add(a)
+                    self._dirty_agents[a.id] = "retry_over"
             else:
                 c = self._calls[ident]
                 if kind == TimerKind.RELAX:

@@ -176,6 +176,7 @@ class TimerKind:
     PREF = 2
     RING = 3
     WRAP = 4
+    REST = 5
 
 
 class Timers:

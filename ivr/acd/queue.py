@@ -91,6 +91,10 @@ class QueueConfig:
     leave_when_empty: bool = False
     ring_timeout: float = 15.0
     max_misses: int = 3
+    #: Seconds an agent whose offer failed (no answer, busy, congestion, unreachable, ARI trouble) is not
+    #: offered another call; its state does not change (app_queue's ``retry``). Paces re-offers: a phone
+    #: or a trunk failing at once is not rung in a tight loop.
+    retry: float = 2.0
     wrap_up: float = 0.0
     moh_class: str = "default"
     #: Seconds between position / estimated-wait announcements (None = never); the flow plays them.
@@ -132,6 +136,8 @@ def _validate(q: QueueConfig) -> None:
         raise ConfigError(f"{w}: ring_timeout must be > 0 seconds")
     if not isinstance(q.max_misses, int) or q.max_misses < 1:
         raise ConfigError(f"{w}: max_misses must be an integer >= 1")
+    if not _is_seconds(q.retry):
+        raise ConfigError(f"{w}: retry must be >= 0 seconds")
     if not _is_seconds(q.wrap_up):
         raise ConfigError(f"{w}: wrap_up must be >= 0 seconds")
     if q.announce_frequency is not None and not _is_seconds(q.announce_frequency, positive=True):
@@ -178,7 +184,7 @@ def _validate(q: QueueConfig) -> None:
 _QUEUE_KEYS = {
     "name", "required_skills", "optional_skills", "min_proficiency", "priority", "relaxation", "max_wait",
     "max_length", "on_timeout", "on_full", "on_no_agents", "join_empty", "leave_when_empty", "ring_timeout",
-    "max_misses", "wrap_up", "moh_class", "announce_frequency", "announce_position", "announce_hold_time",
+    "max_misses", "retry", "wrap_up", "moh_class", "announce_frequency", "announce_position", "announce_hold_time",
     "service_level", "short_abandon",
 }
 _STEP_KEYS = {"after", "drop_skills", "min_proficiency", "add_alternative"}

@@ -443,7 +443,7 @@ class Router(Engine):
             agent_id=a.id, name=a.config.name, state=a.state, pause_reason=a.pause_reason,
             registered=a.registered, misses=a.misses, state_for=now - a.state_since,
             idle_for=now - a.idle_since if a.state is AgentState.AVAILABLE else None, call_id=a.call_id,
-            queues=tuple(sorted(self._agent_queues[agent_id])))
+            queues=tuple(sorted(self._agent_queues[agent_id])), resting=a.resting)
 
     def agents_snapshot(self) -> tuple[AgentSnapshot, ...]:
         return tuple(self.agent_snapshot(aid) for aid in sorted(self._agents))

@@ -89,3 +89,4 @@ class AgentSnapshot(_AsDict):
     idle_for: float | None  # only when available
     call_id: str | None
     queues: tuple[str, ...]
+    resting: bool = False  # just failed an offer: not offered for the queue's ``retry`` seconds

@@ -94,3 +94,49 @@ async def test_a_bridge_whose_teardown_timed_out_is_destroyed_by_the_janitor(flo
             await assert_no_leaks(ari, timeout=15)                      # and the janitor removed it
             assert 'ivr_janitor_cleaned_total{what="bridge"} 1.0' in app.metrics.render().decode()
             await wait_for(lambda: app.acd.router.agent_snapshot("agent1").state == AgentState.AVAILABLE, 5)
+
+
+async def test_a_burst_of_failing_agent_legs_across_all_agents_pauses_nobody(flow_cfg, phones):
+    """Every agent's 'phone' answers INVITEs with 503 (an SBC or Asterisk out of capacity): every offer
+    fails within milliseconds, across all agents at once. That is a systemic failure, not four agents
+    who all walked away: nobody is auto-paused (max_misses is 2, so a counted miss per agent would pause
+    them all), offers to an agent who just failed are paced, and the callers still waiting are served
+    as soon as a phone answers again."""
+    from tests.support.sip_unregister import register_rejecting_phone, unregister_all
+    agents = tuple({**a, "skills": {**a["skills"], "billing": 2}} for a in flow_cfg.agents)
+    cfg = with_queue_overrides(dataclasses.replace(flow_cfg, agents=agents), wrap_up=0, max_misses=2)
+    pw = {a.id: a.sip_password for a in cfg.agent_sip()}
+    ids = sorted(pw)
+    uas = [register_rejecting_phone(aid, pw[aid], cfg.asterisk.sip_port, calls=1000) for aid in ids]
+    try:
+        async with running_app(cfg) as app, ari_client(cfg) as ari:
+            await wait_for(lambda: all(app.acd.router.agent_snapshot(a).registered for a in ids), 10)
+            callers = [SippProcess(SippCaller("400", steps=[("pause", 600), ("dtmf", "1"), ("pause", 16000)]),
+                                   cfg.asterisk.sip_port, timeout=40) for _ in range(4)]
+            await wait_for(lambda: len(app.acd.calls) == 4, 10, what="four callers queued")
+            await asyncio.sleep(3.0)                    # offers keep failing for a few seconds
+            tried = sum(len(qc.legs_tried) for qc in app.acd.calls.values())
+            snaps = [app.acd.router.agent_snapshot(a) for a in ids]
+            assert all(s.state in (AgentState.AVAILABLE, AgentState.RESERVED) for s in snaps), \
+                [(s.agent_id, s.state) for s in snaps]
+            assert tried >= 6, tried                    # the offers did fail, again and again...
+            assert tried <= 4 * 4 * 3, tried            # ...but paced, not a tight loop of originates
+            # agent1 swaps the failing device for a working softphone: a waiting caller is served at once
+            uas[0].kill()
+            await asyncio.to_thread(unregister_all, "agent1", pw["agent1"], cfg.asterisk.sip_port)
+            phones("agent1")
+            await wait_for(lambda: any(c.bridge_id and c.agent_id == "agent1" for c in app.acd.calls.values()),
+                           10, what="a waiting caller bridged to agent1")
+            for r in await asyncio.gather(*(asyncio.to_thread(c.wait) for c in callers)):
+                assert r.ok, r.stderr
+            await assert_no_leaks(ari)
+            assert not app.acd.calls and not app.acd.legs
+            snaps = [app.acd.router.agent_snapshot(a) for a in ids]
+            assert all(s.state == AgentState.AVAILABLE for s in snaps), [(s.agent_id, s.state) for s in snaps]
+            assert 'action="miss-not-counted"' in app.metrics.render().decode()
+    finally:
+        for p in uas:
+            p.kill()
+            p.wait(5)
+        for aid in ids:
+            await asyncio.to_thread(unregister_all, aid, pw[aid], cfg.asterisk.sip_port)

@@ -64,7 +64,9 @@ def ringing(r: Router, queue: str = "q") -> list[tuple[str, str]]:
 
 
 def q(max_misses: int = 1) -> QueueConfig:
-    return QueueConfig("q", required_skills={"x": 1}, ring_timeout=15, max_misses=max_misses)
+    # retry=0: these tests are about counting misses, with the next offer at once (retry pacing is
+    # tested in test_acd_router.py)
+    return QueueConfig("q", required_skills={"x": 1}, ring_timeout=15, max_misses=max_misses, retry=0)
 
 
 # ---------------------------------------------------------------- systemic failures pause nobody

@@ -230,7 +230,8 @@ class World:
             else:
                 assert a.agent_id not in ringing_by_agent
         assert ringing_by_agent == self.ringing
-        idle = [a for a in agents if a.state is AgentState.AVAILABLE and a.registered]
+        # an agent resting after a failed offer (the queue's ``retry``) is not offered until it is over
+        idle = [a for a in agents if a.state is AgentState.AVAILABLE and a.registered and not a.resting]
         for c in waiting:
             m = self.calls[c.call_id]
             if c.preferred_agent is not None:

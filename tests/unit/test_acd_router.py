@@ -14,6 +14,7 @@ from ivr.acd import (
     CallRequeued,
     CallState,
     CancelOffer,
+    ConfigError,
     DuplicateId,
     ExitOutcome,
     IllegalTransition,
@@ -210,9 +211,14 @@ def test_ring_no_answer_requeues_to_original_place_and_tries_next_agent():
     r.enqueue(Call("c3", "q", priority=1))  # more senior than c2, less than... c1 has priority 0 too
     clock.t += 5
     d = r.offer_failed("c1")
-    # a missed; c1 is back at its place (before c2), and a (the only available agent) gets c3 (priority 1)
+    # a missed; c1 is back at its place (before c2); a rests for the queue's retry (2 s), then (the only
+    # available agent) gets c3 (priority 1)
     assert of(d, CallRequeued)[0].call_id == "c1"
-    assert offers(d) == [("c3", "a")]
+    assert offers(d) == []
+    assert r.agent_snapshot("a").resting and r.agent_snapshot("a").state is AgentState.AVAILABLE
+    assert r.next_deadline() == clock.t + 2
+    clock.t += 2
+    assert offers(r.tick()) == [("c3", "a")]
     order = [c.call_id for c in r.queue_snapshot("q").calls]
     assert order == ["c3", "c1", "c2"]
     assert r.agent_snapshot("a").misses == 1
@@ -221,7 +227,8 @@ def test_ring_no_answer_requeues_to_original_place_and_tries_next_agent():
 
 
 def test_missed_agent_is_ranked_last_for_that_call():
-    r, _ = setup([Q], [AgentConfig("star", skills={"x": 5}), AgentConfig("ok", skills={"x": 2})])
+    q = QueueConfig("q", required_skills={"x": 2}, retry=0)   # no rest: the missed agent is a candidate
+    r, _ = setup([q], [AgentConfig("star", skills={"x": 5}), AgentConfig("ok", skills={"x": 2})])
     assert offers(r.enqueue(Call("c1", "q"))) == [("c1", "star")]
     d = r.offer_failed("c1")
     [o] = of(d, Offer)
@@ -231,10 +238,12 @@ def test_missed_agent_is_ranked_last_for_that_call():
 
 def test_single_agent_gets_the_call_again_until_auto_paused():
     q = QueueConfig("q", required_skills={"x": 1}, max_misses=2)
-    r, _ = setup([q], [AgentConfig("a", skills={"x": 1}), AgentConfig("b", skills={"x": 1})])
+    r, clock = setup([q], [AgentConfig("a", skills={"x": 1}), AgentConfig("b", skills={"x": 1})])
     r.pause("b", "lunch")
     r.enqueue(Call("c1", "q"))
-    assert offers(r.offer_failed("c1")) == [("c1", "a")]  # only agent left: rung again
+    assert offers(r.offer_failed("c1")) == []             # a rests for the queue's retry...
+    clock.t += 2
+    assert offers(r.tick()) == [("c1", "a")]              # ...then, the only agent left, is rung again
     d = r.offer_failed("c1")
     assert of(d, AgentAutoPaused)[0].agent_id == "a" and of(d, AgentAutoPaused)[0].reason == "no-answer"
     snap = r.agent_snapshot("a")
@@ -253,10 +262,12 @@ def test_answer_resets_misses_and_agent_override_of_max_misses():
     r.enqueue(Call("c1", "q"))
     d = r.offer_failed("c1")
     assert of(d, AgentAutoPaused)  # agent override (1) wins over the queue's 5
-    r2, _ = setup([q], [AgentConfig("a", skills={"x": 1})])
+    r2, clock = setup([q], [AgentConfig("a", skills={"x": 1})])
     r2.enqueue(Call("c1", "q"))
     r2.offer_failed("c1")
     assert r2.agent_snapshot("a").misses == 1
+    clock.t += 2
+    assert offers(r2.tick()) == [("c1", "a")]
     r2.offer_answered("c1")
     assert r2.agent_snapshot("a").misses == 0
 
@@ -276,11 +287,71 @@ def test_router_fails_a_forgotten_offer_after_ring_timeout_plus_grace():
     clock.t += 12
     d = r.tick()
     assert of(d, CancelOffer)[0].reason == "ring-timeout"
-    assert offers(d) == [("c1", "a")]  # only agent: rung again, with one miss
+    assert offers(d) == []  # only agent: rung again after the queue's retry, with one miss
     assert r.agent_snapshot("a").misses == 1
+    clock.t += 2
+    assert offers(r.tick()) == [("c1", "a")]
     r.offer_answered("c1")
     with pytest.raises(InvalidCallState):  # a late duplicate answer is refused, nothing changes
         r.offer_answered("c1")
+
+
+def test_retry_paces_offers_to_an_agent_whose_offer_just_failed():
+    """A phone that fails at once (503, unreachable, ARI trouble) is not rung in a tight loop: after any
+    failed offer the agent rests for the queue's ``retry`` seconds (state unchanged), others are tried."""
+    q = QueueConfig("q", required_skills={"x": 1}, retry=3, max_misses=99)
+    r, clock = setup([q], [AgentConfig("a", skills={"x": 5}), AgentConfig("b", skills={"x": 1})])
+    r.pause("b", "coffee")
+    r.enqueue(Call("c1", "q"))
+    assert offers(r.offer_failed("c1", "congestion", agent_fault=False)) == []
+    snap = r.agent_snapshot("a")
+    assert snap.resting and snap.state is AgentState.AVAILABLE and snap.misses == 0
+    assert not r.is_eligible("a", "c1")
+    assert offers(r.unpause("b")) == [("c1", "b")]       # another agent takes it meanwhile
+    clock.t += 1
+    r.offer_failed("c1", "busy")                           # b fails too: both rest now
+    clock.t += 1.9
+    assert offers(r.tick()) == []
+    clock.t += 0.1
+    assert offers(r.tick()) == [("c1", "a")]               # a's rest is over (b's is not)
+    assert not r.agent_snapshot("a").resting and r.agent_snapshot("b").resting
+
+
+def test_a_rest_survives_a_pause_and_ends_on_time():
+    q = QueueConfig("q", required_skills={"x": 1}, retry=5)
+    r, clock = setup([q], [AgentConfig("a", skills={"x": 1})])
+    r.enqueue(Call("c1", "q"))
+    r.offer_failed("c1")
+    r.pause("a", "coffee")
+    clock.t += 1
+    assert offers(r.unpause("a")) == []                    # unpaused, still resting
+    clock.t += 4
+    assert offers(r.tick()) == [("c1", "a")]
+    r2, clock2 = setup([q], [AgentConfig("a", skills={"x": 1})])
+    r2.enqueue(Call("c1", "q"))
+    r2.offer_failed("c1")
+    r2.pause("a", "coffee")
+    clock2.t += 6                                          # the rest ended during the pause
+    assert offers(r2.tick()) == [] and not r2.agent_snapshot("a").resting
+    assert offers(r2.unpause("a")) == [("c1", "a")]
+
+
+def test_retry_zero_offers_again_at_once_and_a_withdrawn_offer_never_rests():
+    q = QueueConfig("q", required_skills={"x": 1}, retry=0)
+    r, _ = setup([q], [AgentConfig("a", skills={"x": 1})])
+    r.enqueue(Call("c1", "q"))
+    assert offers(r.offer_failed("c1")) == [("c1", "a")]
+    q2 = QueueConfig("q", required_skills={"x": 1}, retry=5)
+    r2, _ = setup([q2], [AgentConfig("a", skills={"x": 1})])
+    r2.enqueue(Call("c1", "q"))
+    r2.set_registered("a", False)                          # withdrawn: not a failure, no rest
+    assert offers(r2.set_registered("a", True)) == [("c1", "a")]
+
+
+def test_retry_is_validated():
+    with pytest.raises(ConfigError, match="retry"):
+        QueueConfig("q", retry=-1)
+    assert queue_from_dict({"name": "q", "retry": 0.5}).retry == 0.5
 
 
 # ---------------------------------------------------------------- abandon, wrap-up
