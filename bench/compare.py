@@ -12,7 +12,7 @@ Scenario (both): a sipp caller dials, is answered, hears a ~1 s prompt, presses 
 auto-answer agent picks up, ~3 s of talk, the caller hangs up. See bench/callcenter.py and bench/README.md.
 
     .venv/bin/python bench/compare.py            # full run (~20-30 min on 2 cores)
-    .venv/bin/python bench/compare.py --quick    # smoke run (~2 min, low rates)
+    .venv/bin/python bench/compare.py --quick    # smoke run (~4 min, low rates, short storm)
     .venv/bin/python bench/compare.py --rates 20,40,60 --duration 30
     .venv/bin/python bench/compare.py --only B --storm-rate 40   # only the storm, at 40 calls/s (~3 min)
 """
@@ -177,7 +177,7 @@ def report(name: str, rate: float | None, res: RunResult | None, mem: dict | Non
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="smoke run: 60 agents, rates 4 and 8, short runs (~2 min)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 60 agents, rates 4 and 8, short runs, storm 10,10,30 s (~4 min)")
     p.add_argument("--duration", type=float, default=60, help="confirmation run length, s (default 60)")
     p.add_argument("--probe", type=float, default=30, help="probe run length during the search, s (default 30)")
     p.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")],

@@ -234,9 +234,13 @@ def check_service(b: Bench, scenario: str, before: ServerState, max_pdd: float, 
             break
         time.sleep(5)
     took = time.monotonic() - t0
-    verdict = (f"serves normally again (check passed after {took:.0f} s)" if ok
-               else f"STILL DEGRADED after {took:.0f} s: later runs do not start from the same server")
-    return f"check {rate:g} calls/s x {seconds:g} s: {verdict}; tries: " + "; ".join(tries)
+    if ok and len(tries) == 1:
+        verdict = "serves normally (first try)"
+    elif ok:
+        verdict = f"serves normally again at try {len(tries)}, {took:.0f} s after the first"
+    else:
+        verdict = f"STILL DEGRADED after {took:.0f} s: later runs do not start from the same server"
+    return f"check {rate:g} calls/s x {seconds:g} s: {verdict}: " + "; ".join(tries)
 
 
 # ------------------------------------------------------------------------------------------- the storm
@@ -335,15 +339,17 @@ class Storm:
             pdd = [c.pdd_ms for c in calls if c.pdd_ms is not None]
             shed = sum(c.shed for c in calls)
             extra = ""
+            if shed:
+                extra = (f", shed (503) {shed}, INVITE -> 503 p50/p99 "
+                         f"{pct([c.shed_ms for c in calls if c.shed], 50):.0f}/"
+                         f"{pct([c.shed_ms for c in calls if c.shed], 99):.0f} ms")
             if i == 1:
-                extra = f", shed (503) {shed}"
+                extra = extra or ", shed (503) 0"
                 if s == "B":
                     sa = self.shed_app
                     extra += (" (app: metric ivr_calls_shed_total not exported)" if sa is None else
                               f" (app ivr_calls_shed_total +{sa[2] - sa[1]:.0f}, whole storm +{sa[-1] - sa[0]:.0f})"
                               if len(sa) >= 4 else "")
-            elif shed:
-                extra = f", shed (503) {shed}"
             out.append(f"  {name:<15} {done}/{len(calls)} completed ({100 * done / len(calls):.2f} %), post-dial "
                        f"p50/p99 {pct(pdd, 50):.0f}/{pct(pdd, 99):.0f} ms{extra}")
         rec = self.recover_s
