@@ -360,6 +360,8 @@ class Storm:
         part = lambda p: " + ".join(f"{k} {v:.1f}" for k, v in p.items())
         out.append(f"  CPU per call    before {cb:.1f} ms ({part(pb)}), after {ca:.1f} ms ({part(pa)}; last "
                    f"{self.segs[2][0] / 2:g} s)")
+        out.append(f"  load            max concurrent calls {r.max_concurrent}; host CPU busy {100 * r.host_busy:.0f} % "
+                   f"(everything else on the machine: {100 * r.other_cpu / max(r.wall, 1e-9):.0f} % of one core)")
         am = self.after
         out.append(f"  agents          changed state: {changes_text(am.changes)}; now paused: {am.paused}"
                    + (f"; most paused at a scrape during the storm: {self.peak_paused:.0f}"
