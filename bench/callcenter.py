@@ -395,7 +395,8 @@ class RunResult:
     sipp_rc: int | None = None
     shed: int = 0                                            # calls refused with a 503 (not completed)
     calls: list[Call] = field(default_factory=list)          # every caller, by start time
-    cpu_samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)  # (epoch, CPU s so far)
+    cpu_samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)  # (epoch, CPU s so far:
+    #                                                        per process, and "host": the whole machine)
     marks: list[float] = field(default_factory=list)         # epoch each segment of the rate schedule started
     t_end: float = 0.0                                       # epoch the caller sipp exited (last call ended)
     stopped_early: int | None = None                         # calls up when the overload guard stopped sipp
@@ -728,8 +729,10 @@ class Bench:
                     sock.sendto(f"cset rate {r:g}".encode(), ("127.0.0.1", ctrl))
                 res.marks.append(now)
             caller_cpu = cpu_seconds(caller.pid) or caller_cpu
-            res.cpu_samples.append((now, {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items()
-                                          if k in ("asterisk", "app") and p}))
+            sample = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items() if p and k != "sipp-caller"}
+            sample["sipp-caller"] = caller_cpu
+            sample["host"] = (host_cpu()[0] - h0[0]) / CLK
+            res.cpu_samples.append((now, sample))
             up, failed = _sipp_stat(stat)
             if guard and (up > max_up or failed > max_failed):
                 res.errors.append(f"overload: stopped after {now - t0:.0f} s with {up} calls up "

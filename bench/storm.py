@@ -286,20 +286,35 @@ class Storm:
         return (bool(calls) and sum(c.completed for c in calls) >= self.min_completion * len(calls)
                 and pct(pdd, 99) < self.max_pdd)
 
-    @property
-    def recover_s(self) -> float | None:
-        """Offset from the spike's end of the first `window` s of calls (by start time, 1 s steps) that
-        meets the criteria; None: never during the last segment."""
+    def windows(self) -> list[tuple[float, bool]]:
+        """(offset from the spike's end, meets the criteria) of every `window` s of calls (by start time)
+        of the last segment, in 1 s steps."""
         if not self.complete:
-            return None
+            return []
         calls = self.seg_calls(2)
         t0, end = self.res.marks[2], self.res.marks[2] + self.segs[2][0]
+        out = []
         off = 0.0
         while t0 + off + self.window <= end + 1e-6:
-            if self.window_ok([c for c in calls if t0 + off <= c.start < t0 + off + self.window]):
-                return off
+            out.append((off, self.window_ok([c for c in calls if t0 + off <= c.start < t0 + off + self.window])))
             off += 1.0
-        return None
+        return out
+
+    @property
+    def recover_s(self) -> float | None:
+        """Offset of the first window after the spike that meets the criteria; None: never."""
+        return next((off for off, ok in self.windows() if ok), None)
+
+    @property
+    def stable_s(self) -> float | None:
+        """Offset from which every later window meets the criteria; None: the last one does not."""
+        w = self.windows()
+        if not w or not w[-1][1]:
+            return None
+        i = len(w)
+        while i > 0 and w[i - 1][1]:
+            i -= 1
+        return w[i][0]
 
     def cpu_ms(self, x: float, y: float) -> tuple[float, dict[str, float]]:
         """Asterisk + app CPU per completed call over [x, y]: CPU in the interval over the calls it served,
@@ -311,6 +326,13 @@ class Storm:
         if not served:
             return math.nan, {}
         return sum(parts.values()) / served, {k: v / served for k, v in parts.items()}
+
+    def others(self, x: float, y: float) -> float:
+        """CPU of everything else on the machine over [x, y], % of one core (the harness, other users)."""
+        cs = self.res.cpu_samples
+        ours = {k for _, smp in cs for k in smp if k != "host"}
+        d = lambda who: _cpu_at(cs, y, who) - _cpu_at(cs, x, who)
+        return 100 * max(0.0, d("host") - sum(d(k) for k in ours)) / (y - x) if y > x else math.nan
 
     @property
     def cpu_before(self) -> tuple[float, dict[str, float]]:
@@ -353,13 +375,22 @@ class Storm:
             out.append(f"  {name:<15} {done}/{len(calls)} completed ({100 * done / len(calls):.2f} %), post-dial "
                        f"p50/p99 {pct(pdd, 50):.0f}/{pct(pdd, 99):.0f} ms{extra}")
         rec = self.recover_s
+        w = self.windows()
+        stable = self.stable_s
         out.append(f"  recovery        a {self.window:g} s window of calls meets the criteria again "
                    + (f"{rec:.0f} s after the spike" if rec is not None else
-                      f"never in the {self.segs[2][0]:g} s after the spike"))
+                      f"never in the {self.segs[2][0]:g} s after the spike")
+                   + (f"; every window from {stable:.0f} s on" if stable is not None and stable != rec else "")
+                   + (f"; the windows meeting them: {sum(ok for _, ok in w)} of {len(w)}" if rec is not None
+                      and stable != rec else ""))
         (cb, pb), (ca, pa) = self.cpu_before, self.cpu_after
         part = lambda p: " + ".join(f"{k} {v:.1f}" for k, v in p.items())
+        m = r.marks + [math.nan] * 2
+        end = m[2] + self.segs[2][0]
         out.append(f"  CPU per call    before {cb:.1f} ms ({part(pb)}), after {ca:.1f} ms ({part(pa)}; last "
-                   f"{self.segs[2][0] / 2:g} s)")
+                   f"{self.segs[2][0] / 2:g} s); everything else on the machine: {self.others(m[0], m[1]):.0f} % "
+                   f"of one core before, {self.others(m[1], m[2]):.0f} % in the spike, "
+                   f"{self.others(m[2], end):.0f} % after")
         out.append(f"  load            max concurrent calls {r.max_concurrent}; host CPU busy {100 * r.host_busy:.0f} % "
                    f"(everything else on the machine: {100 * r.other_cpu / max(r.wall, 1e-9):.0f} % of one core)")
         am = self.after
@@ -382,11 +413,12 @@ class Storm:
 def storm_fields(scenario: str, st: Storm | None) -> str:
     k = f"storm_{scenario.lower()}_"
     if st is None:
-        return " ".join(f"{k}{f}=nan" for f in ("rate", "completed_pct", "shed", "recover_s", "paused", "changed",
-                                               "leaked", "cpu_before_ms", "cpu_after_ms"))
-    rec = st.recover_s
+        return " ".join(f"{k}{f}=nan" for f in ("rate", "completed_pct", "shed", "recover_s", "stable_s", "paused",
+                                               "changed", "leaked", "cpu_before_ms", "cpu_after_ms"))
+    rec, stable = st.recover_s, st.stable_s
     return (f"{k}rate={st.rate:g} {k}completed_pct={st.spike_pct:.2f} {k}shed={sum(c.shed for c in st.seg_calls(1))} "
-            f"{k}recover_s={'never' if rec is None else f'{rec:.0f}'} {k}paused={st.after.paused} "
+            f"{k}recover_s={'never' if rec is None else f'{rec:.0f}'} "
+            f"{k}stable_s={'never' if stable is None else f'{stable:.0f}'} {k}paused={st.after.paused} "
             f"{k}changed={len(st.after.changes)} {k}leaked={st.after.left.leaked} "
             f"{k}cpu_before_ms={st.cpu_before[0]:.1f} {k}cpu_after_ms={st.cpu_after[0]:.1f}")
 
