@@ -54,6 +54,9 @@ EVENT_TYPES = ["StasisStart", "StasisEnd", "ChannelDestroyed", "ChannelDtmfRecei
                "RecordingFinished", "RecordingFailed", "EndpointStateChange", "ContactStatusChange"]
 
 
+_BULK_LISTS = frozenset({"/channels", "/bridges", "/endpoints", "/deviceStates", "/sounds"})
+
+
 def default_session_factory(app: App, ev: StasisStart) -> CallSession | None:
     if ev.args[:1] == ("inbound",) and app.flows is not None:
         chosen = app.flows.flow_for(ev.channel.exten)
@@ -77,7 +80,7 @@ class App:
         self.metrics = Metrics(self)
         self.dispatcher = Dispatcher(self.handle, on_lag=self.metrics.event_lag)
         self.admission = Admission(AdmissionPolicy.from_dict(cfg.admission), time.monotonic, self.active_calls)
-        self.ari.on_latency = self.admission.ari_latency
+        self.ari.on_latency = self._ari_latency
         self.gate = AdmissionGate(self.admission, self.ari, self.metrics)
         self.janitor = Janitor(JanitorDeps(
             ari=self.ari, claims=self._claims, is_ours=self._in_our_app, pending=self.dispatcher.busy,
@@ -129,6 +132,12 @@ class App:
 
     def ari_connected(self) -> bool:
         return self.events.connected
+
+    def _ari_latency(self, seconds: float, method: str, path: str) -> None:
+        """Admission's ARI latency: the requests of calls, not the bulk lists of the janitor and reconcile
+        (GET /channels with hundreds of channels is slow by size, not because Asterisk is saturated)."""
+        if not (method == "GET" and path in _BULK_LISTS):
+            self.admission.ari_latency(seconds)
 
     def _claims(self) -> Claims:
         legs, queued, bridges = self.acd.held() if self.acd is not None else (frozenset(),) * 3

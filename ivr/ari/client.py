@@ -62,9 +62,9 @@ class AriClient:
         self._own_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self.requests_made = 0
-        #: called with the duration of every REST request (seconds; a timeout or connection error counts
+        #: called with (seconds, method, path) of every REST request (a timeout or connection error counts
         #: as the time it took): feeds admission control
-        self.on_latency: Callable[[float], None] | None = None
+        self.on_latency: Callable[[float, str, str], None] | None = None
 
     async def __aenter__(self) -> AriClient:
         self.session  # noqa: B018 - create it now, inside the running loop
@@ -146,7 +146,7 @@ class AriClient:
             raise Unavailable(method, path, 0, type(e).__name__ + (f": {e}" if str(e) else "")) from None
         finally:
             if self.on_latency is not None:
-                self.on_latency(time.monotonic() - t0)
+                self.on_latency(time.monotonic() - t0, method, path)
 
     # ------------------------------------------------------------------------------------ asterisk
     async def info(self) -> dict[str, Any]:

@@ -237,3 +237,14 @@ def test_gate_probe_measures_a_blocked_event_loop():
         st = a.evaluate()
         assert not st.open and st.reason == "event_lag" and st.event_lag >= 0.3
     asyncio.run(main())
+
+
+def test_app_feeds_call_requests_to_admission_but_not_bulk_lists():
+    from ivr.app import App
+    from tests.support.stack import make_test_config
+    app = App(make_test_config(), load_flows=False)
+    app.ari.on_latency(2.0, "GET", "/channels")
+    app.ari.on_latency(2.0, "GET", "/bridges")
+    assert app.admission.admit() is None
+    app.ari.on_latency(2.0, "POST", "/channels/c1/answer")
+    assert app.admission.admit() == "ari_latency"
