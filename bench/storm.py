@@ -58,7 +58,8 @@ class ServerState:
     def leaked(self) -> int:
         """Bridges and channels on Asterisk plus the app's calls and waiting entries (A: queue callers are
         channels, already counted)."""
-        return int(self.channels + self.bridges + self.sessions + (self.waiting if self.scenario == "B" else 0))
+        n = lambda v: 0 if math.isnan(v) else int(v)     # a gauge the app does not export: shown by describe()
+        return self.channels + self.bridges + n(self.sessions) + (n(self.waiting) if self.scenario == "B" else 0)
 
     def describe(self) -> str:
         s = f"Asterisk {self.channels} channels, {self.bridges} bridges"
@@ -126,7 +127,11 @@ def restore(b: Bench, scenario: str, before: ServerState, st: ServerState) -> tu
         if st.same_as(before):
             break
         if st.channels > before.channels or st.bridges > before.bridges:
-            h, d = b.hangup_all()
+            try:
+                h, d = b.hangup_all()
+            except OSError as e:              # Asterisk's ARI does not answer: nothing more to do here
+                refused[f"ARI ({type(e).__name__})"] += 1
+                break
             hung, destroyed = hung + h, destroyed + d
             time.sleep(1.0)
             st = server_state(b, scenario)
@@ -157,8 +162,8 @@ def restore(b: Bench, scenario: str, before: ServerState, st: ServerState) -> tu
 class Aftermath:
     before: ServerState
     left: ServerState             # `leak_at` s after the load ended (or when it was back, if earlier)
-    back_after: float | None      # s from the end of the load until it was as before on its own (None: not
-    waited: float                 # within `waited` s)
+    back_after: float | None      # s from the end of the load until it was as before on its own
+    waited: float                 # s it was watched for that (back_after None: not within them)
     restored: str = ""            # what the harness did ("" when nothing was needed)
     final: ServerState | None = None
     harness_left: int | None = None   # calls up when the overload guard stopped the caller sipp
