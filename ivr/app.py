@@ -91,7 +91,7 @@ class App:
         self.crm = None
         if cfg.crm and cfg.crm.get("backend", "sqlite") != "none":
             from .crm.factory import crm_from_config
-            self.crm = crm_from_config(dict(cfg.crm), base_dir=cfg.base_dir)
+            self.crm = crm_from_config(dict(cfg.crm), base_dir=cfg.base_dir, recorder=self.metrics)
         self.routing = None
         if self.crm is not None and cfg.routing:
             from .crm.rules import routing_from_dict

@@ -24,7 +24,7 @@ import yaml
 
 from ivr.crm.errors import CrmConfigError
 from ivr.crm.http import HttpCrm, HttpCrmConfig
-from ivr.crm.lookup import CrmLookup, CrmStats, GuardedLookup, NullCrm
+from ivr.crm.lookup import CrmLookup, CrmRecorder, CrmStats, GuardedLookup, NullCrm
 from ivr.crm.rules import RoutingPolicy, routing_from_dict
 from ivr.crm.store import SqliteCrm
 
@@ -66,8 +66,12 @@ def crm_from_config(
     base_dir: str | Path | None = None,
     env: Mapping[str, str] | None = None,
     stats: CrmStats | None = None,
+    recorder: CrmRecorder | None = None,
 ) -> GuardedLookup:
     """Build the CRM described by ``d`` (the ``crm:`` section; None = disabled).
+
+    ``recorder`` (the app's metrics) hears of every lookup, labelled with the configured backend
+    (``sqlite``, ``http`` or ``null`` for ``none``).
 
     Relative paths are resolved against ``base_dir`` (the config file's folder).
     Raises ``CrmConfigError`` for bad configuration, at start-up, never later.
@@ -152,7 +156,8 @@ def crm_from_config(
         default_budget = backend.config.timeout_seconds * 1000.0 + 200.0
     budget_ms = _positive("crm.budget_ms", d.get("budget_ms", default_budget))
     log.info("CRM backend %s (region %s, lookup budget %.0f ms)", backend_name, region, budget_ms)
-    return GuardedLookup(backend, budget_seconds=budget_ms / 1000.0, default_region=region, stats=stats)
+    return GuardedLookup(backend, budget_seconds=budget_ms / 1000.0, default_region=region, stats=stats,
+                         recorder=recorder, backend_name="null" if backend_name == "none" else backend_name)
 
 
 def load_routing(path: str | Path) -> RoutingPolicy:

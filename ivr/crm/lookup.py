@@ -9,6 +9,9 @@ What it is for:
   the raw caller ID, time-boxes the lookup to a hard budget and turns every
   exception into a ``LookupResult`` with status ``error``/``timeout``: a CRM
   problem must route the call by the default route, never drop it.
+* ``CrmRecorder``: what ``GuardedLookup`` reports each lookup to (the app's
+  ``ivr.metrics.Metrics`` fits it): the configured backend, the status, the
+  time the caller waited for it, and for a failure its kind.
 
 Must not import aiohttp or sqlite3 (backends live in ``http.py``/``store.py``).
 """
@@ -24,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 from ivr.crm.model import Interaction, LookupResult, LookupStatus
 from ivr.crm.phone import is_e164, mask, normalize
 
-__all__ = ["MAX_RECENT", "CrmLookup", "CrmStats", "GuardedLookup", "NullCrm"]
+__all__ = ["MAX_RECENT", "CrmLookup", "CrmRecorder", "CrmStats", "GuardedLookup", "NullCrm", "failure_kind"]
 
 log = logging.getLogger("ivr.crm")
 
@@ -49,6 +52,33 @@ class CrmLookup(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class CrmRecorder(Protocol):
+    """Where ``GuardedLookup`` reports every lookup (``ivr.metrics.Metrics`` has both methods).
+
+    ``backend`` is the configured backend (``sqlite``, ``http``, ``null``), ``status`` a ``LookupStatus``
+    value, ``seconds`` the time the lookup took as the call saw it (budget included). ``crm_error`` follows
+    ``crm_lookup`` for every failed lookup, with ``kind`` from ``failure_kind``. Must not block or raise
+    (an exception is logged and ignored: metrics never break a call)."""
+
+    def crm_lookup(self, backend: str, status: str, seconds: float) -> None: ...
+
+    def crm_error(self, backend: str, kind: str) -> None: ...
+
+
+def failure_kind(result: LookupResult) -> str:
+    """The kind of a failed lookup, for ``CrmRecorder.crm_error``: ``timeout`` (the backend's request timeout
+    or the guard's budget), ``circuit_open``, ``exception`` (a backend raised), else the backend's raw reason
+    (``connect``, ``http_503``, ``bad_json`` ...; ``ivr.metrics.crm_error_kind`` maps those)."""
+    if result.status is LookupStatus.TIMEOUT:
+        return "timeout"
+    if result.status is LookupStatus.CIRCUIT_OPEN:
+        return "circuit_open"
+    if result.source == "guard" or result.detail.startswith("unexpected_"):
+        return "exception"
+    return result.detail or "other"
 
 
 @dataclass
@@ -131,6 +161,8 @@ class GuardedLookup:
         history_budget_seconds: float = 5.0,
         default_region: str = "GB",
         stats: CrmStats | None = None,
+        recorder: CrmRecorder | None = None,
+        backend_name: str | None = None,
     ) -> None:
         if budget_seconds <= 0:
             raise ValueError("budget_seconds must be > 0")
@@ -140,6 +172,9 @@ class GuardedLookup:
         self.default_region = default_region
         self.stats = stats if stats is not None else getattr(backend, "stats", None) or CrmStats()
         self._degraded = False  # log a guard-level failure once, until the next success
+        self.recorder = recorder
+        #: the ``backend`` label of what is recorded: the configured backend, whatever answered (cache, guard)
+        self.backend_name = backend_name or {"none": "null"}.get(self.source, self.source)
 
     @property
     def source(self) -> str:
@@ -156,6 +191,21 @@ class GuardedLookup:
 
     async def lookup(self, e164: str | None) -> LookupResult:
         started = time.perf_counter()
+        result = await self._lookup(e164, started)
+        self._record(result, time.perf_counter() - started)
+        return result
+
+    def _record(self, result: LookupResult, seconds: float) -> None:
+        if self.recorder is None:
+            return
+        try:
+            self.recorder.crm_lookup(self.backend_name, result.status.value, seconds)
+            if result.failed:
+                self.recorder.crm_error(self.backend_name, failure_kind(result))
+        except Exception:  # noqa: BLE001 - a metrics problem must never reach the call
+            log.debug("CRM recorder failed", exc_info=True)
+
+    async def _lookup(self, e164: str | None, started: float) -> LookupResult:
         number = self._e164(e164)
         if number is None:
             result = LookupResult(LookupStatus.ANONYMOUS, None, self.source, time.perf_counter() - started)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ivr.crm.lookup import CrmLookup, CrmStats, GuardedLookup, NullCrm
+from ivr.crm.lookup import CrmLookup, CrmRecorder, CrmStats, GuardedLookup, NullCrm
 from ivr.crm.model import Interaction, LookupResult, LookupStatus
 
 
@@ -107,3 +107,82 @@ async def test_null_crm_knows_nobody() -> None:
     assert (await guard.lookup("+442079460001")).status is LookupStatus.NOT_FOUND
     assert (await guard.lookup(None)).status is LookupStatus.ANONYMOUS
     assert guard.stats.lookups == 2
+
+
+class Recorder:
+    """A CrmRecorder that keeps what it heard."""
+
+    def __init__(self) -> None:
+        self.lookups: list[tuple[str, str, float]] = []
+        self.errors: list[tuple[str, str]] = []
+
+    def crm_lookup(self, backend: str, status: str, seconds: float) -> None:
+        self.lookups.append((backend, status, seconds))
+
+    def crm_error(self, backend: str, kind: str) -> None:
+        self.errors.append((backend, kind))
+
+
+class FixedBackend(SlowBackend):
+    source = "http"
+
+    def __init__(self, *results: LookupResult) -> None:
+        super().__init__(0)
+        self.results = list(results)
+
+    async def lookup(self, e164: str | None) -> LookupResult:
+        return self.results.pop(0)
+
+
+async def test_every_lookup_is_recorded_with_the_configured_backend_and_failures_by_kind() -> None:
+    from ivr.metrics import Metrics, crm_error_kind
+
+    rec = Recorder()
+    assert isinstance(rec, CrmRecorder) and isinstance(Metrics(), CrmRecorder)
+    S = LookupStatus
+    backend = FixedBackend(
+        LookupResult(S.FOUND, None, "http-cache"), LookupResult(S.NOT_FOUND, None, "http"),
+        LookupResult(S.ERROR, None, "http", detail="connect"), LookupResult(S.ERROR, None, "http", detail="http_503"),
+        LookupResult(S.TIMEOUT, None, "http", detail="timeout"), LookupResult(S.CIRCUIT_OPEN, None, "http"),
+        LookupResult(S.ERROR, None, "http", detail="unexpected_ValueError"))
+    guard = GuardedLookup(backend, budget_seconds=0.5, recorder=rec, backend_name="http")
+    for _ in range(7):
+        await guard.lookup("+442079460001")
+    await guard.lookup_caller("anonymous")
+    assert [(b, s) for b, s, _ in rec.lookups] == [
+        ("http", "found"), ("http", "not_found"), ("http", "error"), ("http", "error"), ("http", "timeout"),
+        ("http", "circuit_open"), ("http", "error"), ("http", "anonymous")]
+    assert all(0 <= t < 0.5 for _, _, t in rec.lookups)
+    assert rec.errors == [("http", "connect"), ("http", "http_503"), ("http", "timeout"),
+                          ("http", "circuit_open"), ("http", "exception")]
+    assert [crm_error_kind(k) for _, k in rec.errors] == ["connect", "http", "timeout", "circuit_open", "exception"]
+
+
+async def test_guard_failures_are_recorded_under_the_configured_backend() -> None:
+    rec = Recorder()
+    slow = GuardedLookup(SlowBackend(5.0), budget_seconds=0.05, recorder=rec, backend_name="sqlite")
+    broken = GuardedLookup(BrokenBackend(0), budget_seconds=0.5, recorder=rec)
+    await slow.lookup("+442079460001")
+    await broken.lookup("+442079460001")
+    assert [(b, s) for b, s, _ in rec.lookups] == [("sqlite", "timeout"), ("broken", "error")]
+    assert rec.lookups[0][2] >= 0.05                 # the time the call waited: the whole budget
+    assert rec.errors == [("sqlite", "timeout"), ("broken", "exception")]
+
+
+async def test_a_failing_recorder_never_reaches_the_call() -> None:
+    class Boom(Recorder):
+        def crm_lookup(self, backend: str, status: str, seconds: float) -> None:
+            raise RuntimeError("metrics bug")
+
+    guard = GuardedLookup(NullCrm(), budget_seconds=0.1, recorder=Boom())
+    assert (await guard.lookup("+442079460001")).status is LookupStatus.NOT_FOUND
+
+
+async def test_factory_labels_lookups_with_the_configured_backend() -> None:
+    from ivr.crm.factory import crm_from_config
+
+    rec = Recorder()
+    crm = crm_from_config({"backend": "sqlite"}, recorder=rec)
+    await crm.lookup("+442079460001")
+    await crm.close()
+    assert [(b, s) for b, s, _ in rec.lookups] == [("sqlite", "not_found")]
