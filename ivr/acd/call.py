@@ -1,7 +1,9 @@
 """Calls as given to the router (``Call``, frozen input) and their life-cycle states.
 
 A call carries its queue, a priority (added to the queue's priority; higher first), per-call extra
-required skills (ANDed with the queue's, never relaxed; e.g. ``{"lang:fr": 1}`` or ``{"legacy": 1}``), an
+required skills (ANDed with the queue's, never relaxed; e.g. ``{"lang:fr": 1}`` or ``{"legacy": 1}``),
+per-call optional skills (skill -> weight >= 0, combined with the queue's optional skills: they only
+rank eligible agents, see ``policy.merge_optional``; e.g. a flow's ``optional_skills: {vip: 5}``), an
 optional preferred agent with a deadline on the router clock (until then only that agent may take the
 call, even if it is busy or paused: the call waits for it; the preference is skipped for good, at once,
 if that agent is unknown, logged out, unregistered or not a member of the queue, at join time or later),
@@ -37,6 +39,8 @@ class Call:
     #: Router-clock time until which only ``preferred_agent`` may take the call (e.g. ``clock() + 30``).
     preferred_until: float | None = None
     caller: Mapping[str, Any] = field(default_factory=dict)
+    #: Skill -> weight (>= 0): ranks eligible agents like the queue's ``optional_skills``, never filters.
+    optional_skills: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
@@ -48,6 +52,10 @@ class Call:
                     or not SKILL_MIN <= lv <= SKILL_MAX:
                 raise ConfigError(f"call {self.id!r}: extra skill {s!r} needs a level "
                                   f"{SKILL_MIN}..{SKILL_MAX}, got {lv!r}")
+        for s, w in dict(self.optional_skills).items():
+            if not isinstance(s, str) or not s or isinstance(w, bool) or not isinstance(w, (int, float)) \
+                    or not math.isfinite(w) or w < 0:
+                raise ConfigError(f"call {self.id!r}: optional skill {s!r} needs a weight >= 0, got {w!r}")
         if (self.preferred_agent is None) != (self.preferred_until is None):
             raise ConfigError(f"call {self.id!r}: preferred_agent and preferred_until go together")
         if self.preferred_until is not None and not (isinstance(self.preferred_until, (int, float))
@@ -55,3 +63,5 @@ class Call:
             raise ConfigError(f"call {self.id!r}: preferred_until must be a finite clock time")
         object.__setattr__(self, "extra_skills", FrozenDict(dict(self.extra_skills)))
         object.__setattr__(self, "caller", FrozenDict(dict(self.caller)))
+        object.__setattr__(self, "optional_skills",
+                           FrozenDict({s: float(w) for s, w in dict(self.optional_skills).items()}))

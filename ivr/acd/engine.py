@@ -401,7 +401,7 @@ class Engine:
             if not pools:
                 return None
             pool = pools[0] if len(pools) == 1 else set().union(*pools)
-        optional = qrt.reqs[k].optional
+        optional = qrt.reqs[k].optional if c.optional is None else c.optional[k]
         agents = self._agents
         missed = c.missed_by
         ranked = []

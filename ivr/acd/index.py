@@ -24,7 +24,7 @@ from operator import attrgetter
 from typing import Any
 
 from .call import Call, CallState
-from .policy import Requirement, SkillGroup, compile_requirements, merge_extra, step_afters
+from .policy import Requirement, SkillGroup, compile_requirements, merge_extra, merge_optional, step_afters
 from .queue import QueueConfig
 
 _seq = attrgetter("seq")
@@ -46,6 +46,7 @@ class CallEntry:
         "last_agent",
         "missed_by",
         "offer_gen",
+        "optional",
         "offered_at",
         "offers",
         "pref_agent",
@@ -82,6 +83,9 @@ class CallEntry:
         self.timed_out = False  # max_wait passed while ringing: exit instead of requeue if it fails
         self.offer_gen = 0
         self.step_at: tuple[float, ...] = ()  # absolute times at which each relaxation step applies
+        # optional skills per relaxation step when the call has its own (else the queue's: ``qrt.reqs``)
+        self.optional = (tuple(merge_optional(r.optional, call.optional_skills) for r in qrt.reqs)
+                         if call.optional_skills else None)
 
 
 class Group:

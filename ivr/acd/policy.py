@@ -19,6 +19,8 @@ Fit score (higher is better), computed on the first group (main first) that the 
           + sum(weight(s) * agent level of s for s in optional skills not dropped)
 
 so agents stronger on what the call needs win, and optional skills break ties in proportion to weight.
+A call's own optional skills (``Call.optional_skills``) join the queue's at every step (``merge_optional``:
+the higher weight of a skill wins; relaxation never drops a call's own optional skill).
 """
 
 from __future__ import annotations
@@ -115,6 +117,17 @@ def admits(groups: tuple[SkillGroup, ...], skills: Mapping[str, int]) -> bool:
         else:
             return True
     return False
+
+
+def merge_optional(optional: tuple[tuple[str, float], ...], extra: Mapping[str, float]
+                   ) -> tuple[tuple[str, float], ...]:
+    """A queue step's optional skills combined with a call's: the higher weight of each skill."""
+    if not extra:
+        return optional
+    merged = dict(optional)
+    for s, w in extra.items():
+        merged[s] = max(float(w), merged.get(s, 0.0))
+    return tuple(sorted(merged.items()))
 
 
 def fit_score(groups: tuple[SkillGroup, ...], optional: tuple[tuple[str, float], ...],

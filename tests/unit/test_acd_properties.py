@@ -164,14 +164,16 @@ class World:
             self.clock.t = max(self.clock.t, -int(-nd // 1))  # ceil: stay on integer times
             self.apply(self.router.tick())
 
-    def enqueue(self, queue: str, prio: int, extra: dict[str, int], pref: tuple[int, int] | None) -> None:
+    def enqueue(self, queue: str, prio: int, extra: dict[str, int], pref: tuple[int, int] | None,
+                optional: dict[str, float] | None = None) -> None:
         self.n += 1
         cid = f"c{self.n}"
         pa, until = (None, None) if pref is None else (f"a{pref[0]}", self.clock.t + pref[1])
         self.calls[cid] = {"queue": queue, "prio": prio, "extra": tuple(sorted(extra.items())), "seq": self.n,
                            "state": "waiting", "pref": pa, "until": until, "agent": None}
         self.apply(self.router.enqueue(Call(cid, queue, priority=prio, extra_skills=extra,
-                                            preferred_agent=pa, preferred_until=until)))
+                                            preferred_agent=pa, preferred_until=until,
+                                            optional_skills=optional or {})))
 
     def agent_op(self, aid: str, op: str, reason: str = "lunch") -> None:
         r = self.router
@@ -334,7 +336,9 @@ def random_walk(seed: int, steps: int) -> World:
         if act == "enqueue":
             pref = (rng.randrange(len(agents)), rng.choice([5, 60, 300])) if rng.random() < 0.3 else None
             extra = {rng.choice(EXTRA_SKILLS): rng.randint(1, 3)} if rng.random() < 0.3 else {}
-            w.enqueue(rng.choice(list(QCFG)), rng.randint(0, 2), extra, pref)
+            # per-call optional skills only rank agents: the invariants must hold with them too
+            optional = {rng.choice(SKILLS): rng.choice([0.5, 1, 5])} if rng.random() < 0.3 else {}
+            w.enqueue(rng.choice(list(QCFG)), rng.randint(0, 2), extra, pref, optional)
         elif act == "advance":
             w.advance(rng.choice(DTS))
         elif act == "deadline":
