@@ -1,5 +1,5 @@
-"""Admission control: when the app is saturated it refuses new calls early and cheaply (pure, fake-clock
-testable; the glue in ``calls/gate.py`` feeds it and carries its decisions to Asterisk).
+"""Admission control: when the app is saturated it refuses a share of the new calls early and cheaply
+(pure, fake-clock testable; the glue in ``calls/gate.py`` feeds it and carries its decisions to Asterisk).
 
 Why: a call that is let in when the event loop is already late is not served well, and it makes every call
 already in the system late too (ring timeouts expire before the agent leg's events are handled, bridges are
@@ -11,19 +11,23 @@ seconds when nothing higher comes, so one spike is remembered for a moment and a
 
 * ``event_lag``: how late the event loop is (the overshoot of a probe that sleeps 100 ms at a time: CPU
   saturation and anything blocking the loop show up there, a handler awaiting a slow CRM does not);
-* ``ari_latency``: how long ARI REST requests take (a timeout counts as its full duration);
+* ``ari_latency``: how long ARI REST requests of calls take (a timeout counts as its full duration);
 * ``calls``: calls in progress (caller channels the app handles) against ``max_calls`` (optional: no
   capacity is assumed unless configured).
 
-Rule: the gate **closes** as soon as any signal reaches its limit (``max_event_lag``, ``max_ari_latency``,
-``max_calls``) and **opens** again once the lag and the latency have stayed below ``resume_ratio`` x their
-limits for ``recover_seconds`` (hysteresis: no flapping at the edge) and the calls are below ``max_calls``. While closed every new call is refused; a call
-that arrives while the app holds ``max_calls`` calls is refused whatever the gate says.
+Rule: the app refuses a **share** of new calls, from 0 (admit all) to 1 (refuse all). While the lag or
+the latency is at its limit (``max_event_lag``, ``max_ari_latency``) the share rises by 1 every
+``rise_seconds``; once both are below ``resume_ratio`` x their limits it falls by 1 every
+``recover_seconds``; in between it holds. So a storm is met within a fraction of a second, and the app
+settles on the share it can serve instead of swinging between "all in" and "all out". Independently, a
+call that arrives while the app holds ``max_calls`` calls is always refused (and the dialplan refuses all
+new calls until one ends).
 """
 
 from __future__ import annotations
 
 import math
+import random as _random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -45,7 +49,9 @@ class AdmissionPolicy:
     max_event_lag: float = 0.3
     #: ARI request latency (seconds) at which new calls are refused.
     max_ari_latency: float = 1.0
-    #: Every signal must stay below resume_ratio x its limit this long before calls are admitted again.
+    #: While a signal is at its limit, the refused share rises from 0 to 1 in this many seconds.
+    rise_seconds: float = 0.5
+    #: Once every signal is below resume_ratio x its limit, the refused share falls from 1 to 0 in this long.
     recover_seconds: float = 2.0
     resume_ratio: float = 0.5
     #: Time constant (seconds) of the decaying peaks.
@@ -57,13 +63,13 @@ class AdmissionPolicy:
         if self.max_calls is not None and (isinstance(self.max_calls, bool) or not isinstance(self.max_calls, int)
                                            or self.max_calls < 1):
             raise AdmissionConfigError("admission.max_calls: expected an integer >= 1 (or null for no limit)")
-        for name in ("max_event_lag", "max_ari_latency", "decay"):
+        for name in ("max_event_lag", "max_ari_latency", "decay", "rise_seconds"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise AdmissionConfigError(f"admission.{name}: expected a number > 0, got {v!r}")
         r = self.recover_seconds
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r < 0:
-            raise AdmissionConfigError(f"admission.recover_seconds: expected a number >= 0, got {r!r}")
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r <= 0:
+            raise AdmissionConfigError(f"admission.recover_seconds: expected a number > 0, got {r!r}")
         q = self.resume_ratio
         if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
             raise AdmissionConfigError(f"admission.resume_ratio: expected a number in (0, 1], got {q!r}")
@@ -99,28 +105,33 @@ class _Peak:
 
 @dataclass(frozen=True)
 class AdmissionState:
-    open: bool
-    reason: str | None          # why closed (one of REASONS), None when open
+    shed: float                 # share of new calls refused now, 0..1 (1 while at max_calls)
+    reason: str | None          # why calls are refused (one of REASONS), None when all are admitted
     event_lag: float
     ari_latency: float
     calls: int
     max_calls: int | None
 
+    @property
+    def open(self) -> bool:
+        return self.shed == 0.0
+
 
 class Admission:
-    """The gate. Feed it samples (``lag``, ``ari_latency``) and the calls in progress; ask ``admit()`` for
-    each new call and ``evaluate()`` on a timer. Every method takes time from the injected clock."""
+    """Feed it samples (``lag``, ``ari_latency``); ask ``admit()`` for each new call and ``evaluate()`` on a
+    timer (both update the share). Time comes from the injected clock, chance from the injected random."""
 
     def __init__(self, policy: AdmissionPolicy, clock: Callable[[], float],
-                 calls_in_progress: Callable[[], int]) -> None:
+                 calls_in_progress: Callable[[], int], random: Callable[[], float] = _random.random) -> None:
         self.policy = policy
         self._clock = clock
         self._calls = calls_in_progress
+        self._random = random
         self._lag = _Peak(policy.decay)
         self._ari = _Peak(policy.decay)
-        self._open = True
+        self._share = 0.0
         self._reason: str | None = None
-        self._calm_since: float | None = None
+        self._at = clock()
 
     # ------------------------------------------------------------------------------------ samples
     def lag(self, seconds: float) -> None:
@@ -133,38 +144,30 @@ class Admission:
 
     # ---------------------------------------------------------------------------------- decisions
     def evaluate(self) -> AdmissionState:
-        """Update and return the gate (close at once on any signal at its limit; open after the calm)."""
+        """Move the refused share by the time since the last evaluation (see the module docstring)."""
         p = self.policy
         now = self._clock()
+        dt, self._at = max(0.0, now - self._at), max(self._at, now)
         lag, ari, calls = self._lag.read(now), self._ari.read(now), self._calls()
         if not p.enabled:
-            self._open, self._reason = True, None
-            return self._state(lag, ari, calls)
-        over = ("event_lag" if lag >= p.max_event_lag else "ari_latency" if ari >= p.max_ari_latency
-                else "capacity" if p.max_calls is not None and calls >= p.max_calls else None)
+            self._share, self._reason = 0.0, None
+            return AdmissionState(0.0, None, lag, ari, calls, p.max_calls)
+        over = "event_lag" if lag >= p.max_event_lag else "ari_latency" if ari >= p.max_ari_latency else None
         if over is not None:
-            self._open, self._reason, self._calm_since = False, over, None
-        elif not self._open:
-            r = p.resume_ratio
-            calm = lag < r * p.max_event_lag and ari < r * p.max_ari_latency
-            if not calm:
-                self._calm_since = None
-            elif self._calm_since is None:
-                self._calm_since = now
-            # a gate closed for capacity alone opens as soon as a call ends (``admit`` checks each call
-            # against max_calls anyway); one closed for lag or latency waits for recover_seconds of calm
-            if calm and (self._reason == "capacity" or now - self._calm_since >= p.recover_seconds):
-                self._open, self._reason, self._calm_since = True, None, None
-        return self._state(lag, ari, calls)
+            self._share, self._reason = min(1.0, self._share + dt / p.rise_seconds), over
+        elif lag < p.resume_ratio * p.max_event_lag and ari < p.resume_ratio * p.max_ari_latency:
+            self._share = max(0.0, self._share - dt / p.recover_seconds)
+        if self._share == 0.0:
+            self._reason = None
+        if p.max_calls is not None and calls >= p.max_calls:
+            return AdmissionState(1.0, "capacity", lag, ari, calls, p.max_calls)
+        return AdmissionState(self._share, self._reason, lag, ari, calls, p.max_calls)
 
     def admit(self) -> str | None:
         """For one new call: None to admit it, else the reason it is refused."""
         if not self.policy.enabled:
             return None
         st = self.evaluate()
-        if st.max_calls is not None and st.calls >= st.max_calls:
-            return "capacity"
-        return None if st.open else st.reason
-
-    def _state(self, lag: float, ari: float, calls: int) -> AdmissionState:
-        return AdmissionState(self._open, self._reason, lag, ari, calls, self.policy.max_calls)
+        if st.shed >= 1.0 or st.shed > 0.0 and self._random() < st.shed:
+            return st.reason
+        return None

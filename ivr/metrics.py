@@ -440,8 +440,9 @@ class Metrics:
         self.shed = counter("ivr_calls_shed", "New calls refused with SIP 503 by admission control before any "
                             "IVR work, by where (dialplan: the gate Asterisk reads; app: at StasisStart).",
                             ("stage",))
-        self.shedding = Gauge("ivr_admission_shedding", "1 while admission control refuses new calls for this "
-                              "reason (event_lag, ari_latency, capacity), else 0.", ("reason",), registry=r)
+        self.shedding = Gauge("ivr_admission_shedding", "Share (0-1) of new calls admission control refuses "
+                              "now, under the reason why (event_lag, ari_latency, capacity); 0 for the "
+                              "others.", ("reason",), registry=r)
         self.autopause_suspended = counter(
             "ivr_autopause_suspended", "Auto-pause protection at work (docs/acd.md): a miss not counted, "
             "misses refunded or a pause lifted because the failures were systemic, or a pause held back by "
@@ -593,10 +594,10 @@ class Metrics:
         if n > 0:
             self.cleaned.labels(self._enum("cleaned kind", what, CLEANED_KINDS)).inc(n)
 
-    def admission_state(self, reason: str | None) -> None:
-        """The gate's reason to refuse new calls now (None: open)."""
+    def admission_state(self, reason: str | None, share: float = 1.0) -> None:
+        """The share of new calls admission control refuses now, under the reason why (None: admits all)."""
         for r in SHED_REASONS:
-            self.shedding.labels(r).set(1 if r == reason else 0)
+            self.shedding.labels(r).set(share if r == reason else 0)
 
     def ari_reconnected(self) -> None:
         self.ari_reconnects.inc()

@@ -4,14 +4,14 @@ Asterisk, and counts the calls shed.
 Two places refuse a new call, both before any IVR work, with cause 34 (congestion), which Asterisk's
 PJSIP channel answers as **SIP 503 Service Unavailable**:
 
-* **the dialplan** (cheapest: the app never hears of the call): ``[from-caller]`` reads the global
-  variable ``IVR_SHED``, which this gate sets to 1 while the gate is closed and back to 0 when it opens
-  (only on changes, at most every ``push_interval``, and again on every ARI connect: a restarted Asterisk
-  or app starts from the right value). The dialplan counts what it refuses in the global
+* **the dialplan** (cheapest: the app never hears of the call): ``[from-caller]`` refuses a call when
+  ``RAND(0,99)`` is below the global variable ``IVR_SHED``, the percentage of new calls to refuse, which
+  this gate keeps equal to the admission share (when it moves by 5 points or reaches 0 or 100, at most
+  every ``push_interval``, and again on every ARI connect: a restarted Asterisk or app starts right). The dialplan counts what it refuses in the global
   ``IVR_SHED_TOTAL``; the gate reads it every ``count_interval`` and adds the difference to
   ``ivr_calls_shed_total{stage="dialplan"}``.
 * **the app** at StasisStart (exact: calls that raced past the dialplan, and ``max_calls``, which the
-  dialplan flag cannot hold to the call): ``admit_call`` -> ``ivr_calls_shed_total{stage="app"}``.
+  dialplan's share cannot hold to the call): ``admit_call`` -> ``ivr_calls_shed_total{stage="app"}``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class GlobalVars(Protocol):
 class ShedMetrics(Protocol):
     def calls_shed(self, stage: str, n: int = 1) -> None: ...
 
-    def admission_state(self, reason: str | None) -> None: ...
+    def admission_state(self, reason: str | None, share: float) -> None: ...
 
 
 class AdmissionGate:
@@ -54,7 +54,7 @@ class AdmissionGate:
         self._probe = probe_interval
         self._push_interval = push_interval
         self._count_interval = count_interval
-        self._pushed: bool | None = None         # the flag Asterisk has (None: unknown, push it)
+        self._pushed: int | None = None          # the percentage Asterisk has (None: unknown, push it)
         self._pushed_at = -1e9
         self._counted: int | None = None          # last IVR_SHED_TOTAL read (None: take it as the base)
         self._counted_at = -1e9
@@ -97,22 +97,24 @@ class AdmissionGate:
     def _track(self, st: AdmissionState) -> None:
         if st.reason != self._reason:
             if st.open:
-                log.warning("admission: accepting new calls again (event lag %.2fs, ARI latency %.2fs, "
+                log.warning("admission: accepting every new call again (event lag %.2fs, ARI latency %.2fs, "
                             "%d calls)", st.event_lag, st.ari_latency, st.calls)
             else:
                 log.warning("admission: shedding new calls (%s: event lag %.2fs, ARI latency %.2fs, %d calls"
                             "%s)", st.reason, st.event_lag, st.ari_latency, st.calls,
                             f" of {st.max_calls}" if st.max_calls else "")
             self._reason = st.reason
-            self._metrics.admission_state(st.reason)
+        self._metrics.admission_state(st.reason, st.shed)
 
     async def _sync(self, force: bool = False) -> None:
         now = self._clock()
-        closed = not self.admission.evaluate().open
+        pct = round(100 * self.admission.evaluate().shed)
+        last = self._pushed
+        moved = last is None or pct != last and (pct in (0, 100) or abs(pct - last) >= 5)
         try:
-            if closed != self._pushed and (force or now - self._pushed_at >= self._push_interval):
-                await self._ari.set_global_var(SHED_FLAG, "1" if closed else "0")
-                self._pushed, self._pushed_at = closed, now
+            if moved and (force or now - self._pushed_at >= self._push_interval):
+                await self._ari.set_global_var(SHED_FLAG, str(pct))
+                self._pushed, self._pushed_at = pct, now
             if force or now - self._counted_at >= self._count_interval:
                 self._counted_at = now
                 await self._count()

@@ -50,7 +50,7 @@ async def test_calls_beyond_capacity_are_shed_with_503_while_admitted_calls_comp
         assert app.calls_started == started            # no flow ran for them
         assert app.gate.state.reason == "capacity"
         # the gate is now closed in the dialplan too: the next caller never reaches the app
-        await wait_for(lambda: _flag_is(ari, "1"), 5, what="dialplan flag pushed")
+        await wait_for(lambda: _flag_is(ari, "100"), 5, what="dialplan share pushed: refuse all")
         late = await asyncio.to_thread(_refused(cfg).wait)
         assert late.ok, late.stderr
         await wait_for(lambda: sum(_shed(app).values()) == 4, 12, what="4 sheds counted")
@@ -67,6 +67,31 @@ async def test_calls_beyond_capacity_are_shed_with_503_while_admitted_calls_comp
         assert r.ok, r.stderr
         await assert_no_leaks(ari)
         assert not app.acd.calls and not app.sessions
+
+
+async def test_a_saturated_event_loop_sheds_new_calls_in_the_dialplan_and_recovers(flow_cfg, phones):
+    """The app's event loop stalls for 2 s (what a CPU-starved app looks like): the refused share climbs
+    to 100 %, the dialplan answers new callers 503 without the app hearing of them, and once the loop is
+    calm the share falls back to 0 and the next caller is served."""
+    import time
+    cfg = with_queue_overrides(flow_cfg, wrap_up=0)
+    phones("agent1")
+    async with running_app(cfg) as app, ari_client(cfg) as ari:
+        await wait_for(lambda: app.acd.router.agent_snapshot("agent1").registered, 10)
+        time.sleep(2.0)                                  # blocks the app's loop (it runs in this process)
+        await wait_for(lambda: _flag_is(ari, "100"), 3, what="dialplan share at 100 %")
+        started = app.calls_started
+        r = await asyncio.to_thread(_refused(cfg).wait)
+        assert r.ok, r.stderr
+        assert app.calls_started == started              # refused before the app heard of it
+        assert 'ivr_admission_shedding{reason="event_lag"}' in app.metrics.render().decode()
+        await wait_for(lambda: _flag_is(ari, "0"), 10, what="share back to 0")
+        assert app.gate.state.open
+        r = await asyncio.to_thread(_served(cfg, 1000).wait)
+        assert r.ok, r.stderr
+        await wait_for(lambda: sum(_shed(app).values()) >= 1, 8, what="the dialplan's refusal counted")
+        assert _shed(app)["dialplan"] == 1
+        await assert_no_leaks(ari)
 
 
 async def _flag_is(ari, value: str) -> bool:

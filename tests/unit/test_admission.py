@@ -20,99 +20,124 @@ class Clock:
         return self.t
 
 
-def make(calls: list[int] | None = None, **policy):
+def make(calls: list[int] | None = None, rand: float = 0.5, **policy):
     clock = Clock()
     box = calls if calls is not None else [0]
-    return Admission(AdmissionPolicy(**policy), clock, lambda: box[0]), clock, box
+    return Admission(AdmissionPolicy(**policy), clock, lambda: box[0], random=lambda: rand), clock, box
 
 
-def test_open_when_quiet_and_closed_at_once_by_event_lag():
-    a, clock, _ = make(max_event_lag=0.3)
+def test_admits_everything_while_quiet():
+    a, clock, _ = make()
     a.lag(0.02)
-    assert a.admit() is None
+    a.ari_latency(0.1)
+    for _ in range(5):
+        clock.t += 0.1
+        assert a.admit() is None
+    assert a.evaluate().open and a.evaluate().shed == 0
+
+
+def test_the_refused_share_rises_while_the_event_lag_is_at_its_limit():
+    a, clock, _ = make(max_event_lag=0.3, rise_seconds=0.5, decay=10)
     a.lag(0.35)
-    assert a.admit() == "event_lag"
+    assert a.evaluate().shed == 0                          # no time has passed yet
+    clock.t += 0.1
     st = a.evaluate()
-    assert not st.open and st.reason == "event_lag" and st.event_lag == pytest.approx(0.35)
+    assert st.reason == "event_lag" and st.shed == pytest.approx(0.2)
+    clock.t += 0.4
+    assert a.evaluate().shed == pytest.approx(1.0)
+    clock.t += 1.0
+    assert a.evaluate().shed == 1.0                        # capped at 1
 
 
-def test_ari_latency_closes_the_gate():
-    a, _, _ = make(max_ari_latency=1.0)
-    a.ari_latency(0.2)
-    assert a.admit() is None
+def test_ari_latency_raises_the_share_too():
+    a, clock, _ = make(max_ari_latency=1.0, rise_seconds=0.5, decay=10)
+    a.ari_latency(0.9)
+    clock.t += 0.1
+    assert a.evaluate().shed == 0                          # below the limit: nothing refused
     a.ari_latency(1.2)
-    assert a.admit() == "ari_latency"
+    clock.t += 0.25
+    st = a.evaluate()
+    assert st.reason == "ari_latency" and st.shed == pytest.approx(0.5)
 
 
-def test_reopens_only_after_recover_seconds_of_calm():
-    a, clock, _ = make(max_event_lag=0.3, recover_seconds=2.0, resume_ratio=0.5, decay=1.0)
+def test_a_share_refuses_that_share_of_calls():
+    a, clock, _ = make(rand=0.3, max_event_lag=0.3, rise_seconds=1.0, decay=10)
     a.lag(1.0)
-    assert a.admit() == "event_lag"
-    # the peak decays: 1.0 * exp(-t) < 0.15 after ~1.9 s; then 2 s of calm are needed
-    clock.t += 1.0
-    assert a.admit() == "event_lag"           # 0.37: above the limit still
-    clock.t += 1.0
-    assert a.admit() == "event_lag"           # 0.135: calm starts now
-    clock.t += 1.9
-    assert a.admit() == "event_lag"           # calm for 1.9 s only
-    clock.t += 0.2
-    assert a.admit() is None                  # calm for 2.1 s: open
+    clock.t += 0.5                                         # share 0.5
+    assert a.admit() == "event_lag"                        # 0.3 < 0.5: refused
+    b, clock_b, _ = make(rand=0.7, max_event_lag=0.3, rise_seconds=1.0, decay=10)
+    b.lag(1.0)
+    clock_b.t += 0.5
+    assert b.admit() is None                               # 0.7 >= 0.5: admitted
 
 
-def test_a_new_spike_during_the_calm_restarts_it():
-    a, clock, _ = make(max_event_lag=0.3, recover_seconds=2.0, decay=0.5)
+def tick(a, clock, seconds: float, step: float = 0.1):
+    """Evaluate every `step` seconds for `seconds`, as the gate's probe does."""
+    for _ in range(round(seconds / step)):
+        clock.t += step
+        st = a.evaluate()
+    return st
+
+
+def test_the_share_holds_between_the_limits_and_falls_once_calm():
+    a, clock, _ = make(max_event_lag=0.4, rise_seconds=0.5, recover_seconds=2.0, resume_ratio=0.5, decay=1.0)
     a.lag(0.5)
     a.evaluate()
-    clock.t += 2.0                             # 0.5 * exp(-4) = 0.009: calm from here
-    assert not a.evaluate().open
-    clock.t += 1.5
-    a.lag(0.2)                                 # below the limit, above resume_ratio x limit: not calm
-    assert not a.evaluate().open
-    clock.t += 1.0                             # 0.2 * exp(-2) = 0.027: calm again from here
-    assert not a.evaluate().open
-    clock.t += 1.9
-    assert not a.evaluate().open
-    clock.t += 0.2
-    assert a.evaluate().open
+    # the peak decays as 0.5 * exp(-t): at the limit (0.4) until 0.22 s, calm (< 0.2) from 0.92 s
+    assert tick(a, clock, 0.2).shed == pytest.approx(0.4)  # rising 1 per 0.5 s while at the limit
+    assert tick(a, clock, 0.7).shed == pytest.approx(0.4)  # between the limits: holds
+    st = tick(a, clock, 1.0)                               # calm from 0.92 s: falls 1 per 2 s
+    assert st.shed == pytest.approx(0.4 - 0.5 * 1.0, abs=0.06) or st.shed == 0
+    st = tick(a, clock, 1.0)
+    assert st.shed == 0 and st.open and st.reason is None and a.admit() is None
 
 
-def test_capacity_refuses_each_call_beyond_max_calls_and_opens_as_soon_as_a_call_ends():
+def test_a_new_spike_while_recovering_raises_the_share_again():
+    a, clock, _ = make(max_event_lag=0.3, rise_seconds=0.5, recover_seconds=2.0, decay=0.1)
+    a.lag(1.0)
+    a.evaluate()
+    st = tick(a, clock, 0.2)
+    assert st.shed == pytest.approx(0.15)                  # +0.2 at the limit for 0.1 s, then -0.05 calm
+    a.lag(10.0)
+    a.evaluate()
+    assert tick(a, clock, 0.5).shed > 0.6
+
+
+def test_capacity_refuses_each_call_beyond_max_calls_and_admits_as_soon_as_a_call_ends():
     a, clock, calls = make(max_calls=3)
     calls[0] = 2
     assert a.admit() is None
     calls[0] = 3
     assert a.admit() == "capacity"
-    assert a.evaluate().reason == "capacity"
+    st = a.evaluate()
+    assert st.reason == "capacity" and st.shed == 1.0 and not st.open
     calls[0] = 2
-    assert a.admit() is None                   # no recover wait for capacity alone
+    assert a.admit() is None                               # no recovery wait for capacity alone
     assert a.evaluate().open
 
 
-def test_capacity_applies_even_while_the_gate_is_open():
-    a, clock, calls = make(max_calls=1, max_event_lag=0.3)
-    calls[0] = 1
-    assert a.admit() == "capacity"
-
-
 def test_disabled_admits_everything():
-    a, _, calls = make(enabled=False, max_calls=1)
+    a, clock, calls = make(enabled=False, max_calls=1)
     calls[0] = 50
     a.lag(10)
     a.ari_latency(10)
+    clock.t += 5
     assert a.admit() is None
     assert a.evaluate().open
 
 
 def test_bad_samples_are_ignored():
-    a, _, _ = make()
+    a, clock, _ = make()
     a.lag(float("nan"))
     a.ari_latency(-5)
+    clock.t += 1
     assert a.admit() is None
 
 
 @pytest.mark.parametrize("bad", [
     {"max_calls": 0}, {"max_calls": "10"}, {"max_calls": True}, {"max_event_lag": 0}, {"max_event_lag": "x"},
-    {"max_ari_latency": float("inf")}, {"recover_seconds": -1}, {"resume_ratio": 0}, {"resume_ratio": 1.5},
+    {"max_ari_latency": float("inf")}, {"recover_seconds": 0}, {"rise_seconds": -1}, {"resume_ratio": 0},
+    {"resume_ratio": 1.5},
     {"enabled": "yes"}, {"decay": 0}, {"max_wait": 3},
 ])
 def test_policy_rejects_bad_values_with_the_key_named(bad):
@@ -153,13 +178,14 @@ class FakeAri:
 class FakeMetrics:
     def __init__(self) -> None:
         self.shed: dict[str, int] = {}
-        self.states: list[str | None] = []
+        self.states: list[tuple[str | None, float]] = []
 
     def calls_shed(self, stage: str, n: int = 1) -> None:
         self.shed[stage] = self.shed.get(stage, 0) + n
 
-    def admission_state(self, reason: str | None) -> None:
-        self.states.append(reason)
+    def admission_state(self, reason: str | None, share: float) -> None:
+        if not self.states or self.states[-1] != (reason, share):
+            self.states.append((reason, share))
 
 
 def gate_with(**policy):
@@ -169,27 +195,38 @@ def gate_with(**policy):
     return g, a, clock, calls, ari, m
 
 
-def test_gate_sets_the_dialplan_flag_on_changes_only_and_counts_app_sheds():
+def test_gate_sets_the_dialplan_share_on_changes_only_and_counts_app_sheds():
     async def main():
-        g, a, clock, calls, ari, m = gate_with(max_calls=2)
+        g, a, clock, calls, ari, m = gate_with(max_calls=2, max_event_lag=0.3, rise_seconds=1.0, decay=100)
         await g.on_connect()
         assert ari.sets == [(SHED_FLAG, "0")]
         await g._sync()
         assert ari.sets == [(SHED_FLAG, "0")]          # no change: nothing sent
         calls[0] = 2
         assert g.admit_call() == "capacity"
-        assert m.shed == {"app": 1} and m.states == ["capacity"]
+        assert m.shed == {"app": 1} and m.states[-1] == ("capacity", 1.0)
         clock.t += 1
         await g._sync()
-        assert ari.sets[-1] == (SHED_FLAG, "1")
+        assert ari.sets[-1] == (SHED_FLAG, "100")      # at capacity the dialplan refuses every new call
         calls[0] = 1
         assert g.admit_call() is None
-        assert m.states == ["capacity", None]
+        assert m.states[-1] == (None, 0.0)
         await g._sync()                                  # within push_interval of the last push: held
-        assert ari.sets[-1] == (SHED_FLAG, "1")
+        assert ari.sets[-1] == (SHED_FLAG, "100")
         clock.t += 1
         await g._sync()
         assert ari.sets[-1] == (SHED_FLAG, "0")
+        a.lag(1.0)                                       # saturated: the share climbs 1 per second
+        clock.t += 0.03
+        await g._sync()                                  # 3 %: too small a move to send
+        assert ari.sets[-1] == (SHED_FLAG, "0")
+        clock.t += 0.5
+        await g._sync()
+        assert ari.sets[-1] == (SHED_FLAG, "53")
+        n = len(ari.sets)
+        clock.t += 0.02
+        await g._sync()                                  # 55 %: moved, but within push_interval
+        assert len(ari.sets) == n
     asyncio.run(main())
 
 
@@ -211,7 +248,7 @@ def test_gate_reads_the_dialplan_count_as_deltas_and_survives_an_asterisk_restar
 
 def test_gate_retries_a_push_that_failed():
     async def main():
-        g, a, clock, calls, ari, m = gate_with(max_event_lag=0.3)
+        g, a, clock, calls, ari, m = gate_with(max_event_lag=0.3, decay=100)
         await g.on_connect()
         a.lag(1.0)
         ari.fail = True
@@ -220,13 +257,14 @@ def test_gate_retries_a_push_that_failed():
         ari.fail = False
         clock.t += 0.1
         await g._sync()
-        assert ari.globals[SHED_FLAG] == "1"
+        assert int(ari.globals[SHED_FLAG]) > 0
     asyncio.run(main())
 
 
 def test_gate_probe_measures_a_blocked_event_loop():
     async def main():
         g, a, clock, calls, ari, m = gate_with(max_event_lag=0.3)
+        clock.t += 0.5                                  # the share moves with the (fake) clock
         task = asyncio.create_task(g.run())
         await asyncio.sleep(0.15)
         import time
@@ -234,8 +272,9 @@ def test_gate_probe_measures_a_blocked_event_loop():
         await asyncio.sleep(0.25)
         task.cancel()
         g.close()
+        clock.t += 0.1
         st = a.evaluate()
-        assert not st.open and st.reason == "event_lag" and st.event_lag >= 0.3
+        assert st.event_lag >= 0.3 and not st.open and st.reason == "event_lag"
     asyncio.run(main())
 
 
@@ -245,6 +284,6 @@ def test_app_feeds_call_requests_to_admission_but_not_bulk_lists():
     app = App(make_test_config(), load_flows=False)
     app.ari.on_latency(2.0, "GET", "/channels")
     app.ari.on_latency(2.0, "GET", "/bridges")
-    assert app.admission.admit() is None
+    assert app.admission.evaluate().ari_latency == 0
     app.ari.on_latency(2.0, "POST", "/channels/c1/answer")
-    assert app.admission.admit() == "ari_latency"
+    assert app.admission.evaluate().ari_latency > 1.5
