@@ -4,8 +4,13 @@
   announcements); the router's `Offer` makes us originate the agent leg with a known channel id
   `<call>-a<n>`, the customer's name as caller ID, back into our app with appArgs `agent,<call>`.
 * The agent leg's StasisStart means the agent answered: MOH stops, both legs join a `mixing,dtmf_events`
-  bridge with the deterministic id `call-<call>`. Either side hanging up tears down the other and the
-  bridge and starts wrap-up; a caller hanging up while the agent rings cancels the agent leg.
+  bridge with the deterministic id `call-<call>`. The caller hanging up tears down the agent leg and the
+  bridge; the agent hanging up ends its leg and the bridge, and the caller goes back to the flow
+  (``answered``: the queue node's ``on_answered``, else the flow hangs up). Either way wrap-up starts. A
+  caller hanging up while the agent rings cancels the agent leg.
+* Every way out of the ACD ends in the router's ``CallFinished`` (answered, timeout, flow max_wait =
+  ``withdraw``, full, no agents, abandoned), and ``_finished`` is the one place that then hands a caller who
+  is still there back to its flow (``_back_to_flow``); ``QueueExit`` is only logged.
 * An agent leg that ends before answering (no answer, busy, congestion, unreachable) is an offer failure:
   the router puts the call back in its place and tries the next agent (and auto-pauses after N misses).
 * Presence comes from Asterisk: endpoint state changes for each agent endpoint (subscribed per agent and
@@ -103,6 +108,7 @@ class QueuedCall:
     announcement_id: str | None = None
     log: Any = None
     legs_tried: list[str] = field(default_factory=list)
+    caller_hung_up: bool = False       # we hung the caller up: nothing goes back to its flow
 
 
 class AcdService:
@@ -203,6 +209,7 @@ class AcdService:
             for s, lv in hints.extra_skills.items():
                 extra[s] = max(lv, extra.get(s, 0))
         extra = _skill_levels(extra)
+        optional = _skill_weights(cmd.optional_skills)
         if hints is not None and hints.preferred_agent in self.router.agent_ids() and queue in self.router.queue_names():
             # only prefer an agent who could take this call at all (a repeat caller who needs tier 2 is
             # not held for the tier-1 agent who served them last time)
@@ -216,7 +223,8 @@ class AcdService:
         caller = {"number": session.caller_raw, "name": session.customer_name()}
         try:
             decisions = self._route(self.router.enqueue, Call(qc.call_id, queue, priority=priority,
-                                                              extra_skills=extra, preferred_agent=preferred,
+                                                              extra_skills=extra, optional_skills=optional,
+                                                              preferred_agent=preferred,
                                                               preferred_until=preferred_until, caller=caller))
         except AcdError as e:
             qc.log.error("queue %s refused the call: %s", queue, e)
@@ -226,8 +234,8 @@ class AcdService:
         qc.refused = any(isinstance(d, QueueExit) and d.call_id == qc.call_id for d in decisions)
         if not qc.refused:
             self.app.metrics.queue_entered(queue)
-            qc.log.info("joined queue %s (priority %d, extra skills %s%s)", queue, priority, extra or "-",
-                        f", preferred agent {preferred}" if preferred else "")
+            qc.log.info("joined queue %s (priority %d, extra skills %s, optional skills %s%s)", queue, priority,
+                        extra or "-", optional or "-", f", preferred agent {preferred}" if preferred else "")
             if cmd.max_wait:
                 qc.max_wait = asyncio.get_running_loop().call_later(
                     cmd.max_wait, self.app.dispatcher.submit, internal(qc.call_id, ("acd-max-wait", None)))
@@ -236,7 +244,7 @@ class AcdService:
         await self._execute(decisions)
         if not qc.refused and qc.call_id in self.calls:
             state = QueueState(queue, time.time(), priority, extra, caller["name"] or "", session.flow_name,
-                               session.did)
+                               session.did, optional)
             await asyncio.gather(self._moh(qc, True), self._persist(qc, state))
             self._schedule_announcement(qc)
 
@@ -322,10 +330,14 @@ class AcdService:
                 await self._announce(qc)
                 return True
             if kind == "acd-max-wait" and qc is not None and not qc.answered:
+                # the router's CallFinished (overflow) takes the caller back to the flow as `timeout`
                 qc.log.info("flow max_wait reached in queue %s", qc.queue)
-                decisions = self._route(self.router.withdraw, qc.call_id)
+                try:
+                    decisions = self._route(self.router.withdraw, qc.call_id)
+                except AcdError as e:
+                    qc.log.warning("withdraw refused: %s", e)
+                    return True
                 await self._execute(decisions)
-                await self._leave(qc, "timeout")
                 return True
             if kind == "acd-offer-check" and qc is not None:
                 await self._check_offer(qc, ev.payload[1])
@@ -467,9 +479,8 @@ class AcdService:
                 await self._moh(qc, True)
         elif isinstance(d, QueueExit):
             qc = self.calls.get(d.call_id)
-            if qc is not None:
+            if qc is not None:     # its CallFinished follows: that one takes the caller back to the flow
                 qc.log.info("leaves queue %s: %s", d.queue, d.outcome.value)
-                await self._leave(qc, d.outcome.value)
         elif isinstance(d, AgentAutoPaused):
             log.warning("agent %s auto-paused: %s", d.agent_id, d.reason)
         elif isinstance(d, AutoPauseSuspended):
@@ -484,7 +495,7 @@ class AcdService:
         elif isinstance(d, StartWrapUp):
             self.wrap_started[d.agent_id] = time.monotonic()
         elif isinstance(d, CallFinished):
-            self._finished(d)
+            await self._finished(d)
 
     async def _offer(self, d: Offer) -> None:
         qc = self.calls.get(d.call_id)
@@ -557,25 +568,36 @@ class AcdService:
         if leg:
             self.legs.pop(leg, None)
             await self._quietly(self.app.ari.hangup_quietly(leg), "hang up the agent leg")
-        if by != "caller":
+        if by == "error":      # the conversation never worked: nothing for the flow to go on with
+            qc.caller_hung_up = True
             await self._quietly(self.app.ari.hangup_quietly(qc.call_id), "hang up the caller")
+        # the agent hung up: the caller stays; the bridge goes, and the router's CallFinished (answered)
+        # hands the caller back to the flow (on_answered, else the flow hangs up)
         if qc.bridge_id:
             await self._quietly(self.app.ari.destroy_bridge(qc.bridge_id), "destroy the bridge")
         qc.session.outcome = "answered"
         await self._execute(decisions)
 
-    async def _leave(self, qc: QueuedCall, outcome: str) -> None:
-        if qc.call_id not in self.calls:
+    async def _back_to_flow(self, qc: QueuedCall, outcome: CallOutcome) -> None:
+        """The one way back from the ACD to the flow, for every outcome the router finishes a call with: the
+        caller's queue media stop, its saved queue state is cleared (a restart must not queue it again) and
+        the flow gets its ``QueueResult``. Nothing for a caller who is gone (abandoned, hung up by us)."""
+        session = qc.session
+        if outcome is CallOutcome.ABANDONED or qc.caller_hung_up or getattr(session, "closed", False):
             return
-        self._forget(qc)
+        result = _FLOW_OUTCOME.get(outcome, "timeout")
         if qc.announcement_id:
-            await self.app.ari.stop_playback(qc.announcement_id)
+            await self._quietly(self.app.ari.stop_playback(qc.announcement_id), "stop the announcement")
+            qc.announcement_id = None
         await self._moh(qc, False)
-        await self._persist(qc, None)   # back in the flow: a restart must not put it in queue again
-        qc.session.outcome = outcome
-        qc.session.queue_outcome(outcome)
+        if not qc.refused:
+            await self._persist(qc, None)
+        if outcome is not CallOutcome.ANSWERED:
+            session.outcome = result
+        qc.log.info("back to the flow: queue %s %s", qc.queue, result)
+        session.queue_outcome(result)
 
-    def _finished(self, d: CallFinished) -> None:
+    async def _finished(self, d: CallFinished) -> None:
         rec = d.record
         qc = self.calls.get(rec.call_id) or self._closing.pop(rec.call_id, None)
         refused = qc.refused if qc is not None else rec.outcome in (CallOutcome.FULL,)
@@ -594,6 +616,7 @@ class AcdService:
         if qc is not None:
             self._forget(qc)
             self._closing.pop(rec.call_id, None)
+            await self._back_to_flow(qc, rec.outcome)
 
     async def _persist(self, qc: QueuedCall, state: QueueState | None) -> None:
         """Leave on the caller's channel what a restarted app needs to take the call over."""
@@ -702,7 +725,8 @@ class AcdService:
         self.calls[caller.id] = qc
         self.legs[leg.id] = caller.id
         call = Call(caller.id, queue, priority=state.priority if state else 0,
-                    extra_skills=state.extra_skills if state else {},
+                    extra_skills=_skill_levels(state.extra_skills) if state else {},
+                    optional_skills=_skill_weights(state.optional_skills) if state else {},
                     caller={"number": caller.caller.number, "name": session.customer_name()})
         try:
             decisions = self._route(self.router.adopt_conversation, call, agent_id,
@@ -723,6 +747,7 @@ class AcdService:
         self.calls[channel.id] = qc
         call = Call(channel.id, state.queue, priority=state.priority,
                     extra_skills=_skill_levels(state.extra_skills),
+                    optional_skills=_skill_weights(state.optional_skills),
                     caller={"number": channel.caller.number, "name": state.name})
         try:
             decisions = self._route(self.router.enqueue, call, waiting_since=qc.entered)
@@ -816,6 +841,24 @@ class AcdService:
 def _skill_levels(skills) -> dict[str, int]:
     """Extra skill levels clamped to the router's 1..5 (hints and saved states may carry anything)."""
     return {s: max(1, min(5, int(lv))) for s, lv in skills.items()}
+
+
+def _skill_weights(skills) -> dict[str, float]:
+    """Optional skill weights (a flow's ``optional_skills``, a saved state) clamped to 0..100."""
+    out = {}
+    for s, w in dict(skills or ()).items():
+        try:
+            w = float(w)
+        except (TypeError, ValueError):
+            continue
+        if w == w:    # not NaN
+            out[str(s)] = max(0.0, min(100.0, w))
+    return out
+
+
+# the router's outcome of a finished call -> the flow's QueueResult (a flow max_wait is the router's overflow)
+_FLOW_OUTCOME = {CallOutcome.ANSWERED: "answered", CallOutcome.TIMEOUT: "timeout",
+                 CallOutcome.OVERFLOW: "timeout", CallOutcome.FULL: "full", CallOutcome.NO_AGENTS: "no_agents"}
 
 
 def _quote(s: str) -> str:

@@ -4,7 +4,7 @@ that takes such a call over when a new process finds it.
 Asterisk keeps the app's channels and bridges when the app dies: a waiting caller keeps hearing music on
 hold, a bridged conversation goes on. What the new process needs to take them over is on Asterisk too:
 * a waiting caller carries the channel variable ``IVR_ACD`` (queue, when it joined, priority, extra
-  skills, customer name; set when it joins the queue, cleared when it leaves without an agent), so the
+  and optional skills, customer name; set when it joins the queue, cleared when it leaves without an agent), so the
   callers are re-queued oldest first with their original wait;
 * a conversation is the bridge ``call-<caller channel id>`` holding the caller and the agent leg
   ``<caller channel id>-a<n>`` whose channel name gives the agent's endpoint.
@@ -45,11 +45,14 @@ class QueueState:
     name: str = ""                    # the customer's name (the agent's caller ID and screen pop)
     flow: str = ""
     did: str = ""
+    optional_skills: dict[str, float] = field(default_factory=dict)   # the flow's, for agent ranking
 
     def encode(self) -> str:
-        return json.dumps({"q": self.queue, "t": round(self.joined_at, 3), "p": self.priority,
-                           "x": self.extra_skills, "n": self.name[:80], "f": self.flow, "d": self.did},
-                          separators=(",", ":"), ensure_ascii=True)
+        d = {"q": self.queue, "t": round(self.joined_at, 3), "p": self.priority, "x": self.extra_skills,
+             "n": self.name[:80], "f": self.flow, "d": self.did}
+        if self.optional_skills:
+            d["o"] = self.optional_skills
+        return json.dumps(d, separators=(",", ":"), ensure_ascii=True)
 
     @classmethod
     def decode(cls, raw: str | None) -> QueueState | None:
@@ -60,11 +63,12 @@ class QueueState:
             d = json.loads(raw)
             queue, joined = d["q"], d["t"]
             extra = {str(k): int(v) for k, v in (d.get("x") or {}).items()}
+            optional = {str(k): float(v) for k, v in (d.get("o") or {}).items()}
             if not isinstance(queue, str) or not queue or isinstance(joined, bool) \
                     or not isinstance(joined, (int, float)):
                 return None
             return cls(queue, float(joined), int(d.get("p") or 0), extra, str(d.get("n") or ""),
-                       str(d.get("f") or ""), str(d.get("d") or ""))
+                       str(d.get("f") or ""), str(d.get("d") or ""), optional)
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
 

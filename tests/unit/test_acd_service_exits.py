@@ -1,0 +1,133 @@
+"""Every way out of the ACD hands a caller who is still there back to its flow, through one place (the
+router's CallFinished): flow max_wait (waiting or ringing), the agent hanging up (the caller stays: the
+flow's on_answered, or the flow hangs up), refusals; the caller hanging up or a failed bridge hand nothing
+back. And a flow's optional skills reach the router and the saved queue state."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from ivr.acd import AgentState
+from ivr.ari import Channel, StasisEnd, StasisStart
+from ivr.calls.adoption import QUEUE_VAR, QueueState
+from ivr.calls.internal import internal
+from ivr.flow import Enqueue
+from tests.unit.test_acd_service_faults import make_service
+
+
+def session(cid: str):
+    s = SimpleNamespace(channel_id=cid, caller_raw="+447700900123", customer_name=lambda: "",
+                        channel=SimpleNamespace(caller=SimpleNamespace(name="")), hints=None,
+                        flow_name="support", did="100", screen_pop=lambda: {}, e164=None, outcome="ivr",
+                        agent_id=None, queue_wait=0.0, closed=False, results=[])
+    s.queue_outcome = s.results.append
+    return s
+
+
+def pause_all(acd):
+    for aid in acd.router.agent_ids():
+        acd.router.pause(aid, "lunch")
+
+
+def run(coro):
+    asyncio.run(coro)
+
+
+def test_flow_max_wait_while_waiting_goes_back_to_the_flow_as_timeout():
+    async def go():
+        app, acd = make_service()
+        pause_all(acd)
+        s = session("c1")
+        await acd.enqueue(s, Enqueue("technical", max_wait=60))
+        assert acd.calls["c1"].moh
+        await acd.on_event(internal("c1", ("acd-max-wait", None)))
+        assert s.results == ["timeout"] and s.outcome == "timeout"
+        assert not acd.calls and acd.router.queue_snapshot("technical").waiting == 0
+        assert ("moh_stop", ("c1",)) in app.ari.calls
+        assert ("set_var", ("c1", QUEUE_VAR, "")) in app.ari.calls     # a restart must not re-queue it
+        assert acd.router.queue_snapshot("technical").stats.overflow == 1
+    run(go())
+
+
+def test_flow_max_wait_while_an_agent_rings_cancels_the_leg_and_goes_back_to_the_flow():
+    async def go():
+        app, acd = make_service()
+        s = session("c1")
+        await acd.enqueue(s, Enqueue("technical", max_wait=60))
+        qc = acd.calls["c1"]
+        leg = qc.leg_id
+        assert leg and acd.router.agent_snapshot(qc.agent_id).state == AgentState.RESERVED
+        await acd.on_event(internal("c1", ("acd-max-wait", None)))
+        assert s.results == ["timeout"]
+        assert ("hangup_quietly", (leg,)) in app.ari.calls and leg not in acd.legs
+        assert acd.router.agent_snapshot(qc.agent_id).state == AgentState.AVAILABLE
+    run(go())
+
+
+async def _answered(app, acd, s):
+    await acd.enqueue(s, Enqueue("billing"))
+    qc = acd.calls[s.channel_id]
+    await acd.on_stasis_start(StasisStart(type="StasisStart", channel=Channel(qc.leg_id),
+                                          args=("agent", s.channel_id)))
+    assert qc.bridge_id
+    return qc
+
+
+def test_the_agent_hanging_up_leaves_the_caller_to_the_flow_as_answered():
+    async def go():
+        app, acd = make_service()
+        s = session("c1")
+        qc = await _answered(app, acd, s)
+        app.ari.calls.clear()
+        await acd.on_channel_gone(StasisEnd(type="StasisEnd", channel=Channel(qc.leg_id)))
+        assert s.results == ["answered"] and s.outcome == "answered"
+        assert ("hangup_quietly", ("c1",)) not in app.ari.calls      # the flow decides
+        assert ("destroy_bridge", ("call-c1",)) in app.ari.calls
+        assert ("set_var", ("c1", QUEUE_VAR, "")) in app.ari.calls
+        assert not acd.calls and not acd.legs
+        assert acd.router.agent_snapshot(qc.agent_id).state == AgentState.WRAP_UP
+    run(go())
+
+
+def test_the_caller_hanging_up_or_a_failed_bridge_hands_nothing_back():
+    async def go():
+        app, acd = make_service()
+        s = session("c1")
+        qc = await _answered(app, acd, s)
+        s.closed = True
+        await acd.caller_gone(s)
+        assert s.results == [] and ("hangup_quietly", (qc.leg_id,)) in app.ari.calls
+        s2 = session("c2")
+        await acd.enqueue(s2, Enqueue("billing"))
+        qc2 = acd.calls["c2"]
+        await acd._end_conversation(qc2, by="error")
+        assert s2.results == [] and ("hangup_quietly", ("c2",)) in app.ari.calls
+    run(go())
+
+
+def test_a_refused_caller_goes_back_to_the_flow_once():
+    async def go():
+        app, acd = make_service()
+        for q in acd.router._queues.values():
+            object.__setattr__(q.config, "max_length", 0)
+        s = session("c1")
+        await acd.enqueue(s, Enqueue("billing"))
+        assert s.results == ["full"] and not acd.calls
+        assert not any(c[0] in ("moh_start", "set_var") for c in app.ari.calls)
+    run(go())
+
+
+def test_the_flow_s_optional_skills_reach_the_router_and_the_saved_state():
+    async def go():
+        app, acd = make_service()
+        pause_all(acd)
+        s = session("c1")
+        await acd.enqueue(s, Enqueue("technical", optional_skills=(("vip", 5), ("networking", 3))))
+        entry = acd.router._calls["c1"]
+        assert dict(entry.call.optional_skills) == {"vip": 5.0, "networking": 3.0}
+        saved = [c[1][2] for c in app.ari.calls if c[0] == "set_var" and c[1][2]]
+        state = QueueState.decode(saved[-1])
+        assert state.optional_skills == {"vip": 5.0, "networking": 3.0}
+        assert QueueState.decode(QueueState("q", 1.0).encode()).optional_skills == {}
+    run(go())
