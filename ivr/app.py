@@ -92,6 +92,11 @@ class App:
         if cfg.crm and cfg.crm.get("backend", "sqlite") != "none":
             from .crm.factory import crm_from_config
             self.crm = crm_from_config(dict(cfg.crm), base_dir=cfg.base_dir, recorder=self.metrics)
+        self.contact_quality = None     # first-contact resolution / repeat callers for /metrics
+        if self.crm is not None:
+            from .crm.factory import contact_quality_from_config
+            self.contact_quality = contact_quality_from_config(dict(cfg.crm), self.crm,
+                                                               self.metrics.contact_quality)
         self.routing = None
         if self.crm is not None and cfg.routing:
             from .crm.rules import routing_from_dict
@@ -249,6 +254,8 @@ class App:
             tasks = [asyncio.create_task(self.events.run(), name="ari-events"),
                      asyncio.create_task(self.gate.run(), name="admission"),
                      asyncio.create_task(self.janitor.run(), name="janitor")]
+            if self.contact_quality is not None:
+                tasks.append(asyncio.create_task(self.contact_quality.run(), name="contact-quality"))
             if self.flows is not None and self.cfg.flows.watch:
                 tasks.append(asyncio.create_task(self.flows.watch(), name="flow-watch"))
             if self.web is not None:

@@ -75,6 +75,9 @@ SHED_REASONS = ADMISSION_REASONS
 #: ``ivr_janitor_cleaned_total{what}``
 CLEANED_KINDS = ("bridge", "channel", "call")
 CRM_ERROR_KINDS = ("timeout", "connect", "http", "bad_response", "circuit_open", "exception", "other")
+#: ``ivr_queue_first_contact_calls{verdict}`` and ``ivr_queue_repeat_window_calls{caller}``
+FCR_VERDICTS = ("resolved", "called_back")
+REPEAT_CALLERS = ("first", "repeat")
 
 # ---------------------------------------------------------------------------------------- buckets
 #: Every common service-level threshold (10/15/20/30/45/60/90/120/180/300 s) is a bucket bound, so
@@ -423,6 +426,20 @@ class Metrics:
         self.talk = histogram("ivr_talk_seconds", "Talk time of answered calls.", ("queue",), TALK_BUCKETS)
         self.wrapup = histogram("ivr_wrapup_seconds", "Wrap-up time after a call.", ("queue",),
                                 WRAPUP_BUCKETS)
+        # contact quality over a report window, from the interaction history (``contact_quality``)
+        def gauge(name: str, doc: str, labels: tuple[str, ...]) -> Gauge:
+            return Gauge(name, doc, labels, registry=r)
+
+        self.fcr_calls = gauge("ivr_queue_first_contact_calls", "Answered calls whose call-back window "
+                               "closed within the report window, by verdict (resolved: the caller did not "
+                               "call again within the repeat window; called_back).", ("queue", "verdict"))
+        self.fcr_ratio = gauge("ivr_queue_first_contact_resolution_ratio", "First-contact resolution: "
+                               "resolved / (resolved + called_back) over the report window.", ("queue",))
+        self.repeat_window_calls = gauge("ivr_queue_repeat_window_calls", "Calls that reached the queue "
+                                         "within the report window, by caller: repeat (had called within the "
+                                         "repeat window before) or first.", ("queue", "caller"))
+        self.repeat_ratio = gauge("ivr_queue_repeat_caller_ratio", "Repeat callers: repeat / (first + "
+                                  "repeat) calls over the report window.", ("queue",))
         # flows
         self.flow_calls = counter("ivr_flow_calls", "Calls entering the flow.", ("flow",))
         self.node_exits = counter("ivr_flow_node_exits", "Calls leaving a flow node, by exit (hangup = the "
@@ -493,6 +510,10 @@ class Metrics:
             self.queue_wait.labels(q, outcome)
         self.talk.labels(q)
         self.wrapup.labels(q)
+        for verdict in FCR_VERDICTS:
+            self.fcr_calls.labels(q, verdict)
+        for caller in REPEAT_CALLERS:
+            self.repeat_window_calls.labels(q, caller)
 
     def declare_flow(self, flow: str, nodes: Iterable[str] = ()) -> None:
         """A flow from the flow files (and its node names); call again after a reload."""
@@ -566,6 +587,33 @@ class Metrics:
         if s is not None:
             self.wrapup.labels(q).observe(s)
             self.staffing.wrap_up(q, s)
+
+    def contact_quality(self, report: Mapping[str, Any]) -> None:
+        """The latest first-contact resolution / repeat-caller figures per queue (``ivr.crm.rules.
+        QueueContactQuality`` values, duck-typed: ``resolved``, ``called_back``, ``first_calls``,
+        ``repeat_calls``). Replaces the previous report: a queue missing from it reads 0 calls, and its
+        ratios are absent (no call, no ratio)."""
+        figures = {self._queue(name): v for name, v in report.items()}
+        for q in list(self._sl_threshold):
+            v = figures.get(q)
+            counts = {"resolved": 0, "called_back": 0, "first": 0, "repeat": 0}
+            if v is not None:
+                counts = {"resolved": int(v.resolved), "called_back": int(v.called_back),
+                          "first": int(v.first_calls), "repeat": int(v.repeat_calls)}
+            for verdict in FCR_VERDICTS:
+                self.fcr_calls.labels(q, verdict).set(counts[verdict])
+            for caller in REPEAT_CALLERS:
+                self.repeat_window_calls.labels(q, caller).set(counts[caller])
+            ratios = ((self.fcr_ratio, counts["resolved"], counts["resolved"] + counts["called_back"]),
+                      (self.repeat_ratio, counts["repeat"], counts["first"] + counts["repeat"]))
+            for ratio, num, den in ratios:
+                if den:
+                    ratio.labels(q).set(num / den)
+                else:
+                    try:
+                        ratio.remove(q)
+                    except KeyError:
+                        pass
 
     # ------------------------------------------------------------------------------- system
     def routing_decision(self, seconds: float) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,15 @@ import yaml
 from ivr.crm.errors import CrmConfigError
 from ivr.crm.http import HttpCrm, HttpCrmConfig
 from ivr.crm.lookup import CrmLookup, CrmRecorder, CrmStats, GuardedLookup, NullCrm
+from ivr.crm.quality import ContactQualityReporter
 from ivr.crm.rules import RoutingPolicy, routing_from_dict
 from ivr.crm.store import SqliteCrm
 
 from .errors import check_keys
 
-__all__ = ["TOP_LEVEL_KEYS", "CrmConfigError", "crm_from_config", "load_routing"]
+__all__ = [
+    "TOP_LEVEL_KEYS", "CrmConfigError", "contact_quality_from_config", "crm_from_config", "load_routing",
+]
 
 log = logging.getLogger("ivr.crm")
 
@@ -40,6 +43,8 @@ TOP_LEVEL_KEYS = frozenset(
         "default_region",
         "budget_ms",
         "repeat_window_hours",
+        "report_window_hours",
+        "report_interval_seconds",
         "last_agent_window_days",
         "sqlite",
         "http",
@@ -94,6 +99,8 @@ def crm_from_config(
     region = region.upper()
     repeat_window = _positive("crm.repeat_window_hours", d.get("repeat_window_hours", 24)) * 3600.0
     last_agent_window = _positive("crm.last_agent_window_days", d.get("last_agent_window_days", 30)) * 86400.0
+    _positive("crm.report_window_hours", d.get("report_window_hours", 24))     # checked now, used by
+    _positive("crm.report_interval_seconds", d.get("report_interval_seconds", 60))  # the quality reporter
 
     def path_of(where: str, value: Any) -> str:
         if not isinstance(value, str) or not value:
@@ -158,6 +165,22 @@ def crm_from_config(
     log.info("CRM backend %s (region %s, lookup budget %.0f ms)", backend_name, region, budget_ms)
     return GuardedLookup(backend, budget_seconds=budget_ms / 1000.0, default_region=region, stats=stats,
                          recorder=recorder, backend_name="null" if backend_name == "none" else backend_name)
+
+
+def contact_quality_from_config(
+    d: Mapping[str, Any] | None, crm: GuardedLookup, sink: Callable[[Mapping[str, Any]], None]
+) -> ContactQualityReporter:
+    """The first-contact resolution / repeat-caller reporter for ``crm``'s history: report window
+    ``crm.report_window_hours`` (default 24), repeat window ``crm.repeat_window_hours`` (default 24),
+    refreshed every ``crm.report_interval_seconds`` (default 60)."""
+    d = d or {}
+    return ContactQualityReporter(
+        crm,
+        sink,
+        window_seconds=_positive("crm.report_window_hours", d.get("report_window_hours", 24)) * 3600.0,
+        repeat_window_seconds=_positive("crm.repeat_window_hours", d.get("repeat_window_hours", 24)) * 3600.0,
+        interval_seconds=_positive("crm.report_interval_seconds", d.get("report_interval_seconds", 60)),
+    )
 
 
 def load_routing(path: str | Path) -> RoutingPolicy:

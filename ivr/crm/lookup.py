@@ -202,7 +202,7 @@ class GuardedLookup:
             self.recorder.crm_lookup(self.backend_name, result.status.value, seconds)
             if result.failed:
                 self.recorder.crm_error(self.backend_name, failure_kind(result))
-        except Exception:  # noqa: BLE001 - a metrics problem must never reach the call
+        except Exception:  # a metrics problem must never reach the call
             log.debug("CRM recorder failed", exc_info=True)
 
     async def _lookup(self, e164: str | None, started: float) -> LookupResult:
@@ -288,6 +288,15 @@ class GuardedLookup:
         except Exception as exc:  # noqa: BLE001
             log.debug("CRM %s: recent_interactions failed: %s", self.source, type(exc).__name__)
             return []
+
+    async def interactions_between(self, start: float, end: float) -> list[Interaction]:
+        """The interaction history with ``start <= at < end`` (the embedded store's, or the HTTP adapter's
+        local history); empty without a history. For reports (``ivr.crm.quality``), not for calls."""
+        store = self.backend if hasattr(self.backend, "interactions_between") else getattr(
+            self.backend, "history", None)
+        if store is None or not hasattr(store, "interactions_between"):
+            return []
+        return list(await store.interactions_between(start, end))
 
     async def close(self) -> None:
         try:

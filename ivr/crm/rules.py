@@ -7,6 +7,9 @@ What it is for:
   the same customer (customer id when known, else the number) does not call
   again within the window. A call whose window has not elapsed yet is
   undecided (``None``), and is left out of the rate.
+* ``contact_quality``: per queue over a report window, first-contact
+  resolution of answered calls and the repeat-caller rate (exported as
+  ``ivr_queue_first_contact_*`` / ``ivr_queue_repeat_*`` metrics).
 * ``routing_from_dict`` -> ``RoutingPolicy``: turns a ``LookupResult`` into
   ``RoutingHints`` (priority boost, extra skills, prompt language, tier-2 queue,
   preferred agent) from YAML, so what "VIP" means is configuration, not code.
@@ -32,9 +35,11 @@ from .errors import check_keys
 __all__ = [
     "NEUTRAL_HINTS",
     "FcrReport",
+    "QueueContactQuality",
     "RoutingHints",
     "RoutingPolicy",
     "TierRule",
+    "contact_quality",
     "fcr",
     "is_repeat_caller",
     "last_agent",
@@ -116,6 +121,70 @@ def fcr(
             resolved += verdict
         verdicts.append(verdict)
     return FcrReport(tuple(verdicts), resolved, decided)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueContactQuality:
+    """One queue over a report window (see ``contact_quality``)."""
+
+    queue: str
+    resolved: int = 0  # answered calls whose caller did not call again within the repeat window
+    called_back: int = 0  # answered calls followed by another call from the same caller within it
+    first_calls: int = 0  # calls that reached the queue, the caller's first within the repeat window
+    repeat_calls: int = 0  # calls that reached the queue from a caller who had called within it before
+
+    @property
+    def first_contact_resolution(self) -> float | None:
+        decided = self.resolved + self.called_back
+        return self.resolved / decided if decided else None
+
+    @property
+    def repeat_caller_rate(self) -> float | None:
+        calls = self.first_calls + self.repeat_calls
+        return self.repeat_calls / calls if calls else None
+
+
+def contact_quality(
+    interactions: Iterable[Interaction], now: float, window_seconds: float, repeat_window_seconds: float
+) -> dict[str, QueueContactQuality]:
+    """First-contact resolution and repeat-caller rate per queue, over a report window ``W`` (epoch seconds).
+
+    With ``R`` the repeat window (``crm.repeat_window_hours``):
+
+    * **first-contact resolution**: the calls *answered* in the queue whose call-back window closed within
+      the report window (``now - R - W < at <= now - R``: every one of them is decided), by ``fcr``'s
+      rule: resolved unless the same caller called again (any DID, queue or outcome) within ``R`` after.
+    * **repeat-caller rate**: the calls that reached the queue (any outcome) with ``now - W < at <= now``;
+      a call is a repeat if the same caller had called (anything) within ``R`` before it.
+
+    Give every interaction with ``at > now - W - R`` (earlier ones are ignored). Calls without identity
+    (withheld number, unknown customer) count in neither. Pure: ``now`` is passed in.
+    """
+    if window_seconds <= 0 or repeat_window_seconds <= 0:
+        raise CrmConfigError("window_seconds and repeat_window_seconds must be > 0")
+    w, r = float(window_seconds), float(repeat_window_seconds)
+    calls = sorted((i for i in interactions if now - w - r < i.at <= now), key=lambda i: i.at)
+    times: dict[str, list[float]] = defaultdict(list)
+    for i in calls:
+        if i.identity is not None:
+            times[i.identity].append(i.at)
+    out: dict[str, dict[str, int]] = {}
+
+    def row(q: str) -> dict[str, int]:
+        return out.setdefault(q, {"resolved": 0, "called_back": 0, "first_calls": 0, "repeat_calls": 0})
+
+    fcr_lo, fcr_hi = now - r - w, now - r
+    for i in calls:
+        if not i.queue or i.identity is None:
+            continue
+        mine = times[i.identity]
+        if fcr_lo < i.at <= fcr_hi and i.outcome == "answered":
+            after = any(i.at < t <= i.at + r for t in mine)
+            row(i.queue)["called_back" if after else "resolved"] += 1
+        if i.at > now - w:
+            before = any(i.at - r <= t < i.at for t in mine)
+            row(i.queue)["repeat_calls" if before else "first_calls"] += 1
+    return {q: QueueContactQuality(q, **v) for q, v in sorted(out.items())}
 
 
 # --------------------------------------------------------------------------- routing policy

@@ -30,10 +30,9 @@ async def _call(cfg, number: str) -> None:
 
 
 async def _scrape(cfg) -> dict[tuple[str, frozenset], float]:
-    async with aiohttp.ClientSession() as s:
-        async with s.get(f"http://127.0.0.1:{cfg.http.port}/metrics") as resp:
-            assert resp.status == 200
-            text = await resp.text()
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{cfg.http.port}/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
     return {(x.name, frozenset(x.labels.items())): x.value
             for fam in text_string_to_metric_families(text) for x in fam.samples}
 

@@ -142,7 +142,8 @@ async def test_every_lookup_is_recorded_with_the_configured_backend_and_failures
     S = LookupStatus
     backend = FixedBackend(
         LookupResult(S.FOUND, None, "http-cache"), LookupResult(S.NOT_FOUND, None, "http"),
-        LookupResult(S.ERROR, None, "http", detail="connect"), LookupResult(S.ERROR, None, "http", detail="http_503"),
+        LookupResult(S.ERROR, None, "http", detail="connect"),
+        LookupResult(S.ERROR, None, "http", detail="http_503"),
         LookupResult(S.TIMEOUT, None, "http", detail="timeout"), LookupResult(S.CIRCUIT_OPEN, None, "http"),
         LookupResult(S.ERROR, None, "http", detail="unexpected_ValueError"))
     guard = GuardedLookup(backend, budget_seconds=0.5, recorder=rec, backend_name="http")
@@ -155,7 +156,8 @@ async def test_every_lookup_is_recorded_with_the_configured_backend_and_failures
     assert all(0 <= t < 0.5 for _, _, t in rec.lookups)
     assert rec.errors == [("http", "connect"), ("http", "http_503"), ("http", "timeout"),
                           ("http", "circuit_open"), ("http", "exception")]
-    assert [crm_error_kind(k) for _, k in rec.errors] == ["connect", "http", "timeout", "circuit_open", "exception"]
+    kinds = [crm_error_kind(k) for _, k in rec.errors]
+    assert kinds == ["connect", "http", "timeout", "circuit_open", "exception"]
 
 
 async def test_guard_failures_are_recorded_under_the_configured_backend() -> None:

@@ -297,10 +297,13 @@ def exported() -> set[str]:
     m.routing_decision(0.0001)
     m.crm_lookup("http", "found", 0.02)
     m.crm_error("http", "timeout")
+    from ivr.crm.rules import QueueContactQuality
+    m.contact_quality({"support": QueueContactQuality("support", 3, 1, 6, 2)})
     m.ari_reconnected()
     m.event_lag(0.01)
     names = {s.name for fam in text_string_to_metric_families(m.render().decode()) for s in fam.samples}
     assert "ivr_queue_agents_needed" in names and "ivr_queue_wait_seconds_bucket" in names
+    assert "ivr_queue_first_contact_resolution_ratio" in names and "ivr_queue_repeat_caller_ratio" in names
     return names
 
 

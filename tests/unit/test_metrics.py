@@ -117,6 +117,9 @@ EXPECTED_TYPES = {
     # overload (docs/overload.md)
     "ivr_calls_shed": "counter", "ivr_admission_shedding": "gauge", "ivr_janitor_cleaned": "counter",
     "ivr_autopause_suspended": "counter",
+    # contact quality over a report window (ivr.crm.rules.contact_quality)
+    "ivr_queue_first_contact_calls": "gauge", "ivr_queue_first_contact_resolution_ratio": "gauge",
+    "ivr_queue_repeat_window_calls": "gauge", "ivr_queue_repeat_caller_ratio": "gauge",
 }
 
 
