@@ -63,13 +63,10 @@ class AdmissionPolicy:
         if self.max_calls is not None and (isinstance(self.max_calls, bool) or not isinstance(self.max_calls, int)
                                            or self.max_calls < 1):
             raise AdmissionConfigError("admission.max_calls: expected an integer >= 1 (or null for no limit)")
-        for name in ("max_event_lag", "max_ari_latency", "decay", "rise_seconds"):
+        for name in ("max_event_lag", "max_ari_latency", "decay", "rise_seconds", "recover_seconds"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise AdmissionConfigError(f"admission.{name}: expected a number > 0, got {v!r}")
-        r = self.recover_seconds
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r <= 0:
-            raise AdmissionConfigError(f"admission.recover_seconds: expected a number > 0, got {r!r}")
         q = self.resume_ratio
         if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
             raise AdmissionConfigError(f"admission.resume_ratio: expected a number in (0, 1], got {q!r}")
