@@ -15,7 +15,7 @@ log = logging.getLogger("ivr")
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .app import App
-    from .asterisk import AsteriskError, AsteriskInstance
+    from .asterisk import AsteriskError
     from .malloc_tuning import tune_glibc_malloc
 
     cfg = load_config(args.config)
@@ -27,14 +27,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     ast = None
     if args.with_asterisk:
-        ast = AsteriskInstance(cfg)
         try:
-            ast.start()
+            ast = start_or_reuse_asterisk(cfg)
         except AsteriskError as e:
-            print(f"ivr: cannot start Asterisk: {e}", file=sys.stderr)
+            print(f"ivr: {e}", file=sys.stderr)
             return 2
-        log.info("asterisk started (SIP %s:%d, ARI %s)", cfg.asterisk.bind_address, cfg.asterisk.sip_port,
-                 cfg.ari_url)
 
     async def main() -> None:
         app = App(cfg)
@@ -59,6 +56,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if ast is not None:
             ast.stop()
     return 0
+
+
+def start_or_reuse_asterisk(cfg):
+    """``ivr run --with-asterisk``: start the instance's Asterisk, or reuse the one already running (after
+    the app died, re-running the command must not start a second Asterisk over the live one). Returns the
+    instance this command started (to stop on exit), or None when it reused a running one, which then
+    keeps running when this command stops. Raises AsteriskError with what to do."""
+    from .asterisk import AsteriskError, AsteriskInstance
+
+    inst = AsteriskInstance(cfg)
+    pid = inst.running_pid()
+    if pid is None:
+        inst.start()
+        log.info("asterisk started (SIP %s:%d, ARI %s)", cfg.asterisk.bind_address, cfg.asterisk.sip_port,
+                 cfg.ari_url)
+        return inst
+    try:
+        inst.wait_ready(5.0)
+    except AsteriskError:
+        raise AsteriskError(
+            f"an Asterisk of instance {cfg.asterisk.instance!r} is already running (pid {pid}) but its ARI "
+            f"does not answer at {cfg.ari_url} with this config's credentials: stop it (kill {pid}) or set "
+            "another asterisk.instance") from None
+    log.warning("reusing the Asterisk already running for instance %r (pid %d); it keeps running when this "
+                "command stops", cfg.asterisk.instance, pid)
+    return None
 
 
 def _cmd_asterisk(args: argparse.Namespace) -> int:

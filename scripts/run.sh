@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # THE run command (README): installs what it needs, starts Asterisk and the IVR/ACD app with the sample
-# config, flows and embedded CRM, and prints how a softphone registers and what to dial. Ctrl-C stops both.
+# config, flows and embedded CRM, and prints how a softphone registers and what to dial. Ctrl-C stops what
+# it started (an Asterisk already running for the instance, e.g. after the app died, is reused and left running).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 cd "$HERE"
@@ -33,6 +34,8 @@ print(f"""
  IVR/ACD server starting (Asterisk in its chroot + the ARI app), everything on {a.bind_address}
  Call the IVR from any SIP softphone on this machine (no registration needed):
      sip:{next(iter(cfg.flows.routes), '100')}@{a.bind_address}:{a.sip_port}   (From user 'caller'; routes: {dict(cfg.flows.routes)})
+     (the support line keeps Paris business hours, Mon-Fri 08:00-18:00 and Sat 09:00-12:00 Europe/Paris:
+      out of hours it plays the after-hours message)
  Register an agent softphone (then it is offered calls):
      server {a.bind_address}:{a.sip_port}, UDP""")
 for ag in cfg.agent_sip():

@@ -118,7 +118,24 @@ class AsteriskInstance:
             (etc / name).write_text(text)
             os.chmod(etc / name, 0o600)   # holds ARI and SIP passwords
 
+    def running_pid(self) -> int | None:
+        """The pid of an Asterisk of this instance that is already running (its pid file names a live
+        asterisk process started with this instance's config), else None."""
+        try:
+            pid = int((self.host_dir / "run" / "asterisk.pid").read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        conf = f"{self.astdir}/etc/asterisk.conf".encode()
+        if cmdline and cmdline[0].endswith(b"asterisk") and conf in cmdline:
+            return pid
+        return None
+
     def start(self, timeout: float = 30.0) -> None:
+        pid = self.running_pid()
+        if pid is not None:   # a second one would delete the first one's control socket and share its astdb
+            raise AsteriskError(f"an Asterisk of instance {self.cfg.asterisk.instance!r} is already running "
+                                f"(pid {pid})")
         self.prepare()
         ctl = self.host_dir / "run" / "asterisk.ctl"
         if ctl.exists():
