@@ -94,6 +94,7 @@ class WebServer:
         wa = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors, self._auth])
         wa[APP_KEY] = self
         r = wa.router
+        r.add_get("/", self.index)
         r.add_get("/healthz", self.healthz)
         r.add_get("/metrics", self.metrics)
         r.add_get("/api/queues", self.queues)
@@ -204,7 +205,7 @@ class WebServer:
         acd = self._acd()
         if agent_id not in acd.router.agent_ids():
             raise not_found("agent", agent_id)
-        return acd.router.agent_snapshot(agent_id).as_dict()
+        return _agent_view(acd.router.agent_snapshot(agent_id))
 
     def _queue_view(self, name: str) -> dict[str, Any]:
         acd = self._acd()
@@ -219,6 +220,15 @@ class WebServer:
         return d
 
     # ---------------------------------------------------------------------------- open routes
+    async def index(self, request: web.Request) -> web.Response:
+        """What this server offers, with links (instead of a 404 for someone who opens the bare URL)."""
+        agents = ""
+        if self.app.acd is not None:
+            agents = "".join(f'<li><a href="/agent/{html.escape(a, quote=True)}">agent page: {html.escape(a)}</a>'
+                             "</li>" for a in self.app.acd.router.agent_ids())
+        page = INDEX_HTML.replace("<!--AGENTS-->", agents)
+        return web.Response(text=page, content_type="text/html", headers=HTML_HEADERS)
+
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "ari_connected": bool(self.app.ari_connected())})
 
@@ -241,7 +251,7 @@ class WebServer:
     async def agents(self, request: web.Request) -> web.Response:
         if self.app.acd is None:
             return web.json_response({"agents": []})
-        return web.json_response({"agents": [a.as_dict() for a in self.app.acd.router.agents_snapshot()]})
+        return web.json_response({"agents": [_agent_view(a) for a in self.app.acd.router.agents_snapshot()]})
 
     async def agent(self, request: web.Request) -> web.Response:
         return web.json_response(self._agent_snapshot(request.match_info["id"]))
@@ -712,6 +722,34 @@ for (const b of document.querySelectorAll("button[data-action]")) {
 }
 connect();
 </script></body></html>
+"""
+
+def _agent_view(snap) -> dict[str, Any]:
+    """An agent snapshot for the API, plus ``status``: what a supervisor should read at a glance. An agent
+    whose phone is not registered cannot take a call whatever its state, so it is ``unregistered``, not
+    ``available``; an available agent resting after a failed offer is ``resting``."""
+    d = snap.as_dict()
+    state = d["state"]
+    d["status"] = ("unregistered" if not snap.registered and state != "logged_out"
+                   else "resting" if snap.resting and state == "available" else state)
+    return d
+
+
+INDEX_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>IVR / ACD server</title>
+<style>body{font:15px system-ui,sans-serif;margin:2em;max-width:50em}code{background:#eee;padding:0 .2em}</style>
+</head><body>
+<h1>IVR / ACD server</h1>
+<ul>
+<li><a href="/wallboard">wallboard</a>: queues, waiting calls, agents, service level (live)</li>
+<li><a href="/metrics">/metrics</a>: Prometheus metrics (see <code>docs/metrics.md</code>)</li>
+<li><a href="/healthz">/healthz</a>: liveness and the ARI connection</li>
+<li>admin API under <code>/api/</code>: send <code>Authorization: Bearer &lt;IVR_ADMIN_TOKEN&gt;</code>
+(see <code>docs/api.md</code>)</li>
+<!--AGENTS-->
+</ul>
+<p>An agent page asks for the token: open it as <code>/agent/&lt;id&gt;#token=&lt;IVR_ADMIN_TOKEN&gt;</code>.</p>
+</body></html>
 """
 
 WALLBOARD_HTML = """<!doctype html>

@@ -63,6 +63,30 @@ async def test_healthz_and_metrics_need_no_token(web_stack, http):
         assert "ivr_queue_calls_waiting" in await r.text()
 
 
+async def test_the_bare_url_leads_to_the_wallboard_metrics_api_and_agent_pages(web_stack, http):
+    async with http.get(web_stack.url + "/") as r:
+        assert r.status == 200 and r.content_type == "text/html"
+        page = await r.text()
+    for link in ('href="/wallboard"', 'href="/metrics"', 'href="/healthz"', 'href="/agent/agent1"',
+                 'href="/agent/agent4"'):
+        assert link in page
+    assert web_stack.cfg.http.admin_token not in page
+
+
+async def test_an_agent_whose_phone_is_not_registered_is_not_shown_available(web_stack, http):
+    h = web_stack.headers
+    acd = web_stack.app.acd
+    async with http.get(web_stack.url + "/api/agents", headers=h) as r:
+        agents = {a["agent_id"]: a for a in (await _json(r))["agents"]}
+    # the app never ran: no phone registered, every agent logged in (auto_login) and "available" inside
+    assert agents["agent1"]["state"] == "available" and not agents["agent1"]["registered"]
+    assert agents["agent1"]["status"] == "unregistered"
+    await acd._execute(acd.router.set_registered("agent1", True))
+    assert (await _state(web_stack, http))["status"] == "available"
+    await acd.agent_action("agent1", "pause", "lunch")
+    assert (await _state(web_stack, http))["status"] == "paused"
+
+
 # -------------------------------------------------------------------------------------------- auth
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"},
                                      {"Authorization": "Bearer "}])
