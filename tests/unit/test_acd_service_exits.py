@@ -131,3 +131,13 @@ def test_the_flow_s_optional_skills_reach_the_router_and_the_saved_state():
         assert state.optional_skills == {"vip": 5.0, "networking": 3.0}
         assert QueueState.decode(QueueState("q", 1.0).encode()).optional_skills == {}
     run(go())
+
+
+def test_a_caller_adopted_after_a_restart_keeps_its_optional_skills():
+    async def go():
+        app, acd = make_service()
+        pause_all(acd)
+        state = QueueState("technical", 1.0, 0, {}, "", "support", "100", {"vip": 5.0})
+        await acd._adopt_waiting(Channel("c7"), state)
+        assert dict(acd.router._calls["c7"].call.optional_skills) == {"vip": 5.0}
+    run(go())
