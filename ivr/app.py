@@ -92,6 +92,7 @@ class App:
         if cfg.crm and cfg.crm.get("backend", "sqlite") != "none":
             from .crm.factory import crm_from_config
             self.crm = crm_from_config(dict(cfg.crm), base_dir=cfg.base_dir, recorder=self.metrics)
+            self.metrics.declare_crm_backend(self.crm.backend_name)
         self.contact_quality = None     # first-contact resolution / repeat callers for /metrics
         if self.crm is not None:
             from .crm.factory import contact_quality_from_config

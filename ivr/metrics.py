@@ -621,6 +621,15 @@ class Metrics:
         if s is not None:
             self.routing.observe(s)
 
+    def declare_crm_backend(self, backend: str) -> None:
+        """The configured CRM backend: its lookup and error series exist (at 0) from the start, so an error
+        ratio reads 0, not "no data", and ``rate()`` sees the first failure."""
+        b = self._enum("crm backend", backend, CRM_BACKENDS)
+        for status in CRM_STATUSES:
+            self.crm_latency.labels(b, status)
+        for kind in CRM_ERROR_KINDS:
+            self.crm_errors.labels(b, kind)
+
     def crm_lookup(self, backend: str, status: str, seconds: float) -> None:
         s = self._seconds(seconds)
         if s is not None:

@@ -355,6 +355,18 @@ def test_crm_labels_are_bounded(m):
     assert crm_error_kind("history_http_500") == "http"
 
 
+def test_declared_crm_backend_has_every_series_at_zero(m):
+    assert not [k for k in scrape(m) if k[0].startswith("ivr_crm_")]
+    m.declare_crm_backend("sqlite")
+    s = scrape(m)
+    for status in ("found", "not_found", "anonymous", "error", "timeout", "circuit_open"):
+        assert val(s, "ivr_crm_lookup_seconds_count", backend="sqlite", status=status) == 0
+    for kind in ("timeout", "connect", "http", "bad_response", "circuit_open", "exception"):
+        assert val(s, "ivr_crm_errors_total", backend="sqlite", kind=kind) == 0
+    m.crm_error("sqlite", "exception")
+    assert val(scrape(m), "ivr_crm_errors_total", backend="sqlite", kind="exception") == 1
+
+
 # --------------------------------------------------------------------------------------- cardinality
 def test_name_guards(provider, clock):
     m = Metrics(provider, registry=CollectorRegistry(), clock=clock, max_names=3)
