@@ -6,6 +6,7 @@ back. And a flow's optional skills reach the router and the saved queue state.""
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 
 from ivr.acd import AgentState
@@ -137,7 +138,7 @@ def test_a_caller_adopted_after_a_restart_keeps_its_optional_skills():
     async def go():
         app, acd = make_service()
         pause_all(acd)
-        state = QueueState("technical", 1.0, 0, {}, "", "support", "100", {"vip": 5.0})
+        state = QueueState("technical", time.time() - 5, 0, {}, "", "support", "100", {"vip": 5.0})
         await acd._adopt_waiting(Channel("c7"), state)
         assert dict(acd.router._calls["c7"].call.optional_skills) == {"vip": 5.0}
     run(go())
