@@ -303,3 +303,30 @@ async def _is(prom: Prometheus, expr: str, want: float) -> bool:
 
 async def _no(fn) -> bool:
     return not await fn()
+
+
+async def test_crm_failing_alert_fires_when_the_http_crm_is_down(flow_cfg, prometheus, tmp_path):
+    """The HTTP CRM's port is closed: every caller's lookup fails (connect, then circuit open) and
+    IvrCrmFailing (failure ratio > 20 % for 5 min, here 15 s) fires for backend http."""
+    crm = {"backend": "http", "default_region": "GB", "budget_ms": 500,
+           "http": {"url": f"http://127.0.0.1:{free_tcp_port()}/customers?phone={{e164}}", "timeout_ms": 300,
+                    "breaker": {"failure_threshold": 1, "cooldown_seconds": 300}},
+           "history": {"path": str(tmp_path / "hist.sqlite")}}
+    cfg = dataclasses.replace(flow_cfg, crm=crm)
+    async with running_app(cfg) as app, ari_client(cfg) as ari:
+        prom = await prometheus(cfg.http.port)
+        for number in (A, C):                       # short calls on the quick flow (DID 300)
+            call = SippCaller("300", steps=[("pause", 600), ("dtmf", "1")], end="wait_bye", caller_number=number)
+            await _done(SippProcess(call, cfg.asterisk.sip_port, 30))
+        await wait_for(lambda: app.crm.stats.lookups >= 2, 10, what="two lookups")
+        assert await prom.alerts("firing") == []           # not yet: the ratio must hold for `for`
+
+        async def crm_failing():
+            return [a for a in await prom.alerts("firing") if a["labels"]["alertname"] == "IvrCrmFailing"]
+
+        firing = await wait_for(crm_failing, 30, 0.5, "IvrCrmFailing firing")
+        assert [a["labels"]["backend"] for a in firing] == ["http"]
+        kinds = {r["metric"]["kind"]: float(r["value"][1]) for r in await prom.query(
+            'ivr_crm_errors_total{backend="http"} > 0')}
+        assert kinds == {"connect": 1, "circuit_open": 1}
+        await assert_no_leaks(ari)
