@@ -25,6 +25,7 @@ import asyncio
 import dataclasses
 import itertools
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -851,7 +852,7 @@ def _skill_weights(skills) -> dict[str, float]:
             w = float(w)
         except (TypeError, ValueError):
             continue
-        if w == w:    # not NaN
+        if not math.isnan(w):
             out[str(s)] = max(0.0, min(100.0, w))
     return out
 

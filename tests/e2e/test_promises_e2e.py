@@ -213,8 +213,8 @@ async def test_optional_skills_of_the_queue_node_pick_the_agent_who_holds_them(f
         for n in (1, 2):
             caller = _call(cfg, ("dtmf", "4"), ("audio",), ("pause", 4000), end="hangup")
             s = await _new_session(app, seen)
-            qc = await wait_for(lambda: (c := app.acd.calls.get(s.channel_id)) is not None and c.bridge_id and c,
-                                20, what="bridged")
+            qc = await wait_for(lambda s=s: (c := app.acd.calls.get(s.channel_id)) is not None and c.bridge_id
+                                and c, 20, what="bridged")
             assert qc.agent_id == "agent3" and len(qc.legs_tried) == 1
             await _done(caller, s)
             await wait_for(lambda: app.acd.router.agent_snapshot("agent3").state == AgentState.AVAILABLE, 10,

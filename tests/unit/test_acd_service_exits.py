@@ -136,7 +136,7 @@ def test_the_flow_s_optional_skills_reach_the_router_and_the_saved_state():
 
 def test_a_caller_adopted_after_a_restart_keeps_its_optional_skills():
     async def go():
-        app, acd = make_service()
+        _app, acd = make_service()
         pause_all(acd)
         state = QueueState("technical", time.time() - 5, 0, {}, "", "support", "100", {"vip": 5.0})
         await acd._adopt_waiting(Channel("c7"), state)
