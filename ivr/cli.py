@@ -22,6 +22,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     setup_logging(cfg.log.level, cfg.log.file)
     tune_glibc_malloc()  # a long-running process: keep glibc's heap from creeping (ivr/malloc_tuning.py)
     from .app import StartupError
+    wall_clock = None
+    if args.at:
+        try:
+            wall_clock = clock_from(args.at)
+        except ValueError as e:
+            print(f"ivr: --at: {e}", file=sys.stderr)
+            return 2
     if not cfg.ari.password:
         print("ivr: no ARI password: set ari.password in the config or IVR_ARI_PASSWORD", file=sys.stderr)
         return 2
@@ -34,7 +41,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return 2
 
     async def main() -> None:
-        app = App(cfg)
+        app = App(cfg, wall_clock=wall_clock) if wall_clock is not None else App(cfg)
         app.install_signal_handlers()
         if args.demo:
             from .demo import run_demo
@@ -56,6 +63,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if ast is not None:
             ast.stop()
     return 0
+
+
+def clock_from(at: str):
+    """``--at``: a wall clock that starts at this ISO 8601 instant (with its UTC offset) and runs on, for
+    trying business hours, holidays and schedules on real calls. Raises ValueError with what is wrong."""
+    import time
+    from datetime import datetime, timedelta
+
+    try:
+        start = datetime.fromisoformat(at)
+    except ValueError:
+        raise ValueError(f"{at!r} is not an ISO 8601 date and time (e.g. 2026-12-05T22:00:00+01:00)") from None
+    if start.tzinfo is None:
+        raise ValueError(f"{at!r} has no UTC offset (e.g. 2026-12-05T22:00:00+01:00)")
+    t0 = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - t0)
 
 
 def start_or_reuse_asterisk(cfg):
@@ -114,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--demo", action="store_true",
                    help="also start simulated agent softphones and a bounded trickle of simulated callers")
     r.add_argument("--demo-calls", type=int, default=40, help="how many simulated calls (default 40)")
+    r.add_argument("--at", metavar="ISO8601",
+                   help="run the flows' wall clock from this instant, e.g. 2026-12-05T22:00:00+01:00 to try the "
+                        "support line out of hours (business hours, holidays and schedules follow it)")
     r.set_defaults(func=_cmd_run)
 
     a = sub.add_parser("asterisk", help="the project's Asterisk: render configs, check the install, run a CLI command")

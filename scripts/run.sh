@@ -35,7 +35,7 @@ print(f"""
  Call the IVR from any SIP softphone on this machine (no registration needed):
      sip:{next(iter(cfg.flows.routes), '100')}@{a.bind_address}:{a.sip_port}   (From user 'caller'; routes: {dict(cfg.flows.routes)})
      (the support line keeps Paris business hours, Mon-Fri 08:00-18:00 and Sat 09:00-12:00 Europe/Paris:
-      out of hours it plays the after-hours message)
+      out of hours it plays the after-hours message; try it with: ./scripts/run.sh --at 2026-12-05T22:00:00+01:00)
  Register an agent softphone (then it is offered calls):
      server {a.bind_address}:{a.sip_port}, UDP""")
 for ag in cfg.agent_sip():
