@@ -37,13 +37,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ $prc_created = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 
+# Asterisk's French core sounds (Canadian French, gsm): a caller who picks French hears French prompts
+CHROOT_EXTRA="asterisk-core-sounds-fr,asterisk-core-sounds-fr-gsm"
 if [ ! -f "$ROOT/.ready" ]; then
   say "building the Asterisk chroot in $ROOT (Debian sid, about a minute; cached afterwards)"
   mkdir -p "$(dirname "$ROOT")"
   ok=0
   for attempt in 1 2 3; do
     rm -rf "$ROOT.tmp"
-    if mmdebstrap --quiet --variant=apt --include=asterisk,asterisk-moh-opsound-gsm \
+    if mmdebstrap --quiet --variant=apt --include="asterisk,asterisk-moh-opsound-gsm,$CHROOT_EXTRA" \
         --aptopt='Acquire::Check-Valid-Until "false"' \
         --aptopt='APT::Install-Recommends "false"' --aptopt='Acquire::Retries "3"' \
         --dpkgopt=force-unsafe-io --dpkgopt='path-exclude=/usr/share/doc/*' \
@@ -58,6 +60,27 @@ if [ ! -f "$ROOT/.ready" ]; then
   chroot "$ROOT.tmp" /usr/sbin/asterisk -V > "$ROOT.tmp/.ready" || die "asterisk in the chroot does not run"
   rm -rf "$ROOT"
   mv "$ROOT.tmp" "$ROOT"
+fi
+# a chroot cached before a package joined CHROOT_EXTRA gets it added (apt inside the chroot, with the host's
+# resolver for the download only)
+missing_extra=()
+for p in ${CHROOT_EXTRA//,/ }; do
+  [ -f "$ROOT/var/lib/dpkg/info/$p.list" ] || missing_extra+=("$p")
+done
+if [ ${#missing_extra[@]} -gt 0 ]; then
+  say "adding ${missing_extra[*]} to the Asterisk chroot"
+  cp "$ROOT/etc/resolv.conf" "$ROOT/etc/resolv.conf.ivr" && cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+  ok=0
+  for attempt in 1 2 3; do
+    if chroot "$ROOT" apt-get -o Acquire::Check-Valid-Until=false -o Acquire::Retries=3 -qq update 2>/dev/null \
+       && chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Check-Valid-Until=false \
+            -o APT::Install-Recommends=false -o Dpkg::Options::=--force-unsafe-io -y -qq install \
+            "${missing_extra[@]}" >"$IVR_CACHE/chroot-apt.log" 2>&1; then ok=1; break; fi
+    sleep $((attempt * 3))
+  done
+  mv "$ROOT/etc/resolv.conf.ivr" "$ROOT/etc/resolv.conf"
+  [ $ok = 1 ] || cat "$IVR_CACHE/chroot-apt.log" >&2
+  [ $ok = 1 ] || die "could not add ${missing_extra[*]} to the Asterisk chroot (is the Debian mirror reachable?)"
 fi
 say "asterisk: $(cat "$ROOT/.ready")"
 

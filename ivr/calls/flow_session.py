@@ -143,7 +143,7 @@ class FlowSession:
                 if self.app.routing is not None:
                     self.hints = self.app.routing.hints(value)
                     if self.hints.language and self._language is None:
-                        self._language = self.hints.language
+                        await self._set_language(self.hints.language)
                 self.log.info("CRM: %s%s", value.status.value if hasattr(value.status, "value") else value.status,
                               f" (flags {sorted(self.hints.flags)})" if self.hints and self.hints.flags else "")
                 fe = CustomerData(value.as_flow_vars())
@@ -215,11 +215,11 @@ class FlowSession:
                                               cmd.requested_at.timestamp())
                 self.log.info("callback requested for %s (queue %s)", mask_number(cmd.number), cmd.queue)
             return
-        if isinstance(cmd, SetLanguage):
-            self._language = cmd.language
-            return
         if hung_up:
             return   # nothing else can be done on a channel that is gone
+        if isinstance(cmd, SetLanguage):
+            await self._set_language(cmd.language)
+            return
         if isinstance(cmd, Answer):
             await self.ari.answer(self.channel_id)
         elif isinstance(cmd, Play):
@@ -258,6 +258,16 @@ class FlowSession:
     def customer_name(self) -> str:
         c = getattr(self.crm_result, "customer", None)
         return getattr(c, "name", "") or ""
+
+    async def _set_language(self, language: str) -> None:
+        """The call's language: prompt variants follow it (``lang`` of every playback), and so does the
+        channel, so what Asterisk plays by itself on it later (queue announcements, digits, numbers) is in
+        that language too."""
+        self._language = language
+        try:
+            await self.ari.set_var(self.channel_id, "CHANNEL(language)", language)
+        except AriError as e:
+            self.log.info("channel language not set: %s", e)
 
     def screen_pop(self) -> dict[str, Any]:
         """What the agent sees when this call is offered: customer card, IVR path, queue and wait."""

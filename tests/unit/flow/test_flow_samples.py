@@ -27,12 +27,12 @@ def samples(core_sounds):
 
 
 def test_samples_are_valid_with_only_core_sounds_and_the_known_queues(samples):
-    assert samples.names == ("demo", "sales", "support")
+    assert samples.names == ("bilingual", "demo", "sales", "support")
 
 
 def test_the_validate_command_accepts_the_samples(capsys):
     assert validate_main([str(FLOWS), "--queues", ",".join(sorted(SAMPLE_QUEUES))]) == 0
-    assert capsys.readouterr().out == "OK: 3 flow files, 0 errors, 0 warnings\n"
+    assert capsys.readouterr().out == "OK: 4 flow files, 0 errors, 0 warnings\n"
 
 
 def run(samples, flow: str, at: datetime, **script) -> list[str]:
