@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS voicemails (
   id INTEGER PRIMARY KEY AUTOINCREMENT, mailbox TEXT NOT NULL, caller TEXT, recording TEXT NOT NULL,
   duration REAL, created_at REAL NOT NULL, call_id TEXT
 );
+CREATE TABLE IF NOT EXISTS agent_states (
+  agent_id TEXT PRIMARY KEY, presence TEXT NOT NULL, pause_reason TEXT, updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS callbacks (
   id INTEGER PRIMARY KEY AUTOINCREMENT, number TEXT NOT NULL, queue TEXT, created_at REAL NOT NULL,
   call_id TEXT, status TEXT NOT NULL DEFAULT 'pending'
@@ -107,6 +110,18 @@ class Storage:
                           (mailbox,) if mailbox else ()).fetchall()
         keys = ["id", "mailbox", "caller", "recording", "duration", "created_at", "call_id"]
         return [dict(zip(keys, r)) for r in rows]
+
+    def agent_states(self) -> dict[str, tuple[str, str | None]]:
+        """agent id -> (presence, pause reason) as last saved: presence is ``logged_in``, ``paused`` or
+        ``logged_out`` (what the agent or a supervisor chose; not the moment-to-moment call states)."""
+        return {r[0]: (r[1], r[2]) for r in
+                self._exec("SELECT agent_id, presence, pause_reason FROM agent_states").fetchall()}
+
+    def set_agent_state(self, agent_id: str, presence: str, pause_reason: str | None = None) -> None:
+        self._exec("INSERT INTO agent_states(agent_id, presence, pause_reason, updated_at) VALUES (?,?,?,?) "
+                   "ON CONFLICT(agent_id) DO UPDATE SET presence = excluded.presence, "
+                   "pause_reason = excluded.pause_reason, updated_at = excluded.updated_at",
+                   (agent_id, presence, pause_reason, time.time()))
 
     def add_callback(self, number: str, queue: str, call_id: str = "", at: float | None = None) -> int:
         cur = self._exec("INSERT INTO callbacks(number, queue, created_at, call_id) VALUES (?,?,?,?)",

@@ -123,12 +123,18 @@ class AcdService:
         self.endpoints: dict[str, str] = {}          # "PJSIP/agent1" -> agent id
         self.agent_names: dict[str, str] = {}
         auto_login = bool(self.options.get("auto_login", True))
+        # what each agent chose (logged in, paused with a reason, logged out) survives a restart of the app
+        self._presence: dict[str, tuple[str, str | None]] = app.storage.agent_states() if app.storage else {}
         for raw in cfg.agents:
             d = {k: v for k, v in raw.items() if k not in _AGENT_CONFIG_EXTRA}
             ac = agent_from_dict(d)
             self.router.add_agent(ac, registered=False)   # presence comes from Asterisk
-            if raw.get("login", auto_login):
+            saved, reason = self._presence.get(ac.id, (None, None))
+            if saved is None and raw.get("login", auto_login) or saved in ("logged_in", "paused"):
                 self.router.login(ac.id)
+            if saved == "paused":
+                self.router.pause(ac.id, reason or "break")
+                log.info("agent %s restored paused (%s)", ac.id, reason or "break")
             self.endpoints[ac.endpoint] = ac.id
             self.agent_names[ac.id] = ac.name
             app.add_subscription(f"endpoint:{ac.endpoint}")
@@ -492,11 +498,23 @@ class AcdService:
                 started = self.wrap_started.pop(d.agent_id)
                 self.app.metrics.wrap_up_finished(self._agent_queue.get(d.agent_id, ""),
                                                   time.monotonic() - started)
+            self._save_presence(d.agent_id, d.new, d.reason)
             self._notify("agent", self.router.agent_snapshot(d.agent_id).as_dict())
         elif isinstance(d, StartWrapUp):
             self.wrap_started[d.agent_id] = time.monotonic()
         elif isinstance(d, CallFinished):
             await self._finished(d)
+
+    def _save_presence(self, agent_id: str, state: AgentState, reason: str | None) -> None:
+        """Persist what outlives a restart: logged in / paused (with its reason) / logged out. The states
+        of a call (reserved, on call, wrap-up) count as logged in, so a call writes nothing."""
+        presence = ("paused" if state is AgentState.PAUSED else "logged_out" if state is AgentState.LOGGED_OUT
+                    else "logged_in")
+        rec = (presence, reason if presence == "paused" else None)
+        if self.app.storage is None or self._presence.get(agent_id) == rec:
+            return
+        self._presence[agent_id] = rec
+        self.app.storage.set_agent_state(agent_id, *rec)
 
     async def _offer(self, d: Offer) -> None:
         qc = self.calls.get(d.call_id)

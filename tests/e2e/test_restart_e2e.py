@@ -187,3 +187,44 @@ async def test_ari_outage_of_seconds_while_a_caller_hangs_up_in_conversation(flo
                            and len(app.storage.call_records()) == 2, 5, what="both calls recorded")
             assert sorted(r["outcome"] for r in app.storage.call_records()) == ["answered", "answered"]
             assert app.acd.router.agent_snapshot("agent1").state == AgentState.AVAILABLE
+
+
+async def test_agent_states_survive_a_sigkill_and_a_paused_agent_is_not_rung_by_an_adopted_caller(
+        flow_cfg, phones, tmp_path):
+    """agent1 (the only billing agent with a phone) is paused for lunch and agent2 logged out, a caller
+    waits; the app is killed with SIGKILL. The restarted app restores both (paused with its reason,
+    logged out): the adopted caller keeps waiting instead of ringing agent1, and is served once agent1
+    comes back from lunch."""
+    import aiohttp
+    cfg = with_queue_overrides(flow_cfg, wrap_up=0, announce_frequency=None)
+    phones("agent1")
+    proc = AppProcess(cfg, tmp_path / "app1").start()
+    base = f"http://127.0.0.1:{cfg.http.port}"
+    auth = {"Authorization": f"Bearer {cfg.http.admin_token}"}
+    caller = None
+    try:
+        async with aiohttp.ClientSession() as http, ari_client(cfg) as ari:
+            for aid, body in (("agent1", {"action": "pause", "reason": "lunch"}), ("agent2", {"action": "logout"})):
+                async with http.post(f"{base}/api/agents/{aid}/state", json=body, headers=auth) as r:
+                    assert r.status == 200, await r.text()
+            caller = _caller(cfg, "441000000009", 14000)
+            await wait_for(lambda: _in_queue(ari, 1), 10, what="the caller waits (agent1 is at lunch)")
+            proc.kill()
+    finally:
+        proc.kill()
+    async with running_app(cfg) as app, ari_client(cfg) as ari:
+        await wait_for(lambda: len(app.acd.calls) == 1, 10, what="the waiting caller adopted")
+        a1, a2 = app.acd.router.agent_snapshot("agent1"), app.acd.router.agent_snapshot("agent2")
+        assert (a1.state, a1.pause_reason) == (AgentState.PAUSED, "lunch")
+        assert a2.state == AgentState.LOGGED_OUT
+        assert app.acd.router.agent_snapshot("agent4").state == AgentState.AVAILABLE   # untouched: as configured
+        await wait_for(lambda: app.acd.router.agent_snapshot("agent1").registered, 10)
+        await asyncio.sleep(1.5)
+        [qc] = app.acd.calls.values()
+        assert qc.leg_id is None and not qc.legs_tried     # agent1 was never rung
+        await app.acd.agent_action("agent1", "unpause")
+        await wait_for(lambda: qc.bridge_id, 15, what="served once agent1 is back")
+        assert qc.agent_id == "agent1"
+        assert (await asyncio.to_thread(caller.wait)).ok
+        await assert_no_leaks(ari)
+        assert app.storage.agent_states()["agent1"] == ("logged_in", None)   # the unpause is saved too
