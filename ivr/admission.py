@@ -6,12 +6,14 @@ already in the system late too (ring timeouts expire before the agent leg's even
 joined after a channel is gone). Refusing it with a SIP 503 before any IVR work costs almost nothing and
 lets a SIP front or a carrier retry elsewhere, while the calls already in the system are served.
 
-Signals (each a "decaying peak": a sample raises it at once, it decays with time constant ``decay``
-seconds when nothing higher comes, so one spike is remembered for a moment and a quiet loop reads ~0):
+Signals:
 
 * ``event_lag``: how late the event loop is (the overshoot of a probe that sleeps 100 ms at a time: CPU
-  saturation and anything blocking the loop show up there, a handler awaiting a slow CRM does not);
-* ``ari_latency``: how long ARI REST requests of calls take (a timeout counts as its full duration);
+  saturation and anything blocking the loop show up there, a handler awaiting a slow CRM does not), as a
+  decaying peak: a sample raises it at once, it decays with time constant ``decay`` seconds;
+* ``ari_latency``: how long ARI REST requests of calls take: the 90th percentile of the requests of the
+  last ``decay`` seconds (one slow request among hundreds is no sign of saturation; a timeout counts as
+  its full duration);
 * ``calls``: calls in progress (caller channels the app handles) against ``max_calls`` (optional: no
   capacity is assumed unless configured).
 
@@ -26,8 +28,10 @@ new calls until one ends).
 
 from __future__ import annotations
 
+import heapq
 import math
 import random as _random
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -100,6 +104,30 @@ class _Peak:
             self.value, self.at = sample, now
 
 
+class _RecentQuantile:
+    """The ``q`` quantile of the samples of the last ``window`` seconds (0 with none). For the latency of
+    hundreds of requests a second, where one slow request among them (a GC pause, a scheduling hiccup) is
+    no sign of saturation but a slow tenth of them is. Memory is bounded by ``cap`` samples."""
+
+    __slots__ = ("cap", "q", "samples", "window")
+
+    def __init__(self, window: float, q: float = 0.9, cap: int = 4096) -> None:
+        self.window, self.q, self.cap = window, q, cap
+        self.samples: deque[tuple[float, float]] = deque(maxlen=cap)
+
+    def add(self, now: float, sample: float) -> None:
+        self.samples.append((now, sample))
+
+    def read(self, now: float) -> float:
+        s = self.samples
+        while s and s[0][0] < now - self.window:
+            s.popleft()
+        if not s:
+            return 0.0
+        k = max(1, math.ceil(len(s) * (1.0 - self.q)))     # the k-th largest is the q quantile
+        return heapq.nlargest(k, (v for _, v in s))[-1]
+
+
 @dataclass(frozen=True)
 class AdmissionState:
     shed: float                 # share of new calls refused now, 0..1 (1 while at max_calls)
@@ -125,7 +153,7 @@ class Admission:
         self._calls = calls_in_progress
         self._random = random
         self._lag = _Peak(policy.decay)
-        self._ari = _Peak(policy.decay)
+        self._ari = _RecentQuantile(max(policy.decay, 0.5))
         self._share = 0.0
         self._reason: str | None = None
         self._at = clock()

@@ -52,7 +52,9 @@ class ContactQualityReporter:
     async def refresh(self) -> dict[str, QueueContactQuality]:
         now = self.clock()
         calls = await self.source.interactions_between(now - self.window - self.repeat_window, now + 1e-6)
-        report = contact_quality(calls, now, self.window, self.repeat_window)
+        # off the event loop: over a day of history this is tens of milliseconds of pure Python, which would
+        # stall every call (and read as saturation to admission control) once a minute
+        report = await asyncio.to_thread(contact_quality, calls, now, self.window, self.repeat_window)
         self.sink(report)
         return report
 

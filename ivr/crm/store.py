@@ -261,12 +261,13 @@ class SqliteCrm:
 
     async def interactions_between(self, start: float, end: float) -> list[Interaction]:
         """All interactions with ``start <= at < end``, oldest first (for FCR reports)."""
-        rows = await self._call(
-            lambda db: db.execute(
+        # rows are turned into Interactions in the worker thread too: a day of history is thousands of rows,
+        # and the event loop serves calls meanwhile
+        return await self._call(
+            lambda db: [_interaction_from_row(r) for r in db.execute(
                 "SELECT * FROM interactions WHERE at >= ? AND at < ? ORDER BY at, id", (start, end)
-            ).fetchall()
+            ).fetchall()]
         )
-        return [_interaction_from_row(r) for r in rows]
 
     async def prune_interactions(self, older_than: float) -> int:
         """Delete history older than ``older_than`` (epoch seconds); returns rows deleted."""

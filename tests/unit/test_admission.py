@@ -287,3 +287,22 @@ def test_app_feeds_call_requests_to_admission_but_not_bulk_lists():
     assert app.admission.evaluate().ari_latency == 0
     app.ari.on_latency(2.0, "POST", "/channels/c1/answer")
     assert app.admission.evaluate().ari_latency > 1.5
+
+
+def test_one_slow_request_among_many_is_no_sign_of_saturation_but_a_slow_tenth_is():
+    a, clock, _ = make(max_ari_latency=1.0, rise_seconds=0.5, decay=1.0)
+    for i in range(300):                                   # 300 requests in 0.3 s, one of them slow
+        clock.t += 0.001
+        a.ari_latency(2.5 if i == 150 else 0.02)
+    assert a.evaluate().ari_latency < 0.1
+    clock.t += 0.1
+    assert a.evaluate().shed == 0
+    for i in range(100):                                   # now 40 of the next 100 take 1.2 s
+        clock.t += 0.001
+        a.ari_latency(1.2 if i % 5 < 2 else 0.02)
+    st = a.evaluate()
+    assert st.ari_latency == pytest.approx(1.2)
+    clock.t += 0.1
+    assert a.evaluate().shed > 0 and a.evaluate().reason == "ari_latency"
+    clock.t += 1.5                                         # the window (decay = 1 s) forgets them
+    assert a.evaluate().ari_latency == 0
