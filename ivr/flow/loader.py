@@ -64,6 +64,10 @@ from .schedule import (
 )
 from .template import TemplateError, template_names
 
+#: Proficiency scale of required skills: the ACD's (``ivr.acd.agent.SKILL_MIN``/``SKILL_MAX``, agents' and
+#: queues' levels too); ivr.flow imports nothing outside itself, a unit test checks they agree.
+SKILL_MIN, SKILL_MAX = 1, 5
+
 FLOW_FILE_SUFFIXES = (".yaml", ".yml")
 
 # Limits on what a flow file may be, checked before it is composed, so that a hostile or broken file
@@ -493,8 +497,17 @@ class _Reader:
                 ok = False
                 continue
             level = self.scalar(level_node)
-            if level_node.tag != _INT or not 0 <= level <= 100:
-                self.error(level_node, f"level of skill '{skill}' must be a whole number from 0 to 100, "
+            if key == "optional_skills":
+                # optional skills are weights (fit = weight x agent's level), not levels
+                if level_node.tag != _INT or not 0 <= level <= 100:
+                    self.error(level_node, f"weight of optional skill '{skill}' must be a whole number from "
+                                           f"0 to 100, got {self.describe(level_node)}")
+                    ok = False
+                    continue
+            elif level_node.tag != _INT or not SKILL_MIN <= level <= SKILL_MAX:
+                # required skills are proficiency levels on the ACD's scale (agents' and queues' too)
+                self.error(level_node, f"level of required skill '{skill}' must be a whole number from "
+                                       f"{SKILL_MIN} to {SKILL_MAX} (the ACD's proficiency scale), "
                                        f"got {self.describe(level_node)}")
                 ok = False
                 continue

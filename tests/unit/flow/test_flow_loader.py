@@ -93,6 +93,15 @@ BAD_FILE_ERRORS = {
         "24:26: unknown schedule 'office_hours'",
         "25:15: unknown node 'nowhere'",
     ],
+    "skill_levels.yaml": [
+        "7:34: level of required skill 'technical' must be a whole number from 1 to 5 (the ACD's proficiency "
+        "scale), got '0'",
+        "12:34: level of required skill 'technical' must be a whole number from 1 to 5 (the ACD's proficiency "
+        "scale), got '80'",
+        "12:62: level of required skill 'support' must be a whole number from 1 to 5 (the ACD's proficiency "
+        "scale), got '6'",
+        "18:57: weight of optional skill 'support' must be a whole number from 0 to 100, got '101'",
+    ],
     "types.yaml": [
         "3:11: 'language' must be a language code such as 'en' or 'fr_CA', got 'english'",
         "4:16: 'customer_wait' must be a number of seconds (0 or more), got '-1'",
@@ -105,7 +114,8 @@ BAD_FILE_ERRORS = {
         "17:17: 'min_length' (8) is greater than 'max_length' (4)",
         "19:17: 'terminator' must be one DTMF key (0-9, *, #, A-D) or none, got '##'",
         "20:14: 'retries' must be a whole number of at least 0, got '-1'",
-        "25:32: level of skill 'billing' must be a whole number from 0 to 100, got 'high'",
+        "25:32: level of required skill 'billing' must be a whole number from 1 to 5 (the ACD's proficiency "
+        "scale), got 'high'",
         "25:38: 'bad skill' is not a skill name (letters, digits, '_' and '-')",
         "27:15: 'priority' must be a whole number, got '1.5'",
         "31:13: 'reason' must be one of normal, busy, congestion, no_answer, rejected, unallocated, got 'rude'",
@@ -362,6 +372,23 @@ def test_validate_cli_prints_errors_then_warnings_and_fails(capsys):
     assert out[8].startswith(f"{BAD}/warnings.yaml:6:3: warning: menu 'menu' has no 'on_timeout'")
     assert out[9] == f"{BAD}/warnings.yaml:8:13: warning: prompt has no 'en' variant (the flow's default language)"
     assert out[-1] == "FAILED: 2 flow files, 8 errors, 2 warnings"
+
+
+def test_validate_cli_refuses_required_levels_off_the_acd_scale_with_positions(capsys):
+    """``ivr validate``: a required level outside 1-5 is an error at file:line:col (no silent clamp)."""
+    assert validate_main([str(BAD / "skill_levels.yaml")]) == 1
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert f"{BAD / 'skill_levels.yaml'}:7:34: level of required skill 'technical' must be a whole number " \
+           "from 1 to 5" in text
+    assert f"{BAD / 'skill_levels.yaml'}:12:34:" in text and f"{BAD / 'skill_levels.yaml'}:12:62:" in text
+    assert "networking" not in text  # 5 is on the scale; optional weights 0 and 100 are fine
+
+
+def test_flow_skill_scale_is_the_acds():
+    from ivr.acd.agent import SKILL_MAX, SKILL_MIN
+    from ivr.flow import loader
+    assert (loader.SKILL_MIN, loader.SKILL_MAX) == (SKILL_MIN, SKILL_MAX)
 
 
 def test_validate_cli_accepts_directories_and_known_queues(capsys, tmp_path):
