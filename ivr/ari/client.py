@@ -314,6 +314,10 @@ class AriClient:
         except NotFound:
             return False
 
+    async def stored_recordings(self) -> list[str]:
+        """Names of the recordings Asterisk keeps."""
+        return [str(r.get("name", "")) for r in await self._op("recordings.stored_list") or []]
+
     async def stored_recording(self, name: str) -> dict[str, Any]:
         return await self._op("recordings.stored_get", recordingName=name)
 

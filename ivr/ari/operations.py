@@ -76,6 +76,7 @@ OPERATIONS: dict[str, Operation] = {
     "playbacks.get": Operation("GET", "/playbacks/{playbackId}"),
     "playbacks.stop": Operation("DELETE", "/playbacks/{playbackId}"),
     # recordings
+    "recordings.stored_list": Operation("GET", "/recordings/stored"),
     "recordings.stored_get": Operation("GET", "/recordings/stored/{recordingName}"),
     "recordings.stored_delete": Operation("DELETE", "/recordings/stored/{recordingName}"),
     "recordings.live_stop": Operation("POST", "/recordings/live/{recordingName}/stop"),

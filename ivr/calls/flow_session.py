@@ -45,6 +45,7 @@ from ..flow import (
     StartTimer,
     StopPlayback,
     StoreVoicemail,
+    DiscardRecording,
     TimerFired,
     Transfer,
 )
@@ -208,6 +209,13 @@ class FlowSession:
                 vid = self.app.storage.add_voicemail(cmd.mailbox, cmd.caller, cmd.recording, cmd.duration,
                                                      self.channel_id, cmd.recorded_at.timestamp())
                 self.log.info("voicemail %d stored in mailbox %s (%.1fs)", vid, cmd.mailbox, cmd.duration)
+            return
+        if isinstance(cmd, DiscardRecording):
+            self.log.info("empty voicemail (%.1fs) discarded", cmd.duration)
+            try:
+                await self.ari.delete_stored_recording(cmd.recording)
+            except AriError as e:
+                self.log.info("empty recording %s not deleted: %s", cmd.recording, e)
             return
         if isinstance(cmd, RequestCallback):
             if self.app.storage is not None:

@@ -32,12 +32,14 @@ from .protocol import (
     StartTimer,
     StopPlayback,
     StoreVoicemail,
+    DiscardRecording,
     TimerFired,
     Transfer,
 )
 
 __all__ = [
-    "Answer", "CallInfo", "CancelTimer", "Command", "CustomerData", "Diagnostic", "DigitReceived", "Enqueue",
+    "Answer", "CallInfo", "CancelTimer", "Command", "CustomerData", "Diagnostic", "DigitReceived", "DiscardRecording",
+    "Enqueue",
     "Event", "Flow", "FlowEnded", "FlowRunner", "FlowSet", "Hangup", "HungUp", "NodeEntered", "PathStep", "Play",
     "PlaybackFinished", "QueueResult", "Record", "RecordingFinished", "RequestCallback", "Secret", "SetLanguage",
     "StartTimer", "StopPlayback", "StoreVoicemail", "TimerFired", "Transfer", "load_flow_dir", "load_flow_file",

@@ -55,7 +55,9 @@ voicemail
     ``RecordingFinished``: ``StoreVoicemail(mailbox, recording, caller, time)``, then
     ``next`` or a polite hangup. A caller hanging up while recording is the normal way to
     end a message: the flow ends, but the later ``RecordingFinished`` still emits
-    ``StoreVoicemail`` (the only command ever emitted after the end).
+    ``StoreVoicemail`` (the only command ever emitted after the end). A recording shorter
+    than ``MIN_MESSAGE_SECONDS`` (1 s: the caller hung up at the tone) is no message:
+    ``DiscardRecording`` instead, and the path says ``<mailbox> (empty)``.
 callback
     ``RequestCallback(queue, number)`` with the caller's number or ``variable``, then
     ``next`` or a polite hangup.
@@ -124,6 +126,7 @@ from .protocol import (
     StartTimer,
     StopPlayback,
     StoreVoicemail,
+    DiscardRecording,
     TimerFired,
     Transfer,
 )
@@ -135,6 +138,8 @@ MAX_STEPS_PER_EVENT = 200
 # A caller pressing keys for an hour must not grow a call without bound: type-ahead keeps this many digits,
 # the path the first MAX_PATH_HEAD and the latest MAX_PATH_TAIL steps (with a ``skipped`` step between).
 MAX_TYPEAHEAD = 32
+#: A recording shorter than this (seconds) is not a voicemail: it is discarded, not stored.
+MIN_MESSAGE_SECONDS = 1.0
 MAX_PATH_HEAD = 200
 MAX_PATH_TAIL = 300
 
@@ -680,6 +685,10 @@ class FlowRunner:
         return self._jump_or_goodbye(node.next, "voicemail")
 
     def _store_voicemail(self, mailbox: str, recording: str, duration: float) -> None:
+        if not duration >= MIN_MESSAGE_SECONDS:   # a caller who hung up at the tone left no message
+            self._record(PathStep("voicemail", f"{mailbox} (empty)"))
+            self._out.append(DiscardRecording(recording, duration))
+            return
         self._record(PathStep("voicemail", mailbox))
         self._out.append(StoreVoicemail(mailbox, recording, duration, self._clock(), self._call.caller))
 

@@ -167,6 +167,14 @@ class StoreVoicemail:
 
 
 @dataclass(frozen=True)
+class DiscardRecording:
+    """A recording that is not a message (shorter than ``MIN_MESSAGE_SECONDS``): delete it, store nothing."""
+
+    recording: str
+    duration: float
+
+
+@dataclass(frozen=True)
 class RequestCallback:
     queue: str
     requested_at: datetime
@@ -195,7 +203,7 @@ class FlowEnded:
 
 
 Command = (Answer | Play | StopPlayback | StartTimer | CancelTimer | SetLanguage | Enqueue | Transfer | Record
-           | StoreVoicemail | RequestCallback | Hangup | NodeEntered | FlowEnded)
+           | StoreVoicemail | DiscardRecording | RequestCallback | Hangup | NodeEntered | FlowEnded)
 
 
 # -- the path -------------------------------------------------------------------------

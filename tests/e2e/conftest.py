@@ -21,7 +21,7 @@ def flow_cfg(cfg, tmp_path):
         shutil.copy(f, d)
     for f in (Path(__file__).parent / "flows").glob("*.yaml"):
         shutil.copy(f, d)
-    routes = {**cfg.flows.routes, "300": "quick", "400": "acd", "500": "flood"}
+    routes = {**cfg.flows.routes, "300": "quick", "400": "acd", "500": "flood", "600": "voicemail"}
     # fresh state per test: call records and CRM history never leak from one test into the next
     crm = {**cfg.crm, "sqlite": {**cfg.crm.get("sqlite", {}), "path": str(tmp_path / "crm.sqlite")}}
     return dataclasses.replace(cfg, flows=dataclasses.replace(cfg.flows, dir=str(d), routes=routes),

@@ -27,6 +27,7 @@ from ivr.flow import (
     StartTimer,
     StopPlayback,
     StoreVoicemail,
+    DiscardRecording,
     TimerFired,
     Transfer,
 )
@@ -494,6 +495,24 @@ def test_voicemail_hangup_while_recording_still_stores_the_message(drive):
         StoreVoicemail("support", "vm-chan-1-1", 7, NOON, "+15550100")]
     assert call.feed(RecordingFinished("vm-chan-1-1", 7)) == []
     assert call.runner.waiting_for == "nothing"
+
+
+@pytest.mark.parametrize("duration", [0, 0.4, 0.99])
+def test_a_recording_shorter_than_a_second_is_no_message(drive, duration):
+    call = drive(VOICEMAIL, at=NOON)
+    call.start()
+    call.press("1")
+    call.played()
+    assert call.feed(RecordingFinished("vm-chan-1-1", duration)) == [
+        DiscardRecording("vm-chan-1-1", duration), node("bye", "hangup"), Play("pb-2", ("sound:vm-goodbye",), False)]
+    assert ("voicemail", "support (empty)") in [(s.kind, s.detail) for s in call.runner.path]
+    # hung up at the tone: the same after the end
+    call = drive(VOICEMAIL, at=NOON)
+    call.start()
+    call.played()
+    call.feed(HungUp())
+    assert call.feed(RecordingFinished("vm-chan-1-1", duration)) == [DiscardRecording("vm-chan-1-1", duration)]
+    assert call.feed(RecordingFinished("vm-chan-1-1", 1.0)) == []
 
 
 def test_callback_uses_the_caller_or_a_collected_number(drive):

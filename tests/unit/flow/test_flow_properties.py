@@ -24,6 +24,7 @@ from ivr.flow import (
     StartTimer,
     StopPlayback,
     StoreVoicemail,
+    DiscardRecording,
     TimerFired,
     load_flow_dir,
 )
@@ -84,7 +85,7 @@ class Invariants:
     def commands(self, commands) -> None:
         for command in commands:
             if self.ended:
-                assert isinstance(command, StoreVoicemail), f"{command} after the end"
+                assert isinstance(command, (StoreVoicemail, DiscardRecording)), f"{command} after the end"
                 continue
             if isinstance(command, StartTimer):
                 assert self.timer is None, "two timers at once"

@@ -1,0 +1,45 @@
+"""Voicemail on a real call: a message is stored (a row and Asterisk's recording); a caller who hangs up at
+once leaves no message: nothing is stored and the empty recording is deleted from Asterisk."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ivr.flow.engine import _UNSAFE_ID_CHARS
+from ivr.sim.sipp import SippCaller, SippProcess
+from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+async def _call(app, cfg, steps):
+    before = len(app.recent_calls)
+    r = await asyncio.to_thread(SippProcess(SippCaller("600", steps=steps), cfg.asterisk.sip_port, timeout=30).wait)
+    assert r.ok, r.stderr
+    await wait_for(lambda: len(app.recent_calls) > before, 10, what="the call ended")
+    return app.recent_calls[-1]
+
+
+async def test_a_message_is_stored_and_an_empty_one_is_not(flow_cfg):
+    async with running_app(flow_cfg) as app, ari_client(flow_cfg) as ari:
+        # a real message: 3 s of speech, then the caller hangs up (the normal way to end one)
+        await _call(app, flow_cfg, [("audio",), ("pause", 3000)])
+        stored = await wait_for(lambda: app.storage.voicemails(), 10, what="the message stored")
+        [vm] = stored
+        assert vm["mailbox"] == "support" and vm["duration"] >= 1
+        assert vm["recording"] in await ari.stored_recordings()
+        # hung up at once: no message, and the empty recording does not linger on Asterisk
+        s = await _call(app, flow_cfg, [("pause", 200)])
+        await wait_for(lambda: ("voicemail", "support (empty)") in [(p.kind, p.detail) for p in s.runner.path],
+                       10, what="the empty recording judged")
+        assert len(app.storage.voicemails()) == 1
+        empty = f"vm-{_UNSAFE_ID_CHARS.sub('_', s.channel_id)}-1"
+        await wait_for(lambda: _gone(ari, empty), 5, what="the empty recording deleted")
+        assert vm["recording"] in await ari.stored_recordings()     # the real message is kept
+        await assert_no_leaks(ari)
+
+
+async def _gone(ari, name: str) -> bool:
+    return name not in await ari.stored_recordings()
