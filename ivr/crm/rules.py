@@ -356,11 +356,21 @@ def _skills(where: str, v: Any) -> dict[str, int]:
         raise CrmConfigError(f"{where}: expected {{skill: min_level}} or a list of skills")
     out = {}
     for k, lvl in v.items():
-        lvl = _int(f"{where}.{k}", lvl)
-        if lvl < 0:
-            raise CrmConfigError(f"{where}.{k}: level must be >= 0")
-        out[str(k)] = lvl
+        out[str(k)] = _level(f"{where}.{k}", lvl)
     return out
+
+
+#: The ACD's proficiency scale (``ivr.acd.agent.SKILL_MIN``/``SKILL_MAX``; agents, queues and flows use it too).
+LEVEL_MIN, LEVEL_MAX = 1, 5
+
+
+def _level(where: str, v: Any) -> int:
+    """A required-skill level on the ACD's 1-5 scale (refused, not clamped: 0 or 80 is a typo)."""
+    lvl = _int(where, v)
+    if not LEVEL_MIN <= lvl <= LEVEL_MAX:
+        raise CrmConfigError(f"{where}: level must be {LEVEL_MIN}..{LEVEL_MAX} (the ACD's proficiency scale), "
+                             f"got {lvl}")
+    return lvl
 
 
 def _tier_rule(where: str, d: Any) -> TierRule:
@@ -420,7 +430,7 @@ def routing_from_dict(d: Mapping[str, Any] | None) -> RoutingPolicy:
             raise CrmConfigError("routing.language.supported: expected a list of language codes")
         supported = frozenset(str(s).lower() for s in supported)
     default_language = lang.get("default")
-    min_level = _int("routing.language.min_level", lang.get("min_level", 1))
+    min_level = _level("routing.language.min_level", lang.get("min_level", 1))
 
     repeat_raw = d.get("repeat_caller")
     repeat = _tier_rule("routing.repeat_caller", repeat_raw) if repeat_raw is not None else None

@@ -185,13 +185,25 @@ def test_empty_policy_is_neutral_for_known_customers() -> None:
     assert h.priority_boost == 0 and h.queue_override is None
 
 
+def test_routing_levels_on_the_acd_scale_are_accepted() -> None:
+    p = routing_from_dict({"tiers": {"a": {"skills": {"x": 1}}, "b": {"skills": {"x": 5}}},
+                           "language": {"min_level": 5}, "repeat_caller": {"skills": ["tier2"]}})
+    assert p.tiers["a"].skills == {"x": 1} and p.tiers["b"].skills == {"x": 5} and p.language_min_level == 5
+    assert p.repeat.skills == {"tier2": 1}
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
         ({"tierz": {}}, r"routing: unknown key\(s\) \['tierz'\]"),
         ({"tiers": {"vip": {"boost": 10}}}, r"routing.tiers.vip: unknown key"),
         ({"tiers": {"vip": {"priority_boost": "10"}}}, "expected an integer"),
-        ({"tiers": {"vip": {"skills": {"legacy": -1}}}}, "level must be >= 0"),
+        ({"tiers": {"vip": {"skills": {"legacy": -1}}}}, r"routing\.tiers\.vip\.skills\.legacy: level must be 1\.\.5"),
+        ({"tiers": {"vip": {"skills": {"legacy": 0}}}}, r"routing\.tiers\.vip\.skills\.legacy: level must be 1\.\.5 "
+                                                        r"\(the ACD's proficiency scale\), got 0"),
+        ({"tiers": {"vip": {"skills": {"legacy": 80}}}}, r"routing\.tiers\.vip\.skills\.legacy: .*got 80"),
+        ({"repeat_caller": {"skills": {"tier2": 6}}}, r"routing\.repeat_caller\.skills\.tier2: level must be 1\.\.5"),
+        ({"language": {"min_level": 0}}, r"routing\.language\.min_level: level must be 1\.\.5"),
         ({"tiers": {}, "default_tier": "gold"}, "not one of routing.tiers"),
         ({"language": {"skill_template": "lang"}}, "must be a string containing"),
         ({"language": {"skill_template": "lang_{lang}_{x}"}}, "only"),
