@@ -1,7 +1,9 @@
 """Calls as given to the router (``Call``, frozen input) and their life-cycle states.
 
 A call carries its queue, a priority (added to the queue's priority; higher first), per-call extra
-required skills (ANDed with the queue's, never relaxed; e.g. ``{"lang:fr": 1}`` or ``{"legacy": 1}``),
+required skills (levels 1-5, ANDed with the queue's and relaxed by the queue's steps like the queue's own,
+except languages ``lang:*`` which are hard, never relaxed; see ``policy``; e.g. ``{"lang:fr": 1}`` or
+``{"legacy": 1}``),
 per-call optional skills (skill -> weight >= 0, combined with the queue's optional skills: they only
 rank eligible agents, see ``policy.merge_optional``; e.g. a flow's ``optional_skills: {vip: 5}``), an
 optional preferred agent with a deadline on the router clock (until then only that agent may take the

@@ -5,7 +5,8 @@ Why groups are enough
 ---------------------
 Waiting calls (without an active preferred agent) are kept in *groups* keyed by
 (queue, effective priority, extra-skill signature), each sorted by join order (``seq``). Requirements of a
-call depend only on (queue, extra skills, wait) and relaxation is monotone in the wait, so inside a group
+call depend only on (queue, extra skills, wait) and relaxation (of the queue's and of the call's skills) is
+monotone in the wait, so inside a group
 the head (the earliest joiner = the longest wait) has the *largest* eligible set: if any call of the group
 is eligible for an agent, the head is. All calls of a group share the priority, so the head is also the
 most senior call of the group. Hence, when an agent frees up, checking only the group heads of its
@@ -24,7 +25,7 @@ from operator import attrgetter
 from typing import Any
 
 from .call import Call, CallState
-from .policy import Requirement, SkillGroup, compile_requirements, merge_extra, merge_optional, step_afters
+from .policy import Requirement, SkillGroup, compile_requirements, merge_call, merge_optional, step_afters
 from .queue import QueueConfig
 
 _seq = attrgetter("seq")
@@ -99,8 +100,9 @@ class Group:
         self.extra = extra
         self.sig = sig
         self.calls: list[CallEntry] = []
-        # Requirement groups merged with the extra skills, per relaxation step (computed once).
-        self._reqs = tuple(merge_extra(r.groups, extra) for r in qrt.reqs)
+        # Requirement groups merged with the call's skills (relaxed by the queue's steps, languages kept),
+        # per relaxation step (computed once).
+        self._reqs = tuple(merge_call(r, extra) for r in qrt.reqs)
         self._texts: dict[int, str] = {}
 
     def reqs(self, step: int) -> tuple[SkillGroup, ...]:

@@ -42,7 +42,7 @@ from ivr.acd import (
 )
 
 SKILLS = ["x", "y", "z", "lang:fr"]
-EXTRA_SKILLS = ["lang:fr", "z"]
+EXTRA_SKILLS = ["lang:fr", "z", "x", "y"]  # x, y: capped / dropped by q1's steps
 AGENT_OPS = ["login", "logout", "pause", "unpause", "wrap_up_done", "unregister", "register"]
 DTS = [0, 1, 5, 10, 13, 15, 29, 30, 31, 60, 90, 120, 200]
 
@@ -74,9 +74,13 @@ def ref_admits(q: QueueConfig, wait: float, extra: dict[str, int], skills: dict[
                 alts.append(dict(stp.add_alternative))
     main = {s: min(max(lv, q.min_proficiency), cap) for s, lv in q.required_skills.items() if s not in dropped}
     groups = [main] + [{s: min(lv, cap) for s, lv in a.items() if s not in dropped} for a in alts]
-    for g in groups:
+    # the call's own skills: soft ones join the main group and are relaxed by the same steps (capped,
+    # dropped); languages are hard: in every group, as given
+    soft = {s: min(lv, cap) for s, lv in extra.items() if not s.startswith("lang:") and s not in dropped}
+    hard = {s: lv for s, lv in extra.items() if s.startswith("lang:")}
+    for i, g in enumerate(groups):
         need = dict(g)
-        for s, lv in extra.items():
+        for s, lv in list(hard.items()) + (list(soft.items()) if i == 0 else []):
             need[s] = max(need.get(s, 0), lv)
         if all(skills.get(s, 0) >= lv for s, lv in need.items()):
             return True
@@ -277,7 +281,7 @@ class RouterMachine(RuleBasedStateMachine):
         self.w.advance_to_next_deadline()
 
     @rule(queue=st.sampled_from(list(QCFG)), prio=st.integers(0, 2),
-          extra=st.dictionaries(st.sampled_from(EXTRA_SKILLS), st.integers(1, 3), max_size=1),
+          extra=st.dictionaries(st.sampled_from(EXTRA_SKILLS), st.integers(1, 3), max_size=2),
           pref=st.one_of(st.none(), st.tuples(st.integers(0, 2), st.sampled_from([5, 60, 300]))))
     def enqueue(self, queue, prio, extra, pref):
         self.w.enqueue(queue, prio, extra, pref)
@@ -374,7 +378,7 @@ step_st = st.fixed_dictionaries({
        opt=st.dictionaries(st.sampled_from(["o1", "o2"]), st.floats(0, 3), max_size=2),
        minp=st.integers(1, 5), steps=st.lists(step_st, max_size=4),
        agents=st.lists(st.dictionaries(st.sampled_from(SKILLS), st.integers(1, 5)), min_size=1, max_size=6),
-       extra=st.dictionaries(st.sampled_from(SKILLS), st.integers(1, 3), max_size=1),
+       extra=st.dictionaries(st.sampled_from(SKILLS), st.integers(1, 5), max_size=2),
        times=st.lists(st.floats(0, 400), min_size=2, max_size=6))
 def test_relaxation_only_grows_the_eligible_set(req, opt, minp, steps, agents, extra, times):
     # Build a valid config: each step relaxes something (drop the first remaining skill, lower the cap,
