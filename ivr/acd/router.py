@@ -4,7 +4,8 @@ Semantics (what every operation guarantees when it returns)
 -----------------------------------------------------------
 * **Eligibility** of agent A for waiting call C at time t: A is available and registered, A serves C's
   queue, A satisfies C's requirements at C's wait (see ``policy``: the queue's skills and the call's extra
-  skills, both relaxed by the queue's steps as C waits, except the call's languages ``lang:*``), and, while C has an active preferred agent, A is that agent.
+  skills, both relaxed by the queue's steps as C waits, except the call's languages ``lang:*``), and, while
+  C has an active preferred agent, A is that agent.
 * **Matching** is the greedy rule "walk the waiting calls by seniority, each takes its best eligible
   available agent", applied whenever something changes. Seniority = effective priority (higher first),
   then join time (earlier first); FIFO within a priority. Best agent = not having missed this call before,

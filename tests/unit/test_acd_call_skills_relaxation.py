@@ -12,8 +12,18 @@ from pathlib import Path
 
 import yaml
 
-from ivr.acd import AgentConfig, Call, ExitOutcome, Offer, QueueConfig, QueueExit, RelaxationStep, Router
-from ivr.acd import queue_from_dict, requirement_at
+from ivr.acd import (
+    AgentConfig,
+    Call,
+    ExitOutcome,
+    Offer,
+    QueueConfig,
+    QueueExit,
+    RelaxationStep,
+    Router,
+    queue_from_dict,
+    requirement_at,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

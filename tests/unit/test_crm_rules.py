@@ -199,8 +199,8 @@ def test_routing_levels_on_the_acd_scale_are_accepted() -> None:
         ({"tiers": {"vip": {"boost": 10}}}, r"routing.tiers.vip: unknown key"),
         ({"tiers": {"vip": {"priority_boost": "10"}}}, "expected an integer"),
         ({"tiers": {"vip": {"skills": {"legacy": -1}}}}, r"routing\.tiers\.vip\.skills\.legacy: level must be 1\.\.5"),
-        ({"tiers": {"vip": {"skills": {"legacy": 0}}}}, r"routing\.tiers\.vip\.skills\.legacy: level must be 1\.\.5 "
-                                                        r"\(the ACD's proficiency scale\), got 0"),
+        ({"tiers": {"vip": {"skills": {"legacy": 0}}}}, (r"routing\.tiers\.vip\.skills\.legacy: level must be 1\.\.5 "
+                                                        r"\(the ACD's proficiency scale\), got 0")),
         ({"tiers": {"vip": {"skills": {"legacy": 80}}}}, r"routing\.tiers\.vip\.skills\.legacy: .*got 80"),
         ({"repeat_caller": {"skills": {"tier2": 6}}}, r"routing\.repeat_caller\.skills\.tier2: level must be 1\.\.5"),
         ({"language": {"min_level": 0}}, r"routing\.language\.min_level: level must be 1\.\.5"),

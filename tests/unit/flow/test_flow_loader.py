@@ -94,12 +94,12 @@ BAD_FILE_ERRORS = {
         "25:15: unknown node 'nowhere'",
     ],
     "skill_levels.yaml": [
-        "7:34: level of required skill 'technical' must be a whole number from 1 to 5 (the ACD's proficiency "
-        "scale), got '0'",
-        "12:34: level of required skill 'technical' must be a whole number from 1 to 5 (the ACD's proficiency "
-        "scale), got '80'",
-        "12:62: level of required skill 'support' must be a whole number from 1 to 5 (the ACD's proficiency "
-        "scale), got '6'",
+        ("7:34: level of required skill 'technical' must be a whole number from 1 to 5 (the ACD's proficiency "
+        "scale), got '0'"),
+        ("12:34: level of required skill 'technical' must be a whole number from 1 to 5 (the ACD's proficiency "
+        "scale), got '80'"),
+        ("12:62: level of required skill 'support' must be a whole number from 1 to 5 (the ACD's proficiency "
+        "scale), got '6'"),
         "18:57: weight of optional skill 'support' must be a whole number from 0 to 100, got '101'",
     ],
     "types.yaml": [
@@ -114,8 +114,8 @@ BAD_FILE_ERRORS = {
         "17:17: 'min_length' (8) is greater than 'max_length' (4)",
         "19:17: 'terminator' must be one DTMF key (0-9, *, #, A-D) or none, got '##'",
         "20:14: 'retries' must be a whole number of at least 0, got '-1'",
-        "25:32: level of required skill 'billing' must be a whole number from 1 to 5 (the ACD's proficiency "
-        "scale), got 'high'",
+        ("25:32: level of required skill 'billing' must be a whole number from 1 to 5 (the ACD's proficiency "
+        "scale), got 'high'"),
         "25:38: 'bad skill' is not a skill name (letters, digits, '_' and '-')",
         "27:15: 'priority' must be a whole number, got '1.5'",
         "31:13: 'reason' must be one of normal, busy, congestion, no_answer, rejected, unallocated, got 'rude'",
