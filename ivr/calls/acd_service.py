@@ -48,6 +48,7 @@ from ..acd import (
     agent_from_dict,
     queue_from_dict,
 )
+from ..acd.agent import SKILL_MAX, SKILL_MIN
 from ..acd.errors import AcdError
 from ..acd.policy import requirement_at
 from ..ari import (
@@ -215,7 +216,8 @@ class AcdService:
             priority += hints.priority_boost
             for s, lv in hints.extra_skills.items():
                 extra[s] = max(lv, extra.get(s, 0))
-        extra = _skill_levels(extra)
+        # levels are on the ACD's 1-5 scale already: `ivr validate`/the flow loader and the CRM routing config
+        # refuse anything else (no clamp here; a stray one makes Call() refuse the call, logged, no_agents)
         optional = _skill_weights(cmd.optional_skills)
         if hints is not None and hints.preferred_agent in self.router.agent_ids() and queue in self.router.queue_names():
             # only prefer an agent who could take this call at all (a repeat caller who needs tier 2 is
@@ -858,8 +860,17 @@ class AcdService:
 
 
 def _skill_levels(skills) -> dict[str, int]:
-    """Extra skill levels clamped to the router's 1..5 (hints and saved states may carry anything)."""
-    return {s: max(1, min(5, int(lv))) for s, lv in skills.items()}
+    """Required skill levels of a saved restart state: a level off the ACD's scale (an older server clamped
+    0-100 flow levels; a hand-edited or corrupt state) is logged and dropped, not clamped and not fatal."""
+    out = {}
+    for s, lv in dict(skills or {}).items():
+        if isinstance(s, str) and s and isinstance(lv, int) and not isinstance(lv, bool) \
+                and SKILL_MIN <= lv <= SKILL_MAX:
+            out[s] = lv
+        else:
+            log.warning("saved queue state: dropping required skill %r level %r (not %d..%d)", s, lv,
+                        SKILL_MIN, SKILL_MAX)
+    return out
 
 
 def _skill_weights(skills) -> dict[str, float]:

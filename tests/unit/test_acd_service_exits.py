@@ -142,3 +142,30 @@ def test_a_caller_adopted_after_a_restart_keeps_its_optional_skills():
         await acd._adopt_waiting(Channel("c7"), state)
         assert dict(acd.router._calls["c7"].call.optional_skills) == {"vip": 5.0}
     run(go())
+
+
+def test_flow_and_crm_levels_reach_the_router_unclamped():
+    async def go():
+        _app, acd = make_service()
+        pause_all(acd)
+        s = session("c1")
+        s.hints = SimpleNamespace(queue_override=None, priority_boost=0, preferred_agent=None,
+                                  extra_skills={"lang:fr": 1, "technical": 3})
+        await acd.enqueue(s, Enqueue("technical", required_skills=(("technical", 2), ("support", 4))))
+        # the stricter of flow and CRM wins; levels pass as given (both inputs are validated to 1-5)
+        assert dict(acd.router._calls["c1"].call.extra_skills) == {"lang:fr": 1, "technical": 3, "support": 4}
+    run(go())
+
+
+def test_a_saved_state_with_levels_off_the_scale_drops_them_with_a_warning(caplog):
+    async def go():
+        _app, acd = make_service()
+        pause_all(acd)
+        state = QueueState("technical", time.time() - 5, 0, {"technical": 80, "support": 0, "lang:fr": 1},
+                           "", "support", "100")
+        await acd._adopt_waiting(Channel("c8"), state)
+        assert dict(acd.router._calls["c8"].call.extra_skills) == {"lang:fr": 1}
+    with caplog.at_level("WARNING"):
+        run(go())
+    dropped = [r.getMessage() for r in caplog.records if "dropping required skill" in r.getMessage()]
+    assert len(dropped) == 2 and any("'technical' level 80" in m for m in dropped)
