@@ -198,8 +198,9 @@ def _ro(d: Mapping[str, int] | None) -> Mapping[str, int]:
 class RoutingHints:
     """What the ACD should do differently for this caller. Neutral values change nothing.
 
-    ``extra_skills`` maps skill -> minimum level, to be merged (max) into the
-    queue's own requirements. ``preferred_agent`` should be offered the call
+    ``extra_skills`` maps skill -> minimum level (1-5, the ACD's scale), to be
+    merged (max) into the queue's own requirements; the queue's relaxation steps
+    relax them like the queue's, except languages (``lang:*``: hard, see docs/acd.md). ``preferred_agent`` should be offered the call
     exclusively for ``preferred_seconds`` before normal routing. ``queue_override``
     sends the call to another queue (e.g. tier 2) when set.
     """
