@@ -69,6 +69,8 @@ NODE_EXITS = ("next", "hangup", "queue", "transfer", "voicemail", "callback", "g
               "failure", "error", "answered", "no_agents", "full", "overflow", "default", "end", "other")
 CRM_BACKENDS = ("sqlite", "http", "http-cache", "guard", "null", "other")
 CRM_STATUSES = ("found", "not_found", "anonymous", "error", "timeout", "circuit_open", "other")
+#: ``ivr_flow_escalations_total{to}``
+ESCALATIONS = ("queue", "transfer")
 #: ``ivr_calls_shed_total{stage}`` and ``ivr_admission_shedding{reason}`` (see ``ivr.admission``).
 SHED_STAGES = ("dialplan", "app")
 SHED_REASONS = ADMISSION_REASONS
@@ -442,6 +444,9 @@ class Metrics:
                                   "repeat) calls over the report window.", ("queue",))
         # flows
         self.flow_calls = counter("ivr_flow_calls", "Calls entering the flow.", ("flow",))
+        self.escalations = counter("ivr_flow_escalations", "Calls the flow handed on to people: to a queue or "
+                                   "a transfer (once per call, at the first; containment's complement).",
+                                   ("flow", "to"))
         self.node_exits = counter("ivr_flow_node_exits", "Calls leaving a flow node, by exit (hangup = the "
                                   "caller hung up there).", ("flow", "node", "exit"))
         # system
@@ -524,11 +529,17 @@ class Metrics:
     def _flow(self, flow: str) -> str:
         f = self._name("flow", flow)
         self.flow_calls.labels(f)
+        for to in ESCALATIONS:    # from 0, so containment has data before the first escalation
+            self.escalations.labels(f, to)
         return f
 
     # ------------------------------------------------------------------------------- flows
     def call_entered_flow(self, flow: str) -> None:
         self.flow_calls.labels(self._flow(flow)).inc()
+
+    def flow_escalated(self, flow: str, to: str) -> None:
+        """The call needed people: the flow handed it to a queue or a transfer (call once per call)."""
+        self.escalations.labels(self._flow(flow), self._enum("escalation", to, ESCALATIONS)).inc()
 
     def node_exit(self, flow: str, node: str, exit: str) -> None:
         f = self._flow(flow)

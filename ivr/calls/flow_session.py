@@ -86,6 +86,8 @@ class FlowSession:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._playbacks: dict[str, str] = {}     # ARI playback id -> runner playback id
         self._language: str | None = None
+        self._escalated_to: str | None = None       # queue / transfer: the call needed people (metrics)
+        self._queue_node: tuple[str, str] | None = None
         self._crm_task: asyncio.Task | None = None
         self._node: tuple[str, str] | None = None
         self.in_queue = False
@@ -168,7 +170,7 @@ class FlowSession:
         if not self.runner.finished:
             await self._run(self.runner.feed(HungUp()), hung_up=True)
             if self._node and self.app.metrics is not None:
-                self.app.metrics.node_exit(self._node[0], self._node[1], "hangup")
+                self.app.metrics.node_exit(self._node[0], self._node[1], self._exit_of("hangup"))
         for h in self._timers.values():
             h.cancel()
         self._timers.clear()
@@ -201,7 +203,7 @@ class FlowSession:
         if isinstance(cmd, FlowEnded):
             self.log.info("flow ended: %s; path: %s", cmd.reason, " > ".join(self.runner.visited_nodes))
             if self._node and self.app.metrics is not None and cmd.reason != "hangup":
-                self.app.metrics.node_exit(self._node[0], self._node[1], _exit_label(cmd.reason))
+                self.app.metrics.node_exit(self._node[0], self._node[1], self._exit_of(_exit_label(cmd.reason)))
                 self._node = None
             return
         if isinstance(cmd, StoreVoicemail):
@@ -242,6 +244,7 @@ class FlowSession:
         elif isinstance(cmd, Enqueue):
             await self._enqueue(cmd)
         elif isinstance(cmd, Transfer):
+            self._escalated("transfer")
             self.transferred = True
             self.outcome = "transferred"
             self.log.info("transfer to %s", cmd.destination)
@@ -254,7 +257,21 @@ class FlowSession:
         else:
             self.log.warning("unknown flow command %s ignored", type(cmd).__name__)
 
+    def _exit_of(self, label: str) -> str:
+        """A caller who hangs up while talking to an agent did not drop off in the queue node: 'answered'."""
+        if label == "hangup" and self.agent_id is not None and self._node == self._queue_node:
+            return "answered"
+        return label
+
+    def _escalated(self, to: str) -> None:
+        if not self._escalated_to:
+            self._escalated_to = to
+            if self.app.metrics is not None:
+                self.app.metrics.flow_escalated(self.flow_name, to)
+
     async def _enqueue(self, cmd: Enqueue) -> None:
+        self._escalated("queue")
+        self._queue_node = self._node
         if self.app.acd is None:
             self.log.warning("queue %s: no ACD configured; continuing as no_agents", cmd.queue)
             self.app.dispatcher.submit(internal(self.channel_id, ("queue", "no_agents")))

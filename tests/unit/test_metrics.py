@@ -116,7 +116,7 @@ EXPECTED_TYPES = {
     "ivr_queue_service_level_threshold_seconds": "gauge", "ivr_metrics_provider_up": "gauge",
     # overload (docs/overload.md)
     "ivr_calls_shed": "counter", "ivr_admission_shedding": "gauge", "ivr_janitor_cleaned": "counter",
-    "ivr_autopause_suspended": "counter",
+    "ivr_autopause_suspended": "counter", "ivr_flow_escalations": "counter",
     # contact quality over a report window (ivr.crm.rules.contact_quality)
     "ivr_queue_first_contact_calls": "gauge", "ivr_queue_first_contact_resolution_ratio": "gauge",
     "ivr_queue_repeat_window_calls": "gauge", "ivr_queue_repeat_caller_ratio": "gauge",
@@ -509,3 +509,17 @@ def test_overload_metrics_count_shed_calls_and_cleaned_leftovers(provider, clock
     assert 'ivr_janitor_cleaned_total{what="bridge"} 2.0' in body
     m.admission_state(None)
     assert 'ivr_admission_shedding{reason="capacity"} 0.0' in m.render().decode()
+
+
+def test_escalations_count_calls_handed_to_people_and_start_at_zero(provider, clock):
+    m = Metrics(provider, registry=CollectorRegistry(), clock=clock)
+    m.call_entered_flow("support")
+    body = m.render().decode()
+    assert 'ivr_flow_escalations_total{flow="support",to="queue"} 0.0' in body
+    m.flow_escalated("support", "queue")
+    m.flow_escalated("support", "transfer")
+    m.flow_escalated("support", "elsewhere")
+    body = m.render().decode()
+    assert 'ivr_flow_escalations_total{flow="support",to="queue"} 1.0' in body
+    assert 'ivr_flow_escalations_total{flow="support",to="transfer"} 1.0' in body
+    assert 'ivr_flow_escalations_total{flow="support",to="other"} 1.0' in body
