@@ -51,7 +51,7 @@ async def test_the_flows_required_level_is_capped_by_the_queues_step_and_the_cal
         r = await asyncio.to_thread(caller.wait)
         assert r.ok, r.stderr
         await wait_for(lambda: s.closed, 10, what="the call ended")
-        [rec] = app.storage.call_records()
+        [rec] = await wait_for(app.storage.call_records, 10, what="the call record")
         assert (rec["queue"], rec["outcome"], rec["agent_id"]) == ("technical", "answered", "agent2")
         assert 2.0 <= rec["wait_seconds"] < 6.0, rec
         await assert_no_leaks(ari)
