@@ -61,7 +61,8 @@ def _follows(path: list[str], *steps: str) -> bool:
 async def _done(sipp: SippProcess, session):
     r = await asyncio.to_thread(sipp.wait)
     assert r.ok, r.stderr
-    await wait_for(lambda: session.closed, 10, what="the call ended")
+    # closed is set as the session starts ending; the flow's own end (HungUp fed to it) follows a moment later
+    await wait_for(lambda: session.closed and session.runner.finished, 10, what="the call and its flow ended")
     return r
 
 
