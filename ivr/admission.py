@@ -9,8 +9,11 @@ lets a SIP front or a carrier retry elsewhere, while the calls already in the sy
 Signals:
 
 * ``event_lag``: how late the event loop is (the overshoot of a probe that sleeps 100 ms at a time: CPU
-  saturation and anything blocking the loop show up there, a handler awaiting a slow CRM does not), as a
-  decaying peak: a sample raises it at once, it decays with time constant ``decay`` seconds;
+  saturation and anything blocking the loop show up there, a handler awaiting a slow CRM does not),
+  **confirmed** by ``lag_probes`` probes in a row (the smallest of the last ``lag_probes`` overshoots: a
+  saturated loop is late at every probe, while one stall -- a GC pause, a flow reload, start-up work --
+  and the backlog handled right after it are not saturation and must not refuse callers), as a decaying
+  peak: a confirmed sample raises it at once, it decays with time constant ``decay`` seconds;
 * ``ari_latency``: how long ARI REST requests of calls take: the 90th percentile of the requests of the
   last ``decay`` seconds (one slow request among hundreds is no sign of saturation; a timeout counts as
   its full duration);
@@ -51,6 +54,8 @@ class AdmissionPolicy:
     max_calls: int | None = None
     #: Event-loop lag (seconds) at which new calls are refused.
     max_event_lag: float = 0.3
+    #: The lag counts only when this many probes in a row were late (one stall is not saturation).
+    lag_probes: int = 3
     #: ARI request latency (seconds) at which new calls are refused.
     max_ari_latency: float = 1.0
     #: While a signal is at its limit, the refused share rises from 0 to 1 in this many seconds.
@@ -71,6 +76,9 @@ class AdmissionPolicy:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise AdmissionConfigError(f"admission.{name}: expected a number > 0, got {v!r}")
+        n = self.lag_probes
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 50:
+            raise AdmissionConfigError(f"admission.lag_probes: expected an integer from 1 to 50, got {n!r}")
         q = self.resume_ratio
         if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
             raise AdmissionConfigError(f"admission.resume_ratio: expected a number in (0, 1], got {q!r}")
@@ -153,6 +161,7 @@ class Admission:
         self._calls = calls_in_progress
         self._random = random
         self._lag = _Peak(policy.decay)
+        self._probes: deque[float] = deque(maxlen=policy.lag_probes)
         self._ari = _RecentQuantile(max(policy.decay, 0.5))
         self._share = 0.0
         self._reason: str | None = None
@@ -160,8 +169,11 @@ class Admission:
 
     # ------------------------------------------------------------------------------------ samples
     def lag(self, seconds: float) -> None:
-        if seconds == seconds and seconds > 0:
-            self._lag.add(self._clock(), seconds)
+        """One probe's overshoot; the lag signal is the smallest of the last ``lag_probes`` of them."""
+        if seconds == seconds:                             # NaN: no sample
+            self._probes.append(max(0.0, seconds))
+            if len(self._probes) == self._probes.maxlen:
+                self._lag.add(self._clock(), min(self._probes))
 
     def ari_latency(self, seconds: float) -> None:
         if seconds == seconds and seconds > 0:

@@ -21,6 +21,9 @@ class Clock:
 
 
 def make(calls: list[int] | None = None, rand: float = 0.5, **policy):
+    """The share's rule is tested with every late probe counting (``lag_probes=1``) unless a test says
+    otherwise; the confirmation by probes in a row has its own tests."""
+    policy.setdefault("lag_probes", 1)
     clock = Clock()
     box = calls if calls is not None else [0]
     return Admission(AdmissionPolicy(**policy), clock, lambda: box[0], random=lambda: rand), clock, box
@@ -58,6 +61,38 @@ def test_ari_latency_raises_the_share_too():
     clock.t += 0.25
     st = a.evaluate()
     assert st.reason == "ari_latency" and st.shed == pytest.approx(0.5)
+
+
+def test_one_stall_and_the_backlog_after_it_refuse_nobody():
+    """A start-up stall, a GC pause or a flow reload late one or two probes; that is not saturation."""
+    a, clock, _ = make(lag_probes=3, max_event_lag=0.3, rise_seconds=0.5, decay=1.0)
+    for lag in (0.01, 0.01, 0.6, 0.35, 0.01, 0.02, 2.0, 0.01, 0.01):
+        clock.t += 0.1 + lag
+        a.lag(lag)
+        st = a.evaluate()
+        assert st.open and st.shed == 0 and st.reason is None
+        assert a.admit() is None
+
+
+def test_a_loop_late_at_every_probe_is_saturated():
+    a, clock, _ = make(lag_probes=3, max_event_lag=0.3, rise_seconds=0.5, decay=1.0)
+    for lag in (0.4, 0.5):
+        clock.t += 0.1 + lag
+        a.lag(lag)
+        assert a.evaluate().open                         # not yet: two late probes
+    clock.t += 0.1 + 0.45
+    a.lag(0.45)
+    clock.t += 0.1
+    st = a.evaluate()
+    assert st.reason == "event_lag" and 0.3 < st.event_lag <= 0.4 and st.shed > 0   # the smallest of the three
+    assert tick(a, clock, 0.5).shed == 1.0               # the peak decays: the share holds
+    clock.t += 0.1
+    a.lag(0.01)                                          # one probe on time: the lag no longer confirmed
+    for _ in range(40):
+        clock.t += 0.1
+        a.lag(0.01)
+        st = a.evaluate()
+    assert st.open and st.shed == 0
 
 
 def test_a_share_refuses_that_share_of_calls():
@@ -138,7 +173,7 @@ def test_bad_samples_are_ignored():
     {"max_calls": 0}, {"max_calls": "10"}, {"max_calls": True}, {"max_event_lag": 0}, {"max_event_lag": "x"},
     {"max_ari_latency": float("inf")}, {"recover_seconds": 0}, {"rise_seconds": -1}, {"resume_ratio": 0},
     {"resume_ratio": 1.5},
-    {"enabled": "yes"}, {"decay": 0}, {"max_wait": 3},
+    {"enabled": "yes"}, {"decay": 0}, {"max_wait": 3}, {"lag_probes": 0}, {"lag_probes": 2.5},
 ])
 def test_policy_rejects_bad_values_with_the_key_named(bad):
     with pytest.raises(AdmissionConfigError) as e:
@@ -263,18 +298,37 @@ def test_gate_retries_a_push_that_failed():
 
 def test_gate_probe_measures_a_blocked_event_loop():
     async def main():
-        g, a, clock, calls, ari, m = gate_with(max_event_lag=0.3)
+        g, a, clock, calls, ari, m = gate_with(max_event_lag=0.3, lag_probes=3)
         clock.t += 0.5                                  # the share moves with the (fake) clock
         task = asyncio.create_task(g.run())
         await asyncio.sleep(0.15)
         import time
-        time.sleep(0.5)                                 # the loop is blocked for 0.5 s
-        await asyncio.sleep(0.25)
+        for _ in range(3):                              # the loop is late at three probes in a row
+            time.sleep(0.5)
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.02)
         task.cancel()
         g.close()
         clock.t += 0.1
         st = a.evaluate()
         assert st.event_lag >= 0.3 and not st.open and st.reason == "event_lag"
+    asyncio.run(main())
+
+
+def test_gate_probe_ignores_one_blocked_moment():
+    async def main():
+        g, a, clock, calls, ari, m = gate_with(max_event_lag=0.3, lag_probes=3)
+        clock.t += 0.5
+        task = asyncio.create_task(g.run())
+        await asyncio.sleep(0.15)
+        import time
+        time.sleep(0.5)                                 # the loop is blocked once for 0.5 s
+        await asyncio.sleep(0.35)
+        task.cancel()
+        g.close()
+        clock.t += 0.1
+        st = a.evaluate()
+        assert st.open and st.reason is None
     asyncio.run(main())
 
 
