@@ -111,6 +111,21 @@ class Storage:
         keys = ["id", "mailbox", "caller", "recording", "duration", "created_at", "call_id"]
         return [dict(zip(keys, r)) for r in rows]
 
+    def voicemail(self, voicemail_id: int) -> dict[str, Any] | None:
+        row = self._exec("SELECT id, mailbox, caller, recording, duration, created_at, call_id FROM voicemails "
+                         "WHERE id=?", (voicemail_id,)).fetchone()
+        keys = ["id", "mailbox", "caller", "recording", "duration", "created_at", "call_id"]
+        return None if row is None else dict(zip(keys, row))
+
+    def voicemails_before(self, created_before: float) -> list[dict[str, Any]]:
+        """Voicemails left before this wall-clock time (retention), oldest first."""
+        rows = self._exec("SELECT id, recording FROM voicemails WHERE created_at < ? ORDER BY id",
+                          (created_before,)).fetchall()
+        return [{"id": r[0], "recording": r[1]} for r in rows]
+
+    def delete_voicemail(self, voicemail_id: int) -> bool:
+        return self._exec("DELETE FROM voicemails WHERE id=?", (voicemail_id,)).rowcount > 0
+
     def agent_states(self) -> dict[str, tuple[str, str | None]]:
         """agent id -> (presence, pause reason) as last saved: presence is ``logged_in``, ``paused`` or
         ``logged_out`` (what the agent or a supervisor chose; not the moment-to-moment call states)."""

@@ -321,6 +321,21 @@ class AriClient:
     async def stored_recording(self, name: str) -> dict[str, Any]:
         return await self._op("recordings.stored_get", recordingName=name)
 
+    async def stored_recording_file(self, name: str) -> tuple[bytes, str]:
+        """A stored recording's audio and its content type (e.g. ``audio/wav``)."""
+        path = OPERATIONS["recordings.stored_file"].path.format(recordingName=quote(name, safe=""))
+        url = f"{self.base_url}/ari{path}"
+        self.requests_made += 1
+        try:
+            async with self.session.get(url, timeout=self._timeout) as r:
+                if r.status >= 300:
+                    raise error_for_status("GET", path, r.status, (await r.text())[:300])
+                return await r.read(), r.content_type
+        except AriError:
+            raise
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise Unavailable("GET", path, 0, type(e).__name__ + (f": {e}" if str(e) else "")) from None
+
     async def delete_stored_recording(self, name: str) -> None:
         await self._op("recordings.stored_delete", recordingName=name)
 

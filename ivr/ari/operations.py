@@ -79,6 +79,7 @@ OPERATIONS: dict[str, Operation] = {
     "recordings.stored_list": Operation("GET", "/recordings/stored"),
     "recordings.stored_get": Operation("GET", "/recordings/stored/{recordingName}"),
     "recordings.stored_delete": Operation("DELETE", "/recordings/stored/{recordingName}"),
+    "recordings.stored_file": Operation("GET", "/recordings/stored/{recordingName}/file"),
     "recordings.live_stop": Operation("POST", "/recordings/live/{recordingName}/stop"),
     # endpoints / device states / sounds
     "endpoints.list": Operation("GET", "/endpoints"),

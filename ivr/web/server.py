@@ -25,6 +25,7 @@ from aiohttp import WSMsgType, web
 
 from ..logsafe import mask_number
 from .errors import ApiError, bad_request, json_body, not_found, parse_json, printable, unauthorized
+from .voicemail import VoicemailApi
 
 if TYPE_CHECKING:
     from ..app import App
@@ -110,6 +111,8 @@ class WebServer:
         r.add_post("/api/flows/reload", self.flows_reload)
         r.add_get("/api/config", self.config)
         r.add_get("/api/records", self.records)
+        if self.app.storage is not None:
+            VoicemailApi(self.app.storage, self.app.ari).add_routes(r)
         r.add_get("/agent/{id}", self.agent_page)
         r.add_get("/agent/{id}/ws", self.agent_ws)
         r.add_get("/wallboard", self.wallboard)

@@ -43,3 +43,40 @@ async def test_a_message_is_stored_and_an_empty_one_is_not(flow_cfg):
 
 async def _gone(ari, name: str) -> bool:
     return name not in await ari.stored_recordings()
+
+
+async def test_a_message_can_be_listed_heard_and_deleted_for_real_through_the_api(flow_cfg):
+    """What was "stored and nobody can ever hear it": the API lists it, streams its audio (Asterisk's
+    recording: a WAV as long as the message) and deletes it (the file is gone from Asterisk's spool)."""
+    import aiohttp
+
+    from ivr.asterisk.runner import AsteriskInstance
+    async with running_app(flow_cfg) as app, ari_client(flow_cfg) as ari, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{app.web.port}/api/voicemails"
+        auth = {"Authorization": f"Bearer {flow_cfg.http.admin_token}"}
+        await _call(app, flow_cfg, [("audio",), ("pause", 3000)])
+        [vm] = await wait_for(lambda: app.storage.voicemails(), 10, what="the message stored")
+        async with http.get(base, headers=auth) as r:
+            assert r.status == 200
+            [listed] = (await r.json())["voicemails"]
+        assert listed["id"] == vm["id"] and listed["mailbox"] == "support" and listed["duration"] >= 1
+        assert listed["caller"] != vm["caller"] or not vm["caller"]        # masked like call records
+        async with http.get(base + f"/{vm['id']}/audio") as r:
+            assert r.status == 401                                             # the admin token, like all /api/
+        async with http.get(base + f"/{vm['id']}/audio", headers=auth) as r:
+            assert r.status == 200 and r.content_type.startswith("audio/")
+            audio = await r.read()
+        assert audio[:4] == b"RIFF" and audio[8:12] == b"WAVE"
+        assert len(audio) >= 8000 * 2 * (vm["duration"] - 0.5)               # 8 kHz 16-bit: as long as the message
+        spool = AsteriskInstance(flow_cfg).host_dir / "spool" / "recording" / f"{vm['recording']}.wav"
+        assert spool.is_file()
+        async with http.delete(base + f"/{vm['id']}", headers=auth) as r:
+            assert r.status == 204
+        assert not spool.exists() and vm["recording"] not in await ari.stored_recordings()
+        assert app.storage.voicemails() == []
+        for method, url, status, error_id in (("GET", f"{base}/{vm['id']}/audio", 404, "voicemail-not-found"),
+                                              ("DELETE", f"{base}/{vm['id']}", 404, "voicemail-not-found"),
+                                              ("GET", f"{base}/x1/audio", 400, "invalid-request")):
+            async with http.request(method, url, headers=auth) as r:
+                assert r.status == status and (await r.json())["error_id"] == error_id
+        await assert_no_leaks(ari)

@@ -1,0 +1,96 @@
+"""Voicemails after they are left: deleting one for real (the recording on Asterisk, then the row), and
+retention (messages older than ``voicemail.retention_days`` deleted on a timer).
+
+Deletion order: the recording first, then the row. If Asterisk cannot delete the file now (down, slow), the
+row stays and the next sweep tries again; a recording already gone is fine. So a row never points at a
+file that was kept, and no file outlives its row by more than a sweep once Asterisk is reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .ari import AriError, NotFound
+
+log = logging.getLogger(__name__)
+
+DAY = 86400.0
+
+
+class VoicemailRows(Protocol):
+    def voicemails(self, mailbox: str | None = None) -> list[dict[str, Any]]: ...
+
+    def voicemail(self, voicemail_id: int) -> dict[str, Any] | None: ...
+
+    def voicemails_before(self, created_before: float) -> list[dict[str, Any]]: ...
+
+    def delete_voicemail(self, voicemail_id: int) -> bool: ...
+
+
+class Recordings(Protocol):
+    async def stored_recording_file(self, name: str) -> tuple[bytes, str]: ...
+
+    async def delete_stored_recording(self, name: str) -> None: ...
+
+
+async def delete_voicemail(rows: VoicemailRows, recordings: Recordings, voicemail_id: int) -> bool:
+    """Delete a voicemail's recording and row; False if there was no such voicemail. Raises ``AriError``
+    (row kept) when Asterisk cannot delete the recording now."""
+    vm = rows.voicemail(voicemail_id)
+    if vm is None:
+        return False
+    try:
+        await recordings.delete_stored_recording(vm["recording"])
+    except NotFound:
+        pass                                   # already gone: the row goes too
+    return rows.delete_voicemail(voicemail_id)
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    #: Messages older than this many days are deleted (None: kept until deleted through the API).
+    retention_days: float | None = None
+    #: Seconds between sweeps.
+    sweep_seconds: float = 3600.0
+
+
+class RetentionSweeper:
+    def __init__(self, policy: RetentionPolicy, rows: VoicemailRows, recordings: Recordings,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.policy = policy
+        self._rows = rows
+        self._recordings = recordings
+        self._now = wall_clock
+        self.deleted = 0
+
+    async def sweep(self) -> int:
+        """Delete what is past retention now; returns how many were deleted."""
+        days = self.policy.retention_days
+        if days is None:
+            return 0
+        n = 0
+        for vm in self._rows.voicemails_before(self._now() - days * DAY):
+            try:
+                if await delete_voicemail(self._rows, self._recordings, vm["id"]):
+                    n += 1
+            except AriError as e:
+                log.warning("voicemail %s past retention not deleted yet (Asterisk: %s); next sweep retries",
+                            vm["id"], e)
+                break
+        if n:
+            log.info("voicemail retention: %d message(s) older than %g day(s) deleted", n, days)
+        self.deleted += n
+        return n
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:                  # noqa: BLE001 - a sweep must never stop the loop
+                log.exception("voicemail retention sweep failed")
+            await asyncio.sleep(self.policy.sweep_seconds)
