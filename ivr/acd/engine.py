@@ -280,6 +280,8 @@ class Engine:
         if c.state is _WAITING:
             self._unplace(c)
         qrt = c.qrt
+        if c.state is not _ON_CALL:  # left the line now (an answered call left it when answered)
+            qrt.departures.record(self._now)
         qrt.calls.pop(c.id, None)
         del self._calls[c.id]
         self._dirty_calls.pop(c, None)

@@ -25,6 +25,7 @@ from operator import attrgetter
 from typing import Any
 
 from .call import Call, CallState
+from .estimate import DepartureRate
 from .policy import Requirement, SkillGroup, compile_requirements, merge_call, merge_optional, step_afters
 from .queue import QueueConfig
 
@@ -148,6 +149,8 @@ class QueueRuntime:
     members: set[str] = field(default_factory=set)  # agent ids serving this queue
     avail: set[str] = field(default_factory=set)  # members that are available and registered
     stats: dict[str, Any] = field(default_factory=dict)
+    #: callers leaving the line (for the estimated wait, ``estimate``); the router sets its start time
+    departures: DepartureRate = field(default_factory=lambda: DepartureRate(0.0))
 
     def __post_init__(self) -> None:
         self.reqs = compile_requirements(self.config)

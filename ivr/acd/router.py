@@ -59,6 +59,7 @@ from .call import Call
 from .decisions import Decision, ExitOutcome, StartWrapUp
 from .engine import _LOGGED_OUT, _ON_CALL, _RINGING, _WAITING, Engine
 from .errors import DuplicateId, IllegalTransition, InvalidCallState, UnknownQueue
+from .estimate import DepartureRate
 from .index import CallEntry, QueueRuntime, TimerKind
 from .policy import admits
 from .queue import QueueConfig
@@ -84,7 +85,7 @@ class Router(Engine):
     def add_queue(self, config: QueueConfig) -> None:
         if config.name in self._queues:
             raise DuplicateId(f"queue {config.name!r} already exists")
-        qrt = QueueRuntime(config, stats=_new_stats())
+        qrt = QueueRuntime(config, stats=_new_stats(), departures=DepartureRate(self._advance()))
         self._queues[config.name] = qrt
         for aid, a in self._agents.items():
             if a.config.queues is None:
@@ -313,6 +314,7 @@ class Router(Engine):
         c.timed_out = False
         qrt = c.qrt
         del qrt.calls[c.id]
+        qrt.departures.record(now)
         st = qrt.stats
         hold = now - c.entered
         st["answered"] += 1
@@ -462,10 +464,9 @@ class Router(Engine):
 
     def _call_view(self, c: CallEntry, now: float, pos: int | None) -> CallSnapshot:
         k = bisect_right(c.step_at, now)
-        avg = c.qrt.stats["avg_hold_time"]
         wait = now - c.entered
         return CallSnapshot(
             call_id=c.id, queue=c.qrt.name, state=c.state, position=pos, wait=wait, priority=c.prio,
             agent_id=c.agent_id, step=k, step_description=c.qrt.reqs[k].description,
             preferred_agent=c.pref_agent, offers=c.offers, rona_count=c.rona,
-            estimated_wait=None if avg is None else max(0.0, avg - wait))
+            estimated_wait=c.qrt.departures.estimate(pos, now))

@@ -39,7 +39,8 @@ class CallSnapshot(_AsDict):
     preferred_agent: str | None  # only while the preference is active
     offers: int
     rona_count: int
-    #: ``max(0, queue average hold time - wait)`` (Asterisk's rule), None until a call was answered.
+    #: Seconds until answered: ``position / rate of callers leaving the line`` over the last 10 minutes
+    #: (``estimate``); None when nobody left the line in that window (no data: no estimate) or answered.
     estimated_wait: float | None
 
 

@@ -106,10 +106,9 @@ class AriClient:
                 continue
             if k in op.query:
                 if isinstance(v, (list, tuple)):
-                    if k == "media":
-                        query.extend((k, _qval(x)) for x in v)   # ARI plays a list of media in order
-                    else:
-                        query.append((k, ",".join(_qval(x) for x in v)))
+                    # one comma-separated value (a list of media is played in order): Asterisk keeps only
+                    # the last of repeated parameters (a repeated `media` played only the last sound)
+                    query.append((k, ",".join(_qval(x) for x in v)))
                 else:
                     query.append((k, _qval(v)))
             elif k in op.body:

@@ -812,7 +812,7 @@ class AcdService:
             freq, self.app.dispatcher.submit, internal(qc.call_id, ("acd-announce", None)))
 
     async def _announce(self, qc: QueuedCall) -> None:
-        """Position and estimated wait: "there are N calls waiting ahead of you ... about M minutes"."""
+        """Position and estimated wait (``announcement_media``); nothing for the wait without an estimate."""
         if qc.answered or qc.call_id not in self.calls:
             return
         try:
@@ -823,12 +823,11 @@ class AcdService:
             self._schedule_announcement(qc)   # ringing an agent: not now
             return
         q = self._queue_cfg(qc.queue)
-        media = []
-        if q.announce_position and snap.position:
-            media += ["sound:queue-thereare", f"number:{snap.position}", "sound:queue-callswaiting"]
-        if q.announce_hold_time and snap.estimated_wait:
-            minutes = max(1, round(snap.estimated_wait / 60))
-            media += ["sound:queue-holdtime", f"number:{minutes}", "sound:queue-minutes"]
+        media = announcement_media(snap.position if q.announce_position else None,
+                                   snap.estimated_wait if q.announce_hold_time else None)
+        qc.log.info("announcement in queue %s: position %s, estimated wait %s", qc.queue, snap.position,
+                    "none (no caller left the line lately)" if snap.estimated_wait is None
+                    else f"{snap.estimated_wait:.0f}s")
         if not media:
             self._schedule_announcement(qc)
             return
@@ -857,6 +856,21 @@ class AcdService:
                 fn(kind, payload)
             except Exception:
                 log.exception("listener failed")
+
+
+def announcement_media(position: int | None, estimated_wait: float | None) -> list[str]:
+    """What a waiting caller hears (Asterisk's app_queue wording): position 1 "you are next", else "there
+    are N calls waiting"; then "the estimated hold time is currently M minute(s)", M = the estimate rounded
+    up to whole minutes (at least 1). No estimate (None): nothing is said about the wait."""
+    media: list[str] = []
+    if position:
+        media += (["sound:queue-youarenext"] if position == 1
+                  else ["sound:queue-thereare", f"number:{position}", "sound:queue-callswaiting"])
+    if estimated_wait is not None:
+        minutes = max(1, math.ceil(estimated_wait / 60))
+        media += ["sound:queue-holdtime", f"number:{minutes}",
+                  "sound:queue-minute" if minutes == 1 else "sound:queue-minutes"]
+    return media
 
 
 def _skill_levels(skills) -> dict[str, int]:

@@ -84,6 +84,56 @@ async def _records_are(app, want: list[tuple]) -> None:
         assert sorted(_records(app)) == sorted(want)
 
 
+class _Heard:
+    """What Asterisk played to a channel, in order, from its own log: the verbose line
+    ``<PJSIP/...> Playing 'digits/2.gsm' (language 'en')`` it writes for every sound file it streams (a
+    ``number:2`` is said as ``digits/2``). PlaybackStarted events cannot tell: for a list of media Asterisk
+    names only the last one."""
+
+    def __init__(self, asterisk) -> None:
+        self.path = asterisk.host_dir / "log" / "messages.log"
+        self.start = self.path.stat().st_size if self.path.exists() else 0
+
+    def __call__(self, channel_name: str) -> list[str]:
+        with open(self.path, "rb") as f:
+            f.seek(self.start)
+            text = f.read().decode(errors="replace")
+        return re.findall(rf"<{re.escape(channel_name)}> Playing '([^']+?)\.[a-z0-9]+' ", text)
+
+
+async def test_announcements_say_the_true_position_and_an_estimate_only_with_data(flow_cfg, asterisk):
+    """Two callers wait in billing (no agent phone registered), announcements every 2 s: the first hears
+    "you are next", the second "there are 2 calls waiting"; nobody has left the line, so no hold time is
+    announced. Once the first caller hangs up (a departure: 1 in the last minute), the second is next and
+    hears an estimate of 1 minute (position 1 / 1 departure per 60 s)."""
+    cfg = _cfg(flow_cfg, announce_frequency=2)
+    heard = _Heard(asterisk)
+    async with running_app(cfg) as app, ari_client(cfg) as ari:
+        seen: set = set()
+        first = _call(cfg, ("dtmf", "1"), ("pause", 7000), end="hangup")
+        s1 = await _new_session(app, seen)
+        await wait_for(lambda: s1.channel_id in app.acd.calls, 10, what="first caller queued")
+        second = _call(cfg, ("dtmf", "1"), ("pause", 22000), end="hangup")
+        s2 = await _new_session(app, seen)
+        await wait_for(lambda: s2.channel_id in app.acd.calls, 10, what="second caller queued")
+        c1, c2 = s1.channel.name, s2.channel.name
+        await wait_for(lambda: _follows(heard(c2), "queue-thereare", "digits/2", "queue-callswaiting"), 10,
+                       what="the second caller hears position 2")
+        await wait_for(lambda: "queue-youarenext" in heard(c1), 10, what="the first caller hears that it is next")
+        assert "digits/2" not in heard(c1), heard(c1)
+        assert app.acd.router.call_snapshot(s2.channel_id).estimated_wait is None
+        for name in (c1, c2):               # nobody has left the line yet: no estimate, no number
+            assert "queue-holdtime" not in heard(name), heard(name)
+        await _done(first, s1)
+        assert app.acd.router.call_snapshot(s2.channel_id).position == 1
+        assert 59 <= app.acd.router.call_snapshot(s2.channel_id).estimated_wait <= 61
+        await wait_for(lambda: _follows(heard(c2), "queue-youarenext", "queue-holdtime", "digits/1",
+                                        "queue-minute"), 15, what="the second caller hears it is next, 1 minute")
+        await _done(second, s2)
+        await _records_are(app, [("billing", "abandoned", None)] * 2)
+        await assert_no_leaks(ari)
+
+
 async def test_flow_max_wait_takes_the_caller_out_of_the_queue_and_back_to_the_flow(flow_cfg):
     cfg = _cfg(flow_cfg)                 # no agent phone registered: the caller waits; the queue's max_wait is 300
     async with running_app(cfg) as app, ari_client(cfg) as ari:

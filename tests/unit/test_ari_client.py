@@ -52,7 +52,7 @@ async def test_play_sends_every_media_in_order_with_client_playback_id(server):
         pb = await ari.play("c1", "pb-7", ["sound:a", "digits:12"], lang="fr")
     req = seen[-1]
     assert req.path == "/ari/channels/c1/play/pb-7"
-    assert req.query.getall("media") == ["sound:a", "digits:12"] and req.query["lang"] == "fr"
+    assert req.query.getall("media") == ["sound:a,digits:12"] and req.query["lang"] == "fr"
     assert pb.channel_id == "c1"
 
 
