@@ -105,6 +105,7 @@ render() {
                 s = $0
                 for (k = 1; k <= n; k++) s = repl(s, "@@" names[k] "@@", ENVIRON[names[k]])
                 s = repl(s, "@@AGENT_ENDPOINTS@@", agents)
+                s = repl(s, "@@TRUNK_ENDPOINTS@@", "")   # outbound trunks (transfers): not in the image yet
                 print s
             }' "$f" >> "$out"
     done

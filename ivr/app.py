@@ -38,6 +38,8 @@ from .calls.flows import FlowRegistry
 from .calls.gate import AdmissionGate
 from .calls.janitor import Claims, Janitor, JanitorDeps
 from .calls.session import CallSession
+from .calls.transfer import TransferLegs
+from .flow.model import Destinations
 from .admission import Admission, AdmissionPolicy
 from .config import Config
 from .metrics import Metrics, QueueSnapshot
@@ -102,6 +104,7 @@ class App:
         if self.crm is not None and cfg.routing:
             from .crm.rules import routing_from_dict
             self.routing = routing_from_dict(dict(cfg.routing))
+        self.transfer_legs = TransferLegs()     # a flow's transfer legs, by leg id (ivr/calls/transfer.py)
         self.acd = None
         if cfg.queues:
             from .calls.acd_service import AcdService
@@ -110,7 +113,8 @@ class App:
         if load_flows:
             queues = {str(q.get("name")) for q in cfg.queues} if cfg.queues else None
             self.flows = FlowRegistry(cfg.path(cfg.flows.dir), dict(cfg.flows.routes), cfg.flows.default,
-                                      known_queues=queues)
+                                      known_queues=queues, known_destinations=Destinations(
+                                          *cfg.transfer_destinations()))
             result = self.flows.reload()
             if not result.ok:
                 raise StartupError("invalid flows, not starting:\n  " + "\n  ".join(result.errors))
@@ -147,7 +151,8 @@ class App:
 
     def _claims(self) -> Claims:
         legs, queued, bridges = self.acd.held() if self.acd is not None else (frozenset(),) * 3
-        return Claims(sessions=frozenset(self.sessions), legs=legs, queued=queued, bridges=bridges)
+        return Claims(sessions=frozenset(self.sessions), legs=legs | self.transfer_legs.legs(), queued=queued,
+                      bridges=bridges | self.transfer_legs.bridges())
 
     def subscriptions(self) -> list[str]:
         """Event sources re-applied on every (re)connect (e.g. agent endpoints for presence)."""
@@ -159,7 +164,9 @@ class App:
 
     # ------------------------------------------------------------------------------------- events
     async def handle(self, ev: Event) -> None:
-        if isinstance(ev, StasisStart):
+        if (routed := self.transfer_legs.route(ev)) is not None:
+            self.dispatcher.submit(routed)     # a transfer leg: handled in its caller's order
+        elif isinstance(ev, StasisStart):
             await self._on_stasis_start(ev)
         elif isinstance(ev, (StasisEnd, ChannelDestroyed)):
             s = self.sessions.pop(ev.channel.id, None)

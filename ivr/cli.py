@@ -8,6 +8,7 @@ import logging
 import sys
 
 from .config import ConfigError, load_config
+from .flow.model import Destinations
 from .logsafe import setup_logging
 
 log = logging.getLogger("ivr")
@@ -169,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
                     return 2
                 if names:
                     rest += ["--queues", ",".join(names)]
-        fn = flow_cli.validate_main if argv[0] == "validate" else flow_cli.simulate_main
-        return fn(rest)
+                if "--config" not in rest:      # and its extensions / trunks check the transfer nodes
+                    rest += ["--config", cfg_path]
+        if argv[0] == "validate":
+            return flow_cli.validate_main(rest, _flow_config_reader)
+        return flow_cli.simulate_main(rest)
     args = p.parse_args(argv)
     try:
         return args.func(args)
@@ -181,3 +185,13 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _flow_config_reader(path: str) -> tuple[set[str], Destinations]:
+    """``ivr validate --config``: the server config's queue names and transfer destinations."""
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
+    internal, trunks = cfg.transfer_destinations()
+    return {str(q.get("name")) for q in cfg.queues}, Destinations(internal, trunks)

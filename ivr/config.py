@@ -6,12 +6,14 @@ Secrets (ARI password, admin token, SIP passwords) come from the file or the env
 Environment overrides:
   IVR_ARI_PASSWORD, IVR_ADMIN_TOKEN      the two secrets the app itself uses
   IVR_AGENT_<ID>_PASSWORD                 SIP password of agent <ID> (upper case, '-' -> '_')
+  IVR_TRUNK_<NAME>_USERNAME / _PASSWORD   credentials of outbound trunk <NAME> (upper case, '-' -> '_')
   IVR__<SECTION>__<KEY>=value             any scalar, e.g. IVR__ASTERISK__SIP_PORT=5070
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -88,6 +90,25 @@ class AgentSipConfig:
 
 
 @dataclass(frozen=True)
+class TrunkConfig:
+    """An outbound SIP trunk (a carrier): the flows' transfer nodes reach outside numbers through it."""
+
+    name: str
+    host: str
+    port: int = 5060
+    caller_id: str = ""          # the number presented to the called party (From and P-Asserted-Identity)
+    caller_name: str = ""
+    username: str = ""           # digest credentials, when the carrier asks for them
+    password: str = ""           # only from IVR_TRUNK_<NAME>_PASSWORD, never from the file
+    from_domain: str = ""        # host part of From (default: Asterisk's address)
+
+    @property
+    def endpoint(self) -> str:
+        """The PJSIP endpoint (and aor) name Asterisk knows this trunk by."""
+        return f"trunk-{self.name}"
+
+
+@dataclass(frozen=True)
 class Config:
     asterisk: AsteriskConfig = AsteriskConfig()
     ari: AriConfig = AriConfig()
@@ -102,6 +123,8 @@ class Config:
     routing: Mapping[str, Any] = field(default_factory=dict)
     acd: Mapping[str, Any] = field(default_factory=dict)
     admission: Mapping[str, Any] = field(default_factory=dict)   # see ivr/admission.py, docs/overload.md
+    trunks: tuple[TrunkConfig, ...] = ()                          # outbound SIP trunks (transfers)
+    extensions: Mapping[str, str] = field(default_factory=dict)   # internal extension -> PJSIP/<endpoint>
     base_dir: str = "."      # relative paths in the file are resolved against the file's directory
 
     @property
@@ -122,6 +145,12 @@ class Config:
             out.append(AgentSipConfig(aid, endpoint, pw))
         return out
 
+    def transfer_destinations(self) -> tuple[frozenset[str], frozenset[str]]:
+        """(internal destinations, trunk names) a flow's transfer node may name: the extensions, the agents'
+        endpoints (``PJSIP/agent1``), and the trunks."""
+        internal = set(self.extensions) | {a.endpoint for a in self.agent_sip()}
+        return frozenset(internal), frozenset(t.name for t in self.trunks)
+
     def redacted(self) -> dict[str, Any]:
         return _redact(asdict(self))
 
@@ -130,6 +159,9 @@ _SECTIONS = {"asterisk": AsteriskConfig, "ari": AriConfig, "flows": FlowsConfig,
              "log": LogConfig, "storage": StorageConfig}
 _RAW_LIST_SECTIONS = {"agents", "queues"}
 _RAW_MAP_SECTIONS = {"crm", "routing", "acd", "admission"}
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}\Z")
+_NUMBER = re.compile(r"\+?[0-9]{3,20}\Z")
+_HOST = re.compile(r"[A-Za-z0-9_.:\[\]-]{1,253}\Z")
 
 
 def _redact(obj: Any) -> Any:
@@ -222,7 +254,7 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
     if env.get("IVR_ADMIN_TOKEN"):
         raw.setdefault("http", {})["admin_token"] = env["IVR_ADMIN_TOKEN"]
 
-    unknown = sorted(set(raw) - set(_SECTIONS) - _RAW_LIST_SECTIONS - _RAW_MAP_SECTIONS)
+    unknown = sorted(set(raw) - set(_SECTIONS) - _RAW_LIST_SECTIONS - _RAW_MAP_SECTIONS - {"trunks", "extensions"})
     if unknown:
         raise ConfigError(f"unknown section(s) {', '.join(unknown)}")
     kwargs: dict[str, Any] = {"base_dir": base_dir}
@@ -239,9 +271,77 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         if not isinstance(m, dict):
             raise ConfigError(f"{name}: expected a mapping")
         kwargs[name] = m
+    kwargs["trunks"] = _trunks(raw.get("trunks"), env)
+    kwargs["extensions"] = _extensions(raw.get("extensions"))
     cfg = Config(**kwargs)
     _check(cfg)
     return cfg
+
+
+def _trunks(data: Any, env: Mapping[str, str]) -> tuple[TrunkConfig, ...]:
+    """The ``trunks:`` list. Credentials: ``username`` in the file or IVR_TRUNK_<NAME>_USERNAME, the
+    password only in IVR_TRUNK_<NAME>_PASSWORD (a secret never sits in the file)."""
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise ConfigError("trunks: expected a list of trunks, each a mapping with a name")
+    known = {f.name for f in fields(TrunkConfig)} - {"password"}
+    out: list[TrunkConfig] = []
+    for i, item in enumerate(data):
+        where = f"trunks[{i}]"
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ConfigError(f"{where}: expected a mapping with a name")
+        name = item["name"]
+        where = f"trunks.{name}"
+        if not _NAME.match(name):
+            raise ConfigError(f"{where}: a trunk name is letters, digits, '_' and '-'")
+        if name in {t.name for t in out}:
+            raise ConfigError(f"{where}: defined twice")
+        if "password" in item:
+            raise ConfigError(f"{where}: the password is a secret: set IVR_TRUNK_"
+                              f"{name.upper().replace('-', '_')}_PASSWORD in the environment instead")
+        unknown = sorted(set(item) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        values = {k: _coerce("trunks", f"{name}.{k}", v, "int" if k == "port" else "str") for k, v in item.items()}
+        env_key = f"IVR_TRUNK_{name.upper().replace('-', '_')}_"
+        values["username"] = env.get(env_key + "USERNAME") or values.get("username", "")
+        values["password"] = env.get(env_key + "PASSWORD", "")
+        trunk = TrunkConfig(**values)
+        if not trunk.host or not _HOST.match(trunk.host):
+            raise ConfigError(f"{where}.host: expected a host name or address, got {trunk.host!r}")
+        if not 0 < trunk.port < 65536:
+            raise ConfigError(f"{where}.port: {trunk.port} is not a valid port")
+        if trunk.caller_id and not _NUMBER.match(trunk.caller_id):
+            raise ConfigError(f"{where}.caller_id: expected a phone number (digits, optional leading '+'), "
+                              f"got {trunk.caller_id!r}")
+        if trunk.from_domain and not _HOST.match(trunk.from_domain):
+            raise ConfigError(f"{where}.from_domain: expected a host name, got {trunk.from_domain!r}")
+        if any(c in trunk.caller_name for c in '"\\\r\n<>'):
+            raise ConfigError(f"{where}.caller_name: quotes, backslashes, <> and line breaks are not allowed")
+        if trunk.password and not trunk.username:
+            raise ConfigError(f"{where}: a password ({env_key}PASSWORD) needs a username")
+        if any(c in trunk.username + trunk.password for c in "\r\n;"):
+            raise ConfigError(f"{where}: line breaks and ';' are not allowed in the credentials")
+        out.append(trunk)
+    return tuple(out)
+
+
+def _extensions(data: Any) -> dict[str, str]:
+    """The ``extensions:`` mapping: an internal extension name -> the PJSIP endpoint of a phone."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("extensions: expected a mapping of extension name -> PJSIP/<endpoint>")
+    out = {}
+    for name, endpoint in data.items():
+        name = str(name)
+        if not _NAME.match(name):
+            raise ConfigError(f"extensions.{name}: an extension name is letters, digits, '_' and '-'")
+        if not isinstance(endpoint, str) or not re.match(r"PJSIP/[A-Za-z0-9_-]+\Z", endpoint):
+            raise ConfigError(f"extensions.{name}: expected PJSIP/<endpoint>, got {endpoint!r}")
+        out[name] = endpoint
+    return out
 
 
 def _check(cfg: Config) -> None:
@@ -254,6 +354,11 @@ def _check(cfg: Config) -> None:
         raise ConfigError("asterisk.rtp_start must be below asterisk.rtp_end")
     if not 0 <= cfg.http.port < 65536:
         raise ConfigError(f"http.port: {cfg.http.port} is not a valid port")
+    endpoints = {a.endpoint for a in cfg.agent_sip()}
+    for name, endpoint in cfg.extensions.items():
+        if endpoint not in endpoints:
+            raise ConfigError(f"extensions.{name}: {endpoint} is not a configured phone (the agents' endpoints: "
+                              f"{', '.join(sorted(endpoints)) or 'none'})")
     try:
         AdmissionPolicy.from_dict(cfg.admission)
     except (AdmissionConfigError, TypeError) as e:

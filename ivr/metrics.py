@@ -71,6 +71,8 @@ CRM_BACKENDS = ("sqlite", "http", "http-cache", "guard", "null", "other")
 CRM_STATUSES = ("found", "not_found", "anonymous", "error", "timeout", "circuit_open", "other")
 #: ``ivr_flow_escalations_total{to}``
 ESCALATIONS = ("queue", "transfer")
+TRANSFER_KINDS = ("internal", "external")
+TRANSFER_OUTCOMES = ("answered", "busy", "no_answer", "failed", "abandoned")
 #: ``ivr_calls_shed_total{stage}`` and ``ivr_admission_shedding{reason}`` (see ``ivr.admission``).
 SHED_STAGES = ("dialplan", "app")
 SHED_REASONS = ADMISSION_REASONS
@@ -447,6 +449,10 @@ class Metrics:
         self.escalations = counter("ivr_flow_escalations", "Calls the flow handed on to people: to a queue or "
                                    "a transfer (once per call, at the first; containment's complement).",
                                    ("flow", "to"))
+        self.transfers = counter("ivr_flow_transfers", "Transfers from a flow's transfer node, by kind (internal "
+                                 "extension or external number through a trunk) and outcome: answered (the "
+                                 "target answered), busy, no_answer, failed, abandoned (the caller hung up "
+                                 "while it rang).", ("kind", "outcome"))
         self.node_exits = counter("ivr_flow_node_exits", "Calls leaving a flow node, by exit (hangup = the "
                                   "caller hung up there).", ("flow", "node", "exit"))
         # system
@@ -540,6 +546,11 @@ class Metrics:
     def flow_escalated(self, flow: str, to: str) -> None:
         """The call needed people: the flow handed it to a queue or a transfer (call once per call)."""
         self.escalations.labels(self._flow(flow), self._enum("escalation", to, ESCALATIONS)).inc()
+
+    def transfer_ended(self, kind: str, outcome: str) -> None:
+        """A transfer attempt ended: answered (the only success), busy, no_answer, failed or abandoned."""
+        self.transfers.labels(self._enum("transfer kind", kind, TRANSFER_KINDS),
+                              self._enum("transfer outcome", outcome, TRANSFER_OUTCOMES)).inc()
 
     def node_exit(self, flow: str, node: str, exit: str) -> None:
         f = self._flow(flow)

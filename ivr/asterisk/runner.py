@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import AgentSipConfig, Config
+from ..config import AgentSipConfig, Config, TrunkConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,27 @@ def _agent_endpoints(agents: list[AgentSipConfig], contact: str = "") -> str:
     return "\n".join(parts)
 
 
+def _trunk_endpoints(trunks: tuple[TrunkConfig, ...]) -> str:
+    """One outbound endpoint + aor (+ auth when credentials are configured) per trunk. The caller ID is set
+    per call by the originate (From and, with send_pai, P-Asserted-Identity)."""
+    parts = []
+    for t in trunks:
+        name = t.endpoint
+        host = f"[{t.host}]" if ":" in t.host and not t.host.startswith("[") else t.host
+        ep = (f"[{name}](endpoint-common)\ncontext = from-caller\naors = {name}\nsend_pai = yes\n"
+              f"trust_id_outbound = yes\nsend_connected_line = no\n")
+        if t.from_domain:
+            ep += f"from_domain = {t.from_domain}\n"
+        if t.username:
+            ep += f"outbound_auth = {name}-auth\n"
+        ep += f"\n[{name}]\ntype = aor\ncontact = sip:{host}:{t.port}\nqualify_frequency = 0\n"
+        if t.username:
+            ep += (f"\n[{name}-auth]\ntype = auth\nauth_type = userpass\nusername = {t.username}\n"
+                   f"password = {t.password}\n")
+        parts.append(ep)
+    return "\n".join(parts)
+
+
 def render_configs(cfg: Config, astdir: str, template_dir: Path = TEMPLATE_DIR) -> dict[str, str]:
     """Return {filename: text} of every Asterisk config file for this app config."""
     if not cfg.ari.password:
@@ -65,6 +86,7 @@ def render_configs(cfg: Config, astdir: str, template_dir: Path = TEMPLATE_DIR) 
         "RTP_END": str(cfg.asterisk.rtp_end),
         "APP": cfg.ari.app,
         "AGENT_ENDPOINTS": _agent_endpoints(cfg.agent_sip(), cfg.asterisk.agent_contact),
+        "TRUNK_ENDPOINTS": _trunk_endpoints(cfg.trunks),
     }
     out = {}
     for f in sorted(template_dir.glob("*.conf")):

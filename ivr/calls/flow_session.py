@@ -48,12 +48,14 @@ from ..flow import (
     DiscardRecording,
     TimerFired,
     Transfer,
+    TransferResult,
 )
 from ..flow import PlaybackFinished as FlowPlaybackFinished
 from ..flow import RecordingFinished as FlowRecordingFinished
 from ..flow.model import DTMF_KEYS
 from ..logsafe import CallLog, mask_number
 from .internal import Internal, internal
+from .transfer import TransferAttempt, TransferDeps, resolve_target
 
 if TYPE_CHECKING:
     from ..app import App
@@ -97,6 +99,7 @@ class FlowSession:
         self.outcome = "ivr"
         self.closed = False
         self.transferred = False
+        self._transfer: TransferAttempt | None = None
 
     # ----------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -153,6 +156,10 @@ class FlowSession:
             elif kind == "queue":
                 self.in_queue = False
                 fe = QueueResult(value)
+            elif kind == "transfer":
+                fe = self._transfer_result(value)
+            elif kind in ("transfer_leg", "transfer_timeout") and self._transfer is not None:
+                await self._transfer.on_event(kind, value)
             elif kind == "callable":
                 await value()
         if fe is not None:
@@ -167,6 +174,10 @@ class FlowSession:
             self._crm_task.cancel()
         if self.in_queue and self.app.acd is not None:
             await self.app.acd.caller_gone(self)
+        if self._transfer is not None:
+            if self._transfer.state == "ringing" and self.app.metrics is not None:
+                self.app.metrics.transfer_ended(self._transfer.target.kind, "abandoned")
+            await self._transfer.cancel()
         if not self.runner.finished:
             await self._run(self.runner.feed(HungUp()), hung_up=True)
             if self._node and self.app.metrics is not None:
@@ -244,11 +255,7 @@ class FlowSession:
         elif isinstance(cmd, Enqueue):
             await self._enqueue(cmd)
         elif isinstance(cmd, Transfer):
-            self._escalated("transfer")
-            self.transferred = True
-            self.outcome = "transferred"
-            self.log.info("transfer to %s", cmd.destination)
-            await self.ari.continue_in_dialplan(self.channel_id, "transfer", cmd.destination)
+            await self._start_transfer(cmd)
         elif isinstance(cmd, Record):
             await self.ari.record(self.channel_id, cmd.name, max_seconds=cmd.max_seconds, beep=cmd.beep,
                                   terminate_on=cmd.terminate_on, if_exists="overwrite")
@@ -279,6 +286,37 @@ class FlowSession:
         self.in_queue = True
         self.queue_name = cmd.queue
         await self.app.acd.enqueue(self, cmd)
+
+    async def _start_transfer(self, cmd: Transfer) -> None:
+        self._escalated("transfer")
+        cfg = self.app.cfg
+        target = resolve_target(cmd.destination, external=cmd.external, trunk=cmd.trunk,
+                                extensions=cfg.extensions, phones=[a.endpoint for a in cfg.agent_sip()],
+                                trunks=cfg.trunks, caller_number=self.caller_raw or "")
+        if target is None:     # the validator refuses these when the config is known; belt and braces
+            self.log.warning("transfer to %s: not configured", "an outside number" if cmd.external
+                             else cmd.destination)
+            self._transfer = None
+            self.app.dispatcher.submit(internal(self.channel_id, ("transfer", "failed")))
+            return
+        self._transfer = TransferAttempt(
+            TransferDeps(self.ari, self.app.transfer_legs, self.app.dispatcher.submit), self.channel_id,
+            next(_seq), target, cmd.timeout,
+            lambda outcome: self.app.dispatcher.submit(internal(self.channel_id, ("transfer", outcome))),
+            self.log)
+        await self._transfer.start()
+
+    def _transfer_result(self, outcome: str) -> TransferResult:
+        kind = self._transfer.target.kind if self._transfer is not None else "internal"
+        if self.app.metrics is not None:
+            self.app.metrics.transfer_ended(kind, outcome)
+        if outcome == "answered":
+            self.transferred = True
+            self.outcome = "transferred"
+        else:
+            self.outcome = "transfer_failed"
+            self._transfer = None
+        return TransferResult(outcome)
 
     def customer_name(self) -> str:
         c = getattr(self.crm_result, "customer", None)

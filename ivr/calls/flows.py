@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..flow import Diagnostic, FlowSet, load_flow_dir
+from ..flow.model import Destinations
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,14 @@ class ReloadResult:
 
 class FlowRegistry:
     def __init__(self, flow_dir: Path, routes: dict[str, str], default: str,
-                 known_queues: set[str] | None = None, known_sounds: set[str] | None = None) -> None:
+                 known_queues: set[str] | None = None, known_sounds: set[str] | None = None,
+                 known_destinations: Destinations | None = None) -> None:
         self.flow_dir = flow_dir
         self.routes = dict(routes)
         self.default = default
         self.known_queues = known_queues
         self.known_sounds = known_sounds
+        self.known_destinations = known_destinations
         self.current: FlowSet | None = None
         self.last_result: ReloadResult | None = None
         self._mtimes: dict[str, float] = {}
@@ -54,7 +57,8 @@ class FlowRegistry:
         mtimes = self._snapshot_mtimes()
         try:
             flowset, diags = load_flow_dir([self.flow_dir], known_queues=self.known_queues,
-                                           known_sounds=self.known_sounds)
+                                           known_sounds=self.known_sounds,
+                                           known_destinations=self.known_destinations)
         except Exception as e:   # a loader bug must not take the running flows down
             log.exception("flow reload failed")
             flowset, diags = None, [Diagnostic(str(self.flow_dir), 1, 1, f"cannot load flows: {type(e).__name__}")]

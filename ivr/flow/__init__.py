@@ -35,6 +35,7 @@ from .protocol import (
     DiscardRecording,
     TimerFired,
     Transfer,
+    TransferResult,
 )
 
 __all__ = [
@@ -42,6 +43,6 @@ __all__ = [
     "Enqueue",
     "Event", "Flow", "FlowEnded", "FlowRunner", "FlowSet", "Hangup", "HungUp", "NodeEntered", "PathStep", "Play",
     "PlaybackFinished", "QueueResult", "Record", "RecordingFinished", "RequestCallback", "Secret", "SetLanguage",
-    "StartTimer", "StopPlayback", "StoreVoicemail", "TimerFired", "Transfer", "load_flow_dir", "load_flow_file",
+    "StartTimer", "StopPlayback", "StoreVoicemail", "TimerFired", "Transfer", "TransferResult", "load_flow_dir", "load_flow_file",
     "load_flow_sources", "load_flow_text",
 ]

@@ -7,15 +7,15 @@ each returns the process exit code and prints to stdout.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .diagnostics import Diagnostic
 from .loader import flow_files, load_flow_dir
-from .model import DTMF_KEYS
+from .model import DTMF_KEYS, Destinations
 from .protocol import CallInfo
-from .schema import QUEUE_OUTCOMES
+from .schema import QUEUE_OUTCOMES, TRANSFER_OUTCOMES
 from .simulate import Script, simulate
 
 SOUND_SUFFIXES = (".gsm", ".wav", ".ulaw", ".alaw", ".sln", ".sln16", ".g722", ".g729", ".ogg", ".mp3", ".siren7",
@@ -40,23 +40,43 @@ def _print_diagnostics(diagnostics: list[Diagnostic]) -> None:
         print(diagnostic.format())
 
 
-def validate_main(argv: Sequence[str]) -> int:
+# Reads the server config for ``--config``: (queue names, transfer destinations); raises ValueError with a
+# message. Given by ``ivr/cli.py`` (this pure package does not import the server's config module).
+ConfigReader = Callable[[str], tuple[set[str], Destinations]]
+
+
+def validate_main(argv: Sequence[str], config_reader: ConfigReader | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ivr validate", description="Check flow files and report every problem.")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="flow files, or directories of *.yaml/*.yml")
     parser.add_argument("--queues", metavar="A,B", help="known queue names: any other queue is an error")
     parser.add_argument("--sounds", metavar="A,B", help="known sound names: any other 'sound:' is an error")
     parser.add_argument("--sounds-dir", metavar="DIR", action="append", default=[],
                         help="Asterisk sounds directory for one language (e.g. .../sounds/en); repeatable")
+    parser.add_argument("--config", metavar="FILE", help="the server config (config/ivr.yaml): its queues, "
+                        "extensions, agents' phones and trunks are the known ones")
     args = parser.parse_args(list(argv))
 
     known_queues = None if args.queues is None else set(_names(args.queues))
+    known_destinations: Destinations | None = None
+    if args.config:
+        if config_reader is None:
+            print("--config is not available here")
+            return 1
+        try:
+            queues, known_destinations = config_reader(args.config)
+        except ValueError as e:
+            print(f"{args.config}: {e}")
+            return 1
+        if known_queues is None and queues:
+            known_queues = queues
     known_sounds: set[str] | None = None
     if args.sounds is not None or args.sounds_dir:
         known_sounds = set(_names(args.sounds or ""))
         for directory in args.sounds_dir:
             known_sounds |= sounds_in(directory)
     files, _ = flow_files(args.paths)
-    _, diagnostics = load_flow_dir(args.paths, known_queues=known_queues, known_sounds=known_sounds)
+    _, diagnostics = load_flow_dir(args.paths, known_queues=known_queues, known_sounds=known_sounds,
+                                   known_destinations=known_destinations)
     _print_diagnostics(diagnostics)
     errors = sum(d.is_error for d in diagnostics)
     warnings = len(diagnostics) - errors
@@ -97,6 +117,13 @@ def _parse_outcomes(text: str) -> tuple[str, ...]:
     return outcomes
 
 
+def _parse_transfer_outcomes(text: str) -> tuple[str, ...]:
+    outcomes = tuple(_names(text))
+    if not outcomes or any(o not in TRANSFER_OUTCOMES for o in outcomes):
+        raise argparse.ArgumentTypeError(f"transfer outcomes are {', '.join(TRANSFER_OUTCOMES)}; got {text!r}")
+    return outcomes
+
+
 def simulate_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="ivr simulate",
@@ -114,6 +141,9 @@ def simulate_main(argv: Sequence[str]) -> int:
                              "CRM never answers")
     parser.add_argument("--queue-outcome", type=_parse_outcomes, default=("answered",), metavar="OUTCOME[,...]",
                         help=f"queue results in order ({', '.join(QUEUE_OUTCOMES)}; default: answered)")
+    parser.add_argument("--transfer-outcome", type=_parse_transfer_outcomes, default=("answered",),
+                        metavar="OUTCOME[,...]", help=f"transfer results in order ({', '.join(TRANSFER_OUTCOMES)}; "
+                                                      "default: answered)")
     parser.add_argument("--language", help="the channel's language at the start")
     args = parser.parse_args(list(argv))
 
@@ -134,7 +164,7 @@ def simulate_main(argv: Sequence[str]) -> int:
     call = CallInfo(channel_id="sim", caller=args.caller, did=args.did, language=args.language)
     script = Script(digits=args.digits,
                     customer=None if args.customer is None else dict(args.customer),
-                    queue_outcomes=args.queue_outcome)
+                    queue_outcomes=args.queue_outcome, transfer_outcomes=args.transfer_outcome)
     print(f"simulating flow '{flow.name}' ({flow.file}): caller {args.caller or 'unknown'}, "
           f"at {at.isoformat()}")
     print(simulate(flowset, flow.name, call, lambda: at, script).text, end="")

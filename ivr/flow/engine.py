@@ -49,7 +49,10 @@ queue
     ``Hangup`` (no goodbye prompt). ``timeout``/``no_agents``/``full`` jump to their
     target or hang up politely. ``abandoned`` ends the flow (no command).
 transfer
-    ``Transfer(destination)``; the flow ends.
+    ``Transfer(destination, timeout, trunk, external)``; the call belongs to the session until
+    ``TransferResult``: ``answered`` (the target answered and is bridged with the caller) ends the flow
+    (``transferred``, no command: the session holds the conversation); ``busy``/``no_answer``/``failed``
+    jump to ``on_failure`` or hang up politely. Digits while it rings are ignored.
 voicemail
     Optional greeting ``Play``, then ``Record(name, max_seconds, beep)``. On
     ``RecordingFinished``: ``StoreVoicemail(mailbox, recording, caller, time)``, then
@@ -129,6 +132,7 @@ from .protocol import (
     DiscardRecording,
     TimerFired,
     Transfer,
+    TransferResult,
 )
 from .template import is_static, render
 
@@ -273,7 +277,7 @@ class FlowRunner:
         if self._finished:
             return "recording" if self._orphan_recording else "nothing"
         return {"prompt": "playback", "goodbye": "playback", "input": "input", "customer": "customer_data",
-                "queue": "queue_result", "recording": "recording"}.get(self._phase, "nothing")
+                "queue": "queue_result", "transfer": "transfer_result", "recording": "recording"}.get(self._phase, "nothing")
 
     @property
     def input_is_secure(self) -> bool:
@@ -317,6 +321,9 @@ class FlowRunner:
             case QueueResult(outcome=outcome):
                 if self._phase == "queue":
                     jump = self._on_queue_result(outcome)
+            case TransferResult(outcome=outcome):
+                if self._phase == "transfer":
+                    jump = self._on_transfer_result(outcome)
             case RecordingFinished(name=name, duration=duration):
                 if self._phase == "recording" and name == self._recording:
                     jump = self._on_recording_finished(duration)
@@ -659,9 +666,21 @@ class FlowRunner:
         return self._jump_or_goodbye(target, f"queue_{outcome}")
 
     def _enter_transfer(self, node: TransferNode) -> Jump | None:
-        self._out.append(Transfer(node.destination))
-        self._finish("transferred")
+        self._typeahead.clear()
+        self._phase = "transfer"
+        external = node.number is not None
+        self._out.append(Transfer(node.number if external else node.destination or "", node.timeout,
+                                  node.trunk, external))
         return None
+
+    def _on_transfer_result(self, outcome: str) -> Jump | None:
+        node = self._node
+        assert isinstance(node, TransferNode)
+        self._record(PathStep("transfer", f"{node.target} {outcome}"))
+        if outcome == "answered":
+            self._finish("transferred")
+            return None
+        return self._jump_or_goodbye(node.on_failure, "transfer_failed")
 
     def _enter_voicemail(self, node: VoicemailNode) -> Jump | None:
         self._typeahead.clear()

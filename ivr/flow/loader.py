@@ -38,6 +38,7 @@ from . import schema
 from .conditions import COMPARE_OPS, NUMERIC_OPS, AllOf, AnyOf, Compare, NotOf, ScheduleIs
 from .diagnostics import Diagnostic
 from .model import (
+    Destinations,
     ANY_LANGUAGE,
     DTMF_KEYS,
     NODE_CLASSES,
@@ -83,6 +84,7 @@ _VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _VARIABLE_REF_RE = re.compile(r"(?:customer(?:\.[A-Za-z0-9_]+)+|[A-Za-z_][A-Za-z0-9_]*)\Z")
 _LANGUAGE_RE = re.compile(r"[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?\Z")
 _DESTINATION_RE = re.compile(r"[A-Za-z0-9_/@.+:-]+\Z")
+_PHONE_NUMBER_RE = re.compile(r"\+?[0-9]{3,20}\Z")
 _SOUND_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*\Z")
 _STATIC_MEDIA_RE = {
     "digits": (re.compile(r"[0-9*#]+\Z"), "digits 0-9, * and #"),
@@ -354,7 +356,19 @@ class _Reader:
         if text is not INVALID and not _DESTINATION_RE.match(text):
             return self.error(node, f"'{key}' must be an extension or endpoint such as 'PJSIP/1000', "
                                     f"got '{text}'")
+        if text is not INVALID:
+            self.ref("extension", text, node)
         return text
+
+    def kind_phone_number(self, node: YamlNode, key: str) -> Any:
+        text = self.kind_text(node, key)
+        if text is not INVALID and not _PHONE_NUMBER_RE.match(text):
+            return self.error(node, f"'{key}' must be a phone number: 3 to 20 digits with an optional leading "
+                                    f"'+', no spaces (quote it: \"+442071234567\"), got '{text}'")
+        return text
+
+    def kind_trunk_ref(self, node: YamlNode, key: str) -> Any:
+        return self._named_ref("trunk", node, key)
 
     def kind_hangup_reason(self, node: YamlNode, key: str) -> Any:
         text = self.kind_text(node, key)
@@ -818,6 +832,20 @@ class _Reader:
             return False
         return True
 
+    def check_transfer(self, name: str, name_node: YamlNode, values: dict, nodes: dict) -> bool:
+        given = [key for key in ("destination", "number") if key in nodes]
+        if len(given) != 1:
+            self.error(name_node, f"transfer node '{name}' needs exactly one of 'destination' (an internal "
+                                  "extension) or 'number' (an outside number, through a trunk); to transfer to "
+                                  "a queue, use a queue node")
+            return False
+        if "trunk" in nodes and "number" not in nodes:
+            self.error(nodes["trunk"], "'trunk' goes with 'number' (an outside number), not 'destination'")
+            return False
+        if "number" in nodes and "trunk" not in nodes:
+            self.ref("trunk", "", nodes["number"])      # the default trunk: there must be exactly one
+        return True
+
     def check_queue(self, name: str, name_node: YamlNode, values: dict, nodes: dict) -> bool:
         required = dict(values.get("required_skills", ()))
         ok = True
@@ -952,6 +980,7 @@ def load_flow_sources(
     *,
     known_queues: Collection[str] | None = None,
     known_sounds: Collection[str] | None = None,
+    known_destinations: Destinations | None = None,
 ) -> tuple[FlowSet | None, list[Diagnostic]]:
     """Load (file name, text) pairs as one FlowSet; None when any file has an error."""
     from .validate import validate_flows
@@ -959,7 +988,8 @@ def load_flow_sources(
     sources = list(sources)
     parsed = [parse_flow_text(text, file) for file, text in sources]
     diagnostics = [d for p in parsed for d in p.diagnostics]
-    diagnostics += validate_flows(parsed, known_queues=known_queues, known_sounds=known_sounds)
+    diagnostics += validate_flows(parsed, known_queues=known_queues, known_sounds=known_sounds,
+                                  known_destinations=known_destinations)
     diagnostics = _sorted_unique(diagnostics)
     if any(d.is_error for d in diagnostics):
         return None, diagnostics
@@ -976,13 +1006,15 @@ def load_flow_text(
     *,
     known_queues: Collection[str] | None = None,
     known_sounds: Collection[str] | None = None,
+    known_destinations: Destinations | None = None,
 ) -> tuple[Flow | None, list[Diagnostic]]:
     """Load one flow from text. ``goto`` to other flows is not checked (there are none)."""
     from .validate import validate_flows
 
     parsed = parse_flow_text(text, file)
     diagnostics = parsed.diagnostics + validate_flows(
-        [parsed], known_queues=known_queues, known_sounds=known_sounds, check_flow_refs=False)
+        [parsed], known_queues=known_queues, known_sounds=known_sounds, check_flow_refs=False,
+        known_destinations=known_destinations)
     diagnostics = _sorted_unique(diagnostics)
     if any(d.is_error for d in diagnostics):
         return None, diagnostics
@@ -1043,6 +1075,7 @@ def load_flow_dir(
     paths: str | Path | Iterable[str | Path],
     known_queues: Collection[str] | None = None,
     known_sounds: Collection[str] | None = None,
+    known_destinations: Destinations | None = None,
 ) -> tuple[FlowSet | None, list[Diagnostic]]:
     """Load every flow file of ``paths`` (files or directories) as one FlowSet.
 
@@ -1057,7 +1090,8 @@ def load_flow_dir(
             problems.append(problem)
         else:
             sources.append((str(path), text))
-    flowset, diagnostics = load_flow_sources(sources, known_queues=known_queues, known_sounds=known_sounds)
+    flowset, diagnostics = load_flow_sources(sources, known_queues=known_queues, known_sounds=known_sounds,
+                                             known_destinations=known_destinations)
     if problems:
         return None, _sorted_unique(diagnostics + problems)
     return flowset, diagnostics

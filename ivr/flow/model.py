@@ -207,8 +207,17 @@ class QueueNode(Node):
 @dataclass(frozen=True, kw_only=True)
 class TransferNode(Node):
     kind: ClassVar[str] = "transfer"
-    waits_for_caller: ClassVar[bool] = True   # the flow ends here
-    destination: str
+    waits_for_caller: ClassVar[bool] = True   # waits for the target to answer or fail
+    destination: str | None = None           # an internal extension or PJSIP/<endpoint>
+    number: str | None = None                # an outside number, dialled through ``trunk``
+    trunk: str | None = None                 # None: the only configured trunk
+    timeout: float = 30.0                    # seconds the target may ring
+    on_failure: str | None = None            # None: polite hang-up
+
+    @property
+    def target(self) -> str:
+        """What the path and logs show: the extension, or ``external`` (numbers are never shown)."""
+        return self.destination if self.destination is not None else "external"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -304,6 +313,15 @@ class FlowSet:
     def for_file(self, path: str) -> Flow | None:
         """The flow loaded from ``path`` (compared as given to the loader)."""
         return next((f for f in self.flows.values() if f.file == path), None)
+
+
+@dataclass(frozen=True)
+class Destinations:
+    """What a transfer node may name, from the server config: internal destinations (extension names and
+    ``PJSIP/<endpoint>`` of the configured phones) and outbound trunk names."""
+
+    internal: frozenset[str] = frozenset()
+    trunks: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .model import DTMF_KEYS
-from .schema import QUEUE_OUTCOMES
+from .schema import QUEUE_OUTCOMES, TRANSFER_OUTCOMES
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,18 @@ class QueueResult:
 
 
 @dataclass(frozen=True)
+class TransferResult:
+    """How a transfer attempt ended: answered (the target is bridged with the caller), busy, no_answer or
+    failed (unreachable, trunk down, rejected)."""
+
+    outcome: str
+
+    def __post_init__(self) -> None:
+        if self.outcome not in TRANSFER_OUTCOMES:
+            raise ValueError(f"unknown transfer outcome {self.outcome!r} (one of {', '.join(TRANSFER_OUTCOMES)})")
+
+
+@dataclass(frozen=True)
 class RecordingFinished:
     name: str
     duration: float       # seconds
@@ -95,7 +107,8 @@ class CustomerData:
         object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
 
 
-Event = DigitReceived | PlaybackFinished | TimerFired | HungUp | QueueResult | RecordingFinished | CustomerData
+Event = (DigitReceived | PlaybackFinished | TimerFired | HungUp | QueueResult | TransferResult | RecordingFinished
+         | CustomerData)
 
 
 # -- commands (engine -> session) -----------------------------------------------------
@@ -146,7 +159,14 @@ class Enqueue:
 
 @dataclass(frozen=True)
 class Transfer:
-    destination: str
+    """Ring ``destination`` (an internal extension / ``PJSIP/<endpoint>``, or with ``external`` a number to
+    dial through ``trunk``, None: the only trunk) for at most ``timeout`` seconds and bridge it with the
+    caller when it answers; report a ``TransferResult``."""
+
+    destination: str = field(repr=False)
+    timeout: float = 30.0
+    trunk: str | None = None
+    external: bool = False
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,13 @@ NODE_FIELDS: Mapping[str, Mapping[str, FieldSpec]] = MappingProxyType({
         on_no_agents=F("node_ref"),
         on_full=F("node_ref"),
     ),
-    "transfer": _spec(destination=F("destination", required=True)),
+    "transfer": _spec(
+        destination=F("destination"),
+        number=F("phone_number"),
+        trunk=F("trunk_ref"),
+        timeout=F("seconds"),
+        on_failure=F("node_ref"),
+    ),
     "voicemail": _spec(
         mailbox=F("name", required=True),
         prompt=F("prompts"),
@@ -131,3 +137,5 @@ MEDIA_SCHEMES = ("sound", "recording", "digits", "number", "characters", "tone")
 HANGUP_REASONS = ("normal", "busy", "congestion", "no_answer", "rejected", "unallocated")
 
 QUEUE_OUTCOMES = ("answered", "timeout", "no_agents", "full", "abandoned")
+
+TRANSFER_OUTCOMES = ("answered", "busy", "no_answer", "failed")

@@ -45,6 +45,7 @@ from .protocol import (
     StoreVoicemail,
     TimerFired,
     Transfer,
+    TransferResult,
 )
 
 _SHOWN_KEYS = 40      # keys shown per "caller presses" line of the transcript
@@ -55,6 +56,7 @@ class Script:
     digits: tuple[str, ...] = ()
     customer: Mapping[str, Any] | None = None
     queue_outcomes: tuple[str, ...] = ("answered",)
+    transfer_outcomes: tuple[str, ...] = ("answered",)
     recording_seconds: float = 10.0
     max_events: int = 500
 
@@ -91,8 +93,9 @@ def describe_command(command: Command) -> str | None:
             wait = "" if command.max_wait is None else f", max wait {command.max_wait:g} s"
             return (f"  enqueue in '{command.queue}' (required: {_skills(command.required_skills)}; optional: "
                     f"{_skills(command.optional_skills)}; priority {command.priority}{wait})")
-        case Transfer(destination=destination):
-            return f"  transfer to {destination}"
+        case Transfer(destination=destination, timeout=timeout, trunk=trunk, external=external):
+            via = f" via trunk {trunk or '(the only one)'}" if external else ""
+            return f"  transfer to {destination}{via} (rings up to {timeout:g} s)"
         case Record(name=name, max_seconds=max_seconds, beep=beep):
             return f"  record {name} (max {max_seconds} s{', beep' if beep else ''})"
         case StoreVoicemail(mailbox=mailbox, duration=duration):
@@ -131,6 +134,7 @@ def simulate(
     groups = deque(script.digits)
     typing: deque[str] = deque()
     outcomes = deque(script.queue_outcomes)
+    transfers = deque(script.transfer_outcomes)
     stopped_typing = False     # the caller finished an entry while the flow still waits
     for _ in range(script.max_events):
         waiting = runner.waiting_for
@@ -164,6 +168,10 @@ def simulate(
             outcome = outcomes.popleft() if len(outcomes) > 1 else outcomes[0]
             sim.lines.append(f"  (queue result: {outcome})")
             event = QueueResult(outcome)
+        elif waiting == "transfer_result":
+            outcome = transfers.popleft() if len(transfers) > 1 else transfers[0]
+            sim.lines.append(f"  (transfer result: {outcome})")
+            event = TransferResult(outcome)
         else:  # recording
             sim.lines.append(f"  (caller speaks for {script.recording_seconds:g} s)")
             event = RecordingFinished(runner.recording_name or "", script.recording_seconds)

@@ -14,7 +14,7 @@ from collections.abc import Collection, Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from .diagnostics import Diagnostic, Severity
-from .model import ANY_LANGUAGE, NODE_CLASSES, MenuNode, SourcePos
+from .model import ANY_LANGUAGE, NODE_CLASSES, Destinations, MenuNode, SourcePos
 
 if TYPE_CHECKING:
     from .loader import ParsedFlow
@@ -40,11 +40,13 @@ def validate_flows(
     known_queues: Collection[str] | None = None,
     known_sounds: Collection[str] | None = None,
     check_flow_refs: bool = True,
+    known_destinations: Destinations | None = None,
 ) -> list[Diagnostic]:
     """Cross-reference checks over files that were parsed together.
 
     ``known_queues``/``known_sounds``: when given, queue and ``sound:`` names must be in
     them. ``check_flow_refs``: report ``goto flow:`` to flows not in ``parsed``.
+    ``known_destinations``: when given, a transfer's ``destination`` and ``trunk`` must be in it.
     """
     out: list[Diagnostic] = []
     by_name: dict[str, ParsedFlow] = {}
@@ -59,6 +61,8 @@ def validate_flows(
     secure = {ref.name for flow in parsed for ref in flow.references if ref.kind == "secure_var"}
     for flow in parsed:
         out += _check_references(flow, by_name if check_flow_refs else None, known_queues, sounds, secure)
+        if known_destinations is not None:
+            out += _check_destinations(flow, known_destinations)
         out += _check_reachable(flow)
         out += _warnings(flow)
     out += _check_loops(parsed, by_name)
@@ -89,6 +93,23 @@ def _check_references(
         elif ref.kind == "template_var" and name in secure:
             out.append(_diag(ref.pos, f"secure variable '{name}' cannot be used in a prompt, "
                                       "a set value or a callback"))
+    return out
+
+
+def _check_destinations(flow: ParsedFlow, known: Destinations) -> list[Diagnostic]:
+    out = []
+    for ref in flow.references:
+        if ref.kind == "extension" and ref.name not in known.internal:
+            names = ", ".join(sorted(known.internal)) or "none configured"
+            out.append(_diag(ref.pos, f"unknown transfer destination '{ref.name}'"
+                                      f"{_suggest(ref.name, known.internal) or f' (known: {names})'}"))
+        elif ref.kind == "trunk" and ref.name and ref.name not in known.trunks:
+            names = ", ".join(sorted(known.trunks)) or "none configured"
+            out.append(_diag(ref.pos, f"unknown trunk '{ref.name}' (known trunks: {names})"))
+        elif ref.kind == "trunk" and not ref.name and len(known.trunks) != 1:
+            why = "no trunk is configured" if not known.trunks else \
+                f"several trunks are configured ({', '.join(sorted(known.trunks))}): name one with 'trunk'"
+            out.append(_diag(ref.pos, f"an outside number needs a trunk: {why}"))
     return out
 
 

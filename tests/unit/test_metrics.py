@@ -116,7 +116,7 @@ EXPECTED_TYPES = {
     "ivr_queue_service_level_threshold_seconds": "gauge", "ivr_metrics_provider_up": "gauge",
     # overload (docs/overload.md)
     "ivr_calls_shed": "counter", "ivr_admission_shedding": "gauge", "ivr_janitor_cleaned": "counter",
-    "ivr_autopause_suspended": "counter", "ivr_flow_escalations": "counter",
+    "ivr_autopause_suspended": "counter", "ivr_flow_escalations": "counter", "ivr_flow_transfers": "counter",
     # contact quality over a report window (ivr.crm.rules.contact_quality)
     "ivr_queue_first_contact_calls": "gauge", "ivr_queue_first_contact_resolution_ratio": "gauge",
     "ivr_queue_repeat_window_calls": "gauge", "ivr_queue_repeat_caller_ratio": "gauge",
@@ -523,3 +523,14 @@ def test_escalations_count_calls_handed_to_people_and_start_at_zero(provider, cl
     assert 'ivr_flow_escalations_total{flow="support",to="queue"} 1.0' in body
     assert 'ivr_flow_escalations_total{flow="support",to="transfer"} 1.0' in body
     assert 'ivr_flow_escalations_total{flow="support",to="other"} 1.0' in body
+
+
+def test_transfers_are_counted_by_kind_and_outcome(m):
+    m.transfer_ended("internal", "answered")
+    m.transfer_ended("external", "busy")
+    m.transfer_ended("external", "busy")
+    m.transfer_ended("sideways", "exploded")
+    body = m.render().decode()
+    assert 'ivr_flow_transfers_total{kind="internal",outcome="answered"} 1.0' in body
+    assert 'ivr_flow_transfers_total{kind="external",outcome="busy"} 2.0' in body
+    assert 'ivr_flow_transfers_total{kind="other",outcome="other"} 1.0' in body

@@ -99,4 +99,4 @@ def test_conditions_never_evaluate_code(drive):
           other: {type: transfer, destination: other}
     """, customer_lookup=False)
     commands = call.start()
-    assert commands[-2].destination == "other"
+    assert commands[-1].destination == "other"

@@ -95,7 +95,7 @@ def test_play_with_barge_in_skips_to_next_and_the_key_reaches_the_menu(drive):
     """)
     call.start()
     assert call.press("2") == [StopPlayback("pb-1"), node("menu", "menu"), node("two", "transfer"),
-                               Transfer("200"), FlowEnded("transferred")]
+                               Transfer("200")]
     assert call.runner.keys_pressed == "2"
 
 
@@ -123,16 +123,14 @@ def test_menu_waits_after_prompt_and_routes_a_key(drive):
     call = drive(MENU)
     assert call.start() == [Answer(), node("menu", "menu"), Play("pb-1", ("sound:vm-press",), True)]
     assert call.played() == [StartTimer("t-1", 4.0)]
-    assert call.press("1") == [CancelTimer("t-1"), node("one", "transfer"), Transfer("PJSIP/one"),
-                               FlowEnded("transferred")]
-    assert [str(s) for s in call.runner.path] == ["t:menu", "key 1", "t:one", "end transferred"]
+    assert call.press("1") == [CancelTimer("t-1"), node("one", "transfer"), Transfer("PJSIP/one")]
+    assert [str(s) for s in call.runner.path] == ["t:menu", "key 1", "t:one"]
 
 
 def test_menu_barge_in_stops_the_prompt_at_once_and_handles_the_key(drive):
     call = drive(MENU)
     call.start()
-    assert call.press("1") == [StopPlayback("pb-1"), node("one", "transfer"), Transfer("PJSIP/one"),
-                               FlowEnded("transferred")]
+    assert call.press("1") == [StopPlayback("pb-1"), node("one", "transfer"), Transfer("PJSIP/one")]
 
 
 def test_menu_without_barge_in_ignores_keys_during_the_prompt(drive):
@@ -150,8 +148,7 @@ def test_menu_invalid_key_replays_with_invalid_prompt_then_gives_up(drive):
     assert call.press("9") == [CancelTimer("t-1"), Play("pb-2", ("sound:pbx-invalid", "sound:vm-press"), True)]
     assert call.press("8") == [StopPlayback("pb-2"), Play("pb-3", ("sound:pbx-invalid", "sound:vm-press"), True)]
     # Third failed attempt of 3: on_invalid.
-    assert call.press("7") == [StopPlayback("pb-3"), node("operator", "transfer"), Transfer("PJSIP/operator"),
-                               FlowEnded("transferred")]
+    assert call.press("7") == [StopPlayback("pb-3"), node("operator", "transfer"), Transfer("PJSIP/operator")]
     assert [str(s) for s in call.runner.path][:7] == ["t:menu", "key 9", "invalid", "key 8", "invalid",
                                                       "key 7", "invalid"]
 
@@ -164,7 +161,7 @@ def test_menu_timeouts_and_invalid_keys_share_the_attempts(drive):
     call.played()
     assert call.press("5") == [CancelTimer("t-2"), Play("pb-3", ("sound:pbx-invalid", "sound:vm-press"), True)]
     call.played()
-    assert call.timeout() == [node("operator", "transfer"), Transfer("PJSIP/operator"), FlowEnded("transferred")]
+    assert call.timeout() == [node("operator", "transfer"), Transfer("PJSIP/operator")]
 
 
 def test_menu_without_targets_hangs_up_politely(drive):
@@ -262,8 +259,7 @@ def test_collect_invalid_input_retries_then_fails(drive):
     assert call.type("12#")[-1:] == [Play("pb-2", ("sound:pbx-invalid", "sound:vm-enter-num-to-call"), True)]
     call.played()
     # Pattern mismatch (leading zero); retries: 1 -> on_failure.
-    assert call.type("0123#")[-3:] == [node("failed", "transfer"), Transfer("PJSIP/operator"),
-                                       FlowEnded("transferred")]
+    assert call.type("0123#")[-2:] == [node("failed", "transfer"), Transfer("PJSIP/operator")]
     assert "account" not in call.runner.variables
     assert [s.kind for s in call.runner.path].count("invalid") == 2
 
@@ -293,8 +289,8 @@ def test_secure_collect_keeps_a_secret_and_redacts_the_path(drive):
     assert call.runner.input_is_secure
     call.type("2468")
     assert call.runner.variables["pin"] == Secret("2468")
-    assert call.commands[-2] == Transfer("1")           # conditions can still read it
-    assert [str(s) for s in call.runner.path] == ["t:pin", "input pin=***", "t:check", "t:ok", "end transferred"]
+    assert call.commands[-1] == Transfer("1")           # conditions can still read it
+    assert [str(s) for s in call.runner.path] == ["t:pin", "input pin=***", "t:check", "t:ok"]
     assert call.runner.keys_pressed == "***"
     assert not call.runner.input_is_secure
 
@@ -329,12 +325,12 @@ nodes:
 
 def test_branch_waits_for_customer_data_only_when_a_rule_needs_it(drive):
     call = drive(BRANCH, at=datetime(2025, 3, 4, 20, 0, tzinfo=UTC))   # 21:00 in Paris: closed
-    assert call.start()[-2:] == [Transfer("closed"), FlowEnded("transferred")]
+    assert call.start()[-1:] == [Transfer("closed")]
 
     call = drive(BRANCH)
     assert call.start() == [Answer(), node("route", "branch"), StartTimer("t-1", 1.5)]
     assert call.feed(CustomerData({"customer.tier": "vip"})) == [CancelTimer("t-1"), node("vip", "transfer"),
-                                                                 Transfer("vip"), FlowEnded("transferred")]
+                                                                 Transfer("vip")]
 
 
 def test_branch_customer_wait_timeout_evaluates_as_unknown_caller(drive):
@@ -358,13 +354,12 @@ def test_customer_data_before_the_branch_means_no_wait(drive):
     """)
     call.start()
     assert call.feed(CustomerData({"tier": "standard"})) == []
-    assert call.played() == [node("route", "branch"), node("other", "transfer"), Transfer("other"),
-                             FlowEnded("transferred")]
+    assert call.played() == [node("route", "branch"), node("other", "transfer"), Transfer("other")]
 
 
 def test_no_crm_means_branches_never_wait(drive):
     call = drive(BRANCH, customer_lookup=False)
-    assert call.start()[-2:] == [Transfer("other"), FlowEnded("transferred")]
+    assert call.start()[-1:] == [Transfer("other")]
 
 
 def test_digits_typed_while_waiting_for_the_crm_reach_the_next_menu(drive):
@@ -382,8 +377,7 @@ def test_digits_typed_while_waiting_for_the_crm_reach_the_next_menu(drive):
     """)
     call.start()
     assert call.press("3") == []
-    assert call.timeout() == [node("menu", "menu"), node("three", "transfer"), Transfer("three"),
-                              FlowEnded("transferred")]
+    assert call.timeout() == [node("menu", "menu"), node("three", "transfer"), Transfer("three")]
 
 
 # -- set ----------------------------------------------------------------------------------
@@ -441,8 +435,8 @@ nodes:
 
 @pytest.mark.parametrize("outcome, expected", [
     ("answered", [Hangup("normal"), FlowEnded("queue_answered")]),
-    ("timeout", [node("vm", "transfer"), Transfer("vm"), FlowEnded("transferred")]),
-    ("no_agents", [node("vm", "transfer"), Transfer("vm"), FlowEnded("transferred")]),
+    ("timeout", [node("vm", "transfer"), Transfer("vm")]),
+    ("no_agents", [node("vm", "transfer"), Transfer("vm")]),
     ("full", [Play("pb-1", ("sound:vm-goodbye",), False)]),
     ("abandoned", [FlowEnded("queue_abandoned")]),
 ])

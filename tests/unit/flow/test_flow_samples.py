@@ -104,7 +104,7 @@ def test_pay_a_bill_with_a_secure_pin(samples):
     ({"customer": {"customer.tier": "vip"}, "queue_outcomes": ("no_agents",), "digits": ("4", "9", "0")},
      ("support:welcome > support:check_hours > support:check_tier > support:vip_queue > queue technical no_agents"
      " > support:main_menu > key 4 > support:incident > support:main_menu > key 9 > invalid > key 0 > "
-     "support:operator > support:operator_transfer > end transferred")),
+     "support:operator > support:operator_transfer > transfer operator answered > end transferred")),
     # The CRM never answers: unknown caller after customer_wait. Account number, read back, queue.
     ({"digits": ("3", "123456#")},
      ("support:welcome > support:check_hours > support:check_tier > support:main_menu > key 3 > "
@@ -114,7 +114,7 @@ def test_pay_a_bill_with_a_secure_pin(samples):
     ({"customer": {}, "digits": ("", "*")},
      ("support:welcome > support:check_hours > support:check_tier > support:main_menu > timeout > key * > "
      "support:main_menu > timeout > timeout > timeout > support:operator > support:operator_transfer > "
-     "end transferred")),
+     "transfer operator answered > end transferred")),
     # Billing questions: queue timeout -> callback offer -> 1: callback request.
     ({"customer": {}, "digits": ("1", "2", "1"), "queue_outcomes": ("timeout",)},
      ("support:welcome > support:check_hours > support:check_tier > support:main_menu > key 1 > "
