@@ -101,6 +101,8 @@ MAX_PAUSE_REASONS = 50         # distinct free pause reasons exported before the
 OTHER = "other"
 INVALID = "_invalid"
 OVERFLOW_NAME = "_other"
+#: ``ivr_queue_calls_overflowed_total{to}`` of a call the flow took back (the queue node's max_wait)
+OVERFLOW_TO_FLOW = "flow"
 
 _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]{1,100}\Z")
 _REASON = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,39}\Z")
@@ -421,8 +423,9 @@ class Metrics:
                                        "short-abandon seconds (a subset of abandoned).", ("queue",))
         self.timed_out = counter("ivr_queue_calls_timed_out", "Calls that reached the queue's max wait.",
                                  ("queue",))
-        self.overflowed = counter("ivr_queue_calls_overflowed", "Calls pulled out of the queue by the flow "
-                                  "(overflow to another destination).", ("queue",))
+        self.overflowed = counter("ivr_queue_calls_overflowed", "Calls that left the queue by overflow, by "
+                                  "where to: the queue they were moved to (the queue's overflow), or flow "
+                                  "(the queue node's own max_wait took them back to the flow).", ("queue", "to"))
         self.left_no_agents = counter("ivr_queue_calls_left_no_agents", "Waiting calls that left because no "
                                       "agent could serve the queue any more (leave_when_empty).", ("queue",))
         self.refused = counter("ivr_queue_calls_refused", "Calls refused at join (full, no_agents); not "
@@ -494,13 +497,17 @@ class Metrics:
     def set_provider(self, provider: LiveStateProvider | None) -> None:
         self.provider = provider
 
-    def declare_queue(self, queue: str, sl_threshold_seconds: float = DEFAULT_SL_THRESHOLD) -> None:
+    def declare_queue(self, queue: str, sl_threshold_seconds: float = DEFAULT_SL_THRESHOLD,
+                      overflow_to: str | None = None) -> None:
         """A queue from the config: its series exist (at 0) from the start, and ``sl_threshold_seconds``
         decides ``answered_within_sl`` (same rule as the router: wait <= threshold). Call again on reload.
-        A queue first seen in a recording call is declared then, with a warning and the default 20 s."""
+        A queue first seen in a recording call is declared then, with a warning and the default 20 s.
+        ``overflow_to``: the queue's overflow queue (its ``overflowed{to}`` series exists from the start)."""
         q = self._name("queue", queue)
         self._sl_threshold[q] = float(sl_threshold_seconds)
         self._init_queue_series(q)
+        if overflow_to is not None:
+            self.overflowed.labels(q, self._name("queue", overflow_to))
 
     def _queue(self, queue: str) -> str:
         q = self._name("queue", queue)
@@ -513,8 +520,9 @@ class Metrics:
 
     def _init_queue_series(self, q: str) -> None:
         for c in (self.offered, self.answered, self.answered_within_sl, self.abandoned, self.short_abandoned,
-                  self.timed_out, self.overflowed, self.left_no_agents):
+                  self.timed_out, self.left_no_agents):
             c.labels(q)
+        self.overflowed.labels(q, OVERFLOW_TO_FLOW)
         for reason in REFUSAL_REASONS:
             self.refused.labels(q, reason)
         for outcome in QUEUE_OUTCOMES:
@@ -591,9 +599,18 @@ class Metrics:
         elif o == "timeout":
             self.timed_out.labels(q).inc()
         elif o == "overflow":
-            self.overflowed.labels(q).inc()
+            self.overflowed.labels(q, OVERFLOW_TO_FLOW).inc()
         else:
             self.left_no_agents.labels(q).inc()
+
+    def queue_moved(self, queue: str, to: str, wait_seconds: float) -> None:
+        """The queue's overflow moved a waiting call to queue ``to`` after ``wait_seconds`` in ``queue``: it
+        left ``queue`` (``overflowed{to}``, wait ``overflow``); call ``queue_entered(to)`` for its arrival."""
+        q = self._queue(queue)
+        wait = self._seconds(wait_seconds)
+        if wait is not None:
+            self.queue_wait.labels(q, "overflow").observe(wait)
+        self.overflowed.labels(q, self._name("queue", to)).inc()
 
     def talk_finished(self, queue: str, seconds: float) -> None:
         """An answered call's conversation ended (one handled call for the staffing handle time)."""

@@ -24,6 +24,7 @@ from .decisions import (
     AgentStateChanged,
     AutoPauseSuspended,
     CallFinished,
+    CallMoved,
     CallRequeued,
     CancelOffer,
     Candidate,
@@ -45,7 +46,15 @@ from .errors import (
     UnknownQueue,
 )
 from .policy import Requirement, compile_requirements, fit_score, requirement_at
-from .queue import QueueConfig, RelaxationStep, ServiceLevel, queue_from_dict, queue_to_dict
+from .queue import (
+    Overflow,
+    QueueConfig,
+    RelaxationStep,
+    ServiceLevel,
+    check_overflows,
+    queue_from_dict,
+    queue_to_dict,
+)
 from .record import CallOutcome, CallRecord
 from .router import Router
 from .views import AgentSnapshot, CallSnapshot, QueueSnapshot, QueueStats
@@ -67,6 +76,7 @@ __all__ = [
     "AutoPauseSuspended",
     "Call",
     "CallFinished",
+    "CallMoved",
     "CallOutcome",
     "CallRecord",
     "CallRequeued",
@@ -82,6 +92,7 @@ __all__ = [
     "IllegalTransition",
     "InvalidCallState",
     "Offer",
+    "Overflow",
     "QueueConfig",
     "QueueExit",
     "QueueSnapshot",
@@ -96,6 +107,7 @@ __all__ = [
     "UnknownQueue",
     "agent_from_dict",
     "agent_to_dict",
+    "check_overflows",
     "compile_requirements",
     "fit_score",
     "queue_from_dict",

@@ -6,7 +6,10 @@
 * ``CancelOffer``: hang up the ringing agent leg (caller gone, agent paused/logged out/unregistered, ...).
 * ``CallRequeued``: the call is back in the queue at its original place (resume music on hold).
 * ``QueueExit``: the call leaves the queue unanswered with ``outcome`` timeout / full / no_agents; the
-  flow continues at ``target`` (the queue's ``on_<outcome>``, opaque to the router).
+  flow continues at ``target`` (the queue's ``on_<outcome>``, opaque to the router); ``reason`` says why.
+* ``CallMoved``: the waiting call moved from ``from_queue`` to ``to_queue`` (the queue's ``overflow``),
+  keeping its join time; it is still in the ACD (no ``CallFinished``): keep the music, switch the
+  announcements to the new queue's, count the move.
 * ``AgentAutoPaused``: ring-no-answer limit reached; ``AgentStateChanged``: every agent transition.
 * ``AutoPauseSuspended``: informational; the auto-pause protection acted for an agent (a miss not counted
   or refunded, a pause held back or lifted: see ``autopause``). Any state change it implies is also in an
@@ -120,6 +123,16 @@ class QueueExit(Decision):
     queue: str
     outcome: ExitOutcome
     target: str | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CallMoved(Decision):
+    call_id: str
+    from_queue: str
+    to_queue: str
+    reason: str  # e.g. "overflow after 60s" / "no agent can serve it (tier2>=1) for 30s"
+    wait: float  # seconds in from_queue (since it joined or was moved in)
 
 
 @dataclass(frozen=True)

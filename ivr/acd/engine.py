@@ -37,6 +37,7 @@ from .decisions import (
 )
 from .errors import IllegalTransition, UnknownAgent, UnknownCall, UnknownQueue
 from .index import CallEntry, Group, QueueRuntime, TimerKind, Timers, insert_pinned, remove_pinned
+from .moves import Moves
 from .policy import admits, fit_score
 from .record import CallOutcome, CallRecord
 
@@ -52,8 +53,8 @@ _STAT_FOR_OUTCOME = {CallOutcome.ABANDONED: "abandoned", CallOutcome.TIMEOUT: "t
                      CallOutcome.OVERFLOW: "overflow"}
 
 
-class Engine:
-    """State and internals shared by the public ``Router`` operations."""
+class Engine(Moves):
+    """State and internals shared by the public ``Router`` operations (overflow and no-agents: ``moves``)."""
 
     def __init__(self, clock: Callable[[], float], offer_grace: float,
                  auto_pause: AutoPausePolicy | None = None) -> None:
@@ -77,6 +78,7 @@ class Engine:
         self._dirty_agents: dict[str, str] = {}  # agent id -> trigger (became offerable / changed)
         self._agents_version = 0  # bumped when "who could ever serve" may change
         self._serve_cache: dict[Group, tuple[int, bool]] = {}
+        self._init_moves()
 
     # ------------------------------------------------------------------ internals: lookups
     def _advance(self) -> float:
@@ -261,7 +263,11 @@ class Engine:
             self._exit(c, ExitOutcome.TIMEOUT, out)
             return
         out.append(CallRequeued(c.id, c.qrt.name, reason))
+        if c.move_due:  # its overflow came due while it rang: move now
+            self._move(c, c.move_due, out)
+            return
         self._dirty_calls[c] = "requeued"
+        self._arm_no_agents(c)
 
     def _refuse(self, c: CallEntry, outcome: ExitOutcome, out: list[Decision]) -> None:
         qrt = c.qrt
@@ -270,13 +276,13 @@ class Engine:
         qrt.stats[_STAT_FOR_OUTCOME[rec]] += 1
         out.append(CallFinished(self._record(c, rec, False)))
 
-    def _exit(self, c: CallEntry, outcome: ExitOutcome, out: list[Decision]) -> None:
+    def _exit(self, c: CallEntry, outcome: ExitOutcome, out: list[Decision], *, reason: str = "") -> None:
         qrt = c.qrt
-        out.append(QueueExit(c.id, qrt.name, outcome, getattr(qrt.config, f"on_{outcome.value}")))
-        self._finish(c, _EXIT_TO_OUTCOME[outcome], out)
+        out.append(QueueExit(c.id, qrt.name, outcome, getattr(qrt.config, f"on_{outcome.value}"), reason))
+        self._finish(c, _EXIT_TO_OUTCOME[outcome], out, reason=reason)
 
-    def _finish(self, c: CallEntry, outcome: CallOutcome, out: list[Decision], *, short: bool = False
-                ) -> None:
+    def _finish(self, c: CallEntry, outcome: CallOutcome, out: list[Decision], *, short: bool = False,
+                reason: str = "") -> None:
         if c.state is _WAITING:
             self._unplace(c)
         qrt = c.qrt
@@ -290,16 +296,17 @@ class Engine:
             qrt.stats[key] += 1
         if short:
             qrt.stats["short_abandoned"] += 1
-        out.append(CallFinished(self._record(c, outcome, short)))
+        out.append(CallFinished(self._record(c, outcome, short, reason)))
 
-    def _record(self, c: CallEntry, outcome: CallOutcome, short: bool) -> CallRecord:
+    def _record(self, c: CallEntry, outcome: CallOutcome, short: bool, reason: str = "") -> CallRecord:
         within = None
         if c.answered_at is not None:
             within = c.answered_at - c.entered <= c.qrt.config.service_level.seconds
         return CallRecord(
             call_id=c.id, queue=c.qrt.name, priority=c.prio, entered_at=c.entered, offered_at=c.first_offer,
             answered_at=c.answered_at, ended_at=self._now, agent_id=c.last_agent, outcome=outcome,
-            offers=c.offers, rona_count=c.rona, short_abandon=short, within_service_level=within)
+            offers=c.offers, rona_count=c.rona, short_abandon=short, within_service_level=within,
+            overflowed_from=c.moved_from, reason=reason)
 
     def _could_serve(self, qrt: QueueRuntime, group: Group) -> bool:
         """Is a logged-in, registered member able to serve this group once fully relaxed? (cached per
@@ -336,6 +343,7 @@ class Engine:
         if advance:
             self._advance()
         self._dispatch(out)
+        self._review_service()
         self._run_timers(out)
         return out
 
@@ -506,16 +514,18 @@ class Engine:
         if kind == TimerKind.REST:
             a = self._agents.get(ident)
             return a is not None and a.resting and a.rest_gen == gen
+        if kind == TimerKind.NO_AGENTS:
+            return self._no_agents_timer_valid(ident, gen)
         c = self._calls.get(ident)
         if c is None:
             return False
         if kind == TimerKind.RING:
             return c.state is _RINGING and c.offer_gen == gen
-        if c.seq != gen or c.state is _ON_CALL:
+        if c.tgen != gen or c.state is _ON_CALL:
             return False
         if kind == TimerKind.PREF:
             return c.pref_agent is not None
-        return True  # RELAX, TIMEOUT
+        return True  # RELAX, TIMEOUT, OVERFLOW
 
     def _record_due_rings(self) -> set[tuple[str, int]]:
         """Record every ring safety net due now as a failure *before* judging any of them, so that a
@@ -543,12 +553,14 @@ class Engine:
                 if a.offerable:
                     self._index_add(a)
                     self._dirty_agents[a.id] = "retry_over"
+            elif kind == TimerKind.NO_AGENTS:
+                self._no_agents_due(ident, out)
             else:
                 c = self._calls[ident]
                 if kind == TimerKind.RELAX:
                     k = bisect_right(c.step_at, now)
                     if k < len(c.step_at):
-                        self._timers.add(c.step_at[k], TimerKind.RELAX, c.id, c.seq)
+                        self._timers.add(c.step_at[k], TimerKind.RELAX, c.id, c.tgen)
                     if c.state is _WAITING:
                         self._dirty_calls[c] = "relaxation"
                 elif kind == TimerKind.TIMEOUT:
@@ -556,6 +568,8 @@ class Engine:
                         self._exit(c, ExitOutcome.TIMEOUT, out)
                     else:
                         c.timed_out = True
+                elif kind == TimerKind.OVERFLOW:
+                    self._overflow_due(c, out, waiting=c.state is _WAITING)
                 elif kind == TimerKind.PREF:
                     self._drop_pref(c, f"preferred agent {c.pref_agent} expired", "preference_expired")
                 elif kind == TimerKind.RING:

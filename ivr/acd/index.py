@@ -44,9 +44,12 @@ class CallEntry:
         "first_offer",
         "group",
         "id",
+        "joined_q",
         "key",
         "last_agent",
         "missed_by",
+        "move_due",
+        "moved_from",
         "offer_gen",
         "offered_at",
         "offers",
@@ -59,6 +62,7 @@ class CallEntry:
         "seq",
         "state",
         "step_at",
+        "tgen",
         "timed_out",
     )
 
@@ -85,6 +89,10 @@ class CallEntry:
         self.timed_out = False  # max_wait passed while ringing: exit instead of requeue if it fails
         self.offer_gen = 0
         self.step_at: tuple[float, ...] = ()  # absolute times at which each relaxation step applies
+        self.tgen = seq  # generation of the call's timers (a move to another queue invalidates them)
+        self.joined_q = now  # joined the queue it is in now (differs from ``entered`` after an overflow)
+        self.moved_from: tuple[str, ...] = ()  # queues it overflowed from, in order
+        self.move_due = ""  # an overflow came due while it rang: the reason, to move if the ring fails
         # optional skills per relaxation step when the call has its own (else the queue's: ``qrt.reqs``)
         self.optional = (tuple(merge_optional(r.optional, call.optional_skills) for r in qrt.reqs)
                          if call.optional_skills else None)
@@ -93,7 +101,8 @@ class CallEntry:
 class Group:
     """Waiting calls of one (queue, priority, extra skills) signature, sorted by join order."""
 
-    __slots__ = ("_reqs", "_texts", "calls", "extra", "prio", "qrt", "sig")
+    __slots__ = ("_reqs", "_texts", "calls", "checked", "episode", "extra", "prio", "qrt", "sig", "tid",
+                 "unserved_since")
 
     def __init__(self, qrt: QueueRuntime, prio: int, extra: dict[str, int], sig: tuple) -> None:
         self.qrt = qrt
@@ -105,6 +114,11 @@ class Group:
         # per relaxation step (computed once).
         self._reqs = tuple(merge_call(r, extra) for r in qrt.reqs)
         self._texts: dict[int, str] = {}
+        # "no agent could ever serve it" bookkeeping (``moves``): since when, which stretch, checked when
+        self.unserved_since: float | None = None
+        self.episode = 0
+        self.checked = -1
+        self.tid = f"{qrt.config.name}\x00{sig!r}"
 
     def reqs(self, step: int) -> tuple[SkillGroup, ...]:
         return self._reqs[step]
@@ -186,6 +200,8 @@ class TimerKind:
     RING = 3
     WRAP = 4
     REST = 5
+    OVERFLOW = 6  # a call's ``overflow.after`` in its queue
+    NO_AGENTS = 7  # a group nobody can serve: its calls' ``no_agents_grace`` (ident: ``Group.tid``)
 
 
 class Timers:

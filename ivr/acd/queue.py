@@ -18,12 +18,17 @@ Rules
   serve it (fully relaxed requirements); ``leave_when_empty=True`` makes waiting callers leave with
   ``no_agents`` when the last such agent logs out / unregisters / loses the skills. Paused agents count as
   "could serve" (they come back). The ``on_*`` targets are opaque strings for the flow.
+* ``overflow: {queue, after}`` moves a waiting caller to another queue after ``after`` seconds in this
+  one, keeping its join time (seniority, wait, relaxation, max_wait and service level count the original
+  wait); ``no_agents_grace``: a waiting caller nobody logged in and registered could ever serve goes, after
+  that many seconds, to the overflow queue if there is one, else leaves with ``no_agents``.
+  ``check_overflows`` refuses an unknown target and a loop of overflows.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +80,19 @@ class RelaxationStep:
 
 
 @dataclass(frozen=True)
+class Overflow:
+    """Move a waiting caller to ``queue``: after ``after`` seconds in this queue (None: only when no agent
+    can serve it, ``no_agents_grace``)."""
+
+    queue: str
+    after: float | None = None
+
+
+#: Default ``no_agents_grace`` (seconds): long enough for a phone to re-register, short of a lost caller.
+NO_AGENTS_GRACE = 60.0
+
+
+@dataclass(frozen=True)
 class QueueConfig:
     name: str
     required_skills: Mapping[str, int] = field(default_factory=dict)
@@ -104,6 +122,11 @@ class QueueConfig:
     service_level: ServiceLevel = ServiceLevel()
     #: An abandon within this many seconds of joining is flagged ``short_abandon`` in the call record.
     short_abandon: float = 5.0
+    #: Move waiting callers to another queue (``Overflow``), keeping their join time.
+    overflow: Overflow | None = None
+    #: Seconds a waiting caller nobody could ever serve waits before going to ``overflow`` (if set) or
+    #: leaving with ``no_agents`` (None = never).
+    no_agents_grace: float | None = NO_AGENTS_GRACE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "required_skills", FrozenDict(dict(self.required_skills)))
@@ -144,6 +167,17 @@ def _validate(q: QueueConfig) -> None:
         raise ConfigError(f"{w}: announce_frequency must be > 0 seconds (or null)")
     if not _is_seconds(q.short_abandon):
         raise ConfigError(f"{w}: short_abandon must be >= 0 seconds")
+    if q.no_agents_grace is not None and not _is_seconds(q.no_agents_grace):
+        raise ConfigError(f"{w}: no_agents_grace must be >= 0 seconds (or null = never)")
+    ov = q.overflow
+    if ov is not None:
+        if not isinstance(ov.queue, str) or not ov.queue:
+            raise ConfigError(f"{w}: overflow.queue must be the name of another queue")
+        if ov.queue == q.name:
+            raise ConfigError(f"{w}: overflow.queue cannot be the queue itself")
+        if ov.after is not None and not _is_seconds(ov.after, positive=True):
+            raise ConfigError(f"{w}: overflow.after must be > 0 seconds (or null: only when no agent can "
+                              f"serve the call, after no_agents_grace), got {ov.after!r}")
     sl = q.service_level
     if not (_is_seconds(sl.percent) and sl.percent <= 100 and _is_seconds(sl.seconds, positive=True)):
         raise ConfigError(f"{w}: service_level needs 0 <= percent <= 100 and seconds > 0")
@@ -185,8 +219,9 @@ _QUEUE_KEYS = {
     "name", "required_skills", "optional_skills", "min_proficiency", "priority", "relaxation", "max_wait",
     "max_length", "on_timeout", "on_full", "on_no_agents", "join_empty", "leave_when_empty", "ring_timeout",
     "max_misses", "retry", "wrap_up", "moh_class", "announce_frequency", "announce_position", "announce_hold_time",
-    "service_level", "short_abandon",
+    "service_level", "short_abandon", "overflow", "no_agents_grace",
 }
+_OVERFLOW_KEYS = {"queue", "after"}
 _STEP_KEYS = {"after", "drop_skills", "min_proficiency", "add_alternative"}
 _SL_KEYS = {"percent", "seconds"}
 
@@ -247,9 +282,37 @@ def queue_from_dict(d: Mapping[str, Any]) -> QueueConfig:
         raise ConfigError(f"{where}: service_level must be a mapping {{percent, seconds}}")
     _reject_unknown(sl_raw, _SL_KEYS, f"{where}: service_level")
     kwargs = {k: d[k] for k in _QUEUE_KEYS - {"name", "required_skills", "optional_skills", "relaxation",
-                                              "service_level"} if k in d}
+                                              "service_level", "overflow"} if k in d}
+    ov_raw = d.get("overflow")
+    if ov_raw is not None:
+        if not isinstance(ov_raw, Mapping):
+            raise ConfigError(f"{where}: overflow must be a mapping {{queue, after}}")
+        _reject_unknown(ov_raw, _OVERFLOW_KEYS, f"{where}: overflow")
+        if "queue" not in ov_raw:
+            raise ConfigError(f"{where}: overflow: missing 'queue' (the queue to move callers to)")
+        kwargs["overflow"] = Overflow(queue=ov_raw["queue"], after=ov_raw.get("after"))
     return QueueConfig(name=str(name), required_skills=required, optional_skills=dict(opt_raw),
                        relaxation=tuple(steps), service_level=ServiceLevel(**sl_raw), **kwargs)
+
+
+def check_overflows(queues: Iterable[QueueConfig]) -> None:
+    """Refuse (``ConfigError`` naming the key) an overflow to a queue that does not exist and a loop of
+    overflows (a caller moved on and on: billing -> sales -> billing)."""
+    by_name = {q.name: q for q in queues}
+    for q in by_name.values():
+        if q.overflow is not None and q.overflow.queue not in by_name:
+            raise ConfigError(f"queue {q.name!r}: overflow.queue {q.overflow.queue!r} is not a queue "
+                              f"(queues: {', '.join(sorted(by_name))})")
+    for start, q in by_name.items():
+        path = [start]
+        cur = q
+        while cur.overflow is not None:
+            nxt = cur.overflow.queue
+            if nxt in path:
+                raise ConfigError(f"queue {nxt!r}: overflow loop {' -> '.join([*path[path.index(nxt):], nxt])}"
+                                  " (a caller would be moved on forever)")
+            path.append(nxt)
+            cur = by_name[nxt]
 
 
 def queue_to_dict(q: QueueConfig) -> dict[str, Any]:
@@ -269,4 +332,5 @@ def queue_to_dict(q: QueueConfig) -> dict[str, Any]:
             sd["add_alternative"] = dict(st.add_alternative)
         steps.append(sd)
     d["relaxation"] = steps
+    d["overflow"] = None if q.overflow is None else {"queue": q.overflow.queue, "after": q.overflow.after}
     return d

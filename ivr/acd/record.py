@@ -43,6 +43,11 @@ class CallRecord:
     short_abandon: bool = False
     #: ``answered_at`` reached within the queue's service-level seconds (None when not answered).
     within_service_level: bool | None = None
+    #: Queues the call was moved from by their ``overflow``, in order (``queue`` is the last one; the
+    #: times and the service level count from ``entered_at``, the join time in the first queue).
+    overflowed_from: tuple[str, ...] = ()
+    #: Why it left unanswered, when the router knows more than the outcome (e.g. no agent could serve it).
+    reason: str = ""
 
     @property
     def wait_time(self) -> float:
@@ -57,6 +62,7 @@ class CallRecord:
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["outcome"] = self.outcome.value
+        d["overflowed_from"] = list(self.overflowed_from)
         d["wait_time"] = self.wait_time
         d["talk_time"] = self.talk_time
         return d

@@ -62,7 +62,7 @@ from .errors import DuplicateId, IllegalTransition, InvalidCallState, UnknownQue
 from .estimate import DepartureRate
 from .index import CallEntry, QueueRuntime, TimerKind
 from .policy import admits
-from .queue import QueueConfig
+from .queue import QueueConfig, check_overflows
 from .record import CallOutcome
 from .views import AgentSnapshot, CallSnapshot, QueueSnapshot, QueueStats
 
@@ -78,11 +78,15 @@ class Router(Engine):
                  *, offer_grace: float = 5.0, auto_pause: AutoPausePolicy | None = None) -> None:
         """``auto_pause``: when a miss counts and how many auto-pauses per minute (None = defaults)."""
         super().__init__(clock, offer_grace, auto_pause)
+        queues = tuple(queues)
+        check_overflows(queues)
         for q in queues:
             self.add_queue(q)
 
     # ------------------------------------------------------------------ configuration
     def add_queue(self, config: QueueConfig) -> None:
+        """Add a queue (``Router(queues)`` checks the overflows of its queues together; a queue added here
+        later may overflow to one added after it: until then its callers stay where they are)."""
         if config.name in self._queues:
             raise DuplicateId(f"queue {config.name!r} already exists")
         qrt = QueueRuntime(config, stats=_new_stats(), departures=DepartureRate(self._advance()))
@@ -260,12 +264,9 @@ class Router(Engine):
             else:
                 c.pref_agent = p
                 c.pref_note = f"preferred agent {p} until t={call.preferred_until:.3f}"
-                self._timers.add(call.preferred_until, TimerKind.PREF, c.id, c.seq)  # type: ignore[arg-type]
+                self._timers.add(call.preferred_until, TimerKind.PREF, c.id, c.tgen)  # type: ignore[arg-type]
         self._place(c)
-        if c.step_at:
-            self._timers.add(c.step_at[0], TimerKind.RELAX, c.id, c.seq)
-        if cfg.max_wait is not None:
-            self._timers.add(entered + cfg.max_wait, TimerKind.TIMEOUT, c.id, c.seq)
+        self._arm_call_timers(c)
         self._dirty_calls[c] = "call_joined"
         return self._finish_op(out)
 
@@ -312,6 +313,7 @@ class Router(Engine):
         c.state = _ON_CALL
         c.answered_at = now
         c.timed_out = False
+        c.move_due = ""
         qrt = c.qrt
         del qrt.calls[c.id]
         qrt.departures.record(now)
@@ -469,4 +471,5 @@ class Router(Engine):
             call_id=c.id, queue=c.qrt.name, state=c.state, position=pos, wait=wait, priority=c.prio,
             agent_id=c.agent_id, step=k, step_description=c.qrt.reqs[k].description,
             preferred_agent=c.pref_agent, offers=c.offers, rona_count=c.rona,
-            estimated_wait=c.qrt.departures.estimate(pos, now))
+            estimated_wait=c.qrt.departures.estimate(pos, now), overflowed_from=c.moved_from,
+            note=self._waiting_note(c, now) if c.state is _WAITING else None)

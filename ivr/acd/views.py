@@ -42,6 +42,11 @@ class CallSnapshot(_AsDict):
     #: Seconds until answered: ``position / rate of callers leaving the line`` over the last 10 minutes
     #: (``estimate``); None when nobody left the line in that window (no data: no estimate) or answered.
     estimated_wait: float | None
+    #: Queues it was moved from by their ``overflow`` (its wait counts from joining the first one).
+    overflowed_from: tuple[str, ...] = ()
+    #: Why it is still waiting when that is worth saying, e.g. "no logged-in, registered agent can serve
+    #: it (needs tier2>=1) for 12s; at 30s it goes to queue sales"; None otherwise.
+    note: str | None = None
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from ..acd import (
     AgentStateChanged,
     Call,
     CallFinished,
+    CallMoved,
     CallOutcome,
     CallRequeued,
     CancelOffer,
@@ -111,6 +112,7 @@ class QueuedCall:
     log: Any = None
     legs_tried: list[str] = field(default_factory=list)
     caller_hung_up: bool = False       # we hung the caller up: nothing goes back to its flow
+    saved: QueueState | None = None    # what its channel carries for a restart (the queue follows moves)
 
 
 class AcdService:
@@ -148,7 +150,9 @@ class AcdService:
         self._tick: asyncio.TimerHandle | None = None
         self._tick_at: float | None = None
         for q in self.router.queue_names():
-            app.metrics.declare_queue(q, self.router.queue_snapshot(q).service_level_target[1])
+            overflow = self._queue_cfg(q).overflow
+            app.metrics.declare_queue(q, self.router.queue_snapshot(q).service_level_target[1],
+                                      overflow_to=overflow.queue if overflow is not None else None)
 
     # ------------------------------------------------------------------------------- live state
     def serving_agents(self, name: str) -> tuple[dict[str, int], dict[str, int]]:
@@ -254,6 +258,7 @@ class AcdService:
         if not qc.refused and qc.call_id in self.calls:
             state = QueueState(queue, time.time(), priority, extra, caller["name"] or "", session.flow_name,
                                session.did, optional)
+            qc.saved = state
             await asyncio.gather(self._moh(qc, True), self._persist(qc, state))
             self._schedule_announcement(qc)
 
@@ -489,7 +494,9 @@ class AcdService:
         elif isinstance(d, QueueExit):
             qc = self.calls.get(d.call_id)
             if qc is not None:     # its CallFinished follows: that one takes the caller back to the flow
-                qc.log.info("leaves queue %s: %s", d.queue, d.outcome.value)
+                qc.log.info("leaves queue %s: %s%s", d.queue, d.outcome.value, f" ({d.reason})" if d.reason else "")
+        elif isinstance(d, CallMoved):
+            await self._moved(d)
         elif isinstance(d, AgentAutoPaused):
             log.warning("agent %s auto-paused: %s", d.agent_id, d.reason)
         elif isinstance(d, AutoPauseSuspended):
@@ -631,13 +638,40 @@ class AcdService:
                 m.talk_finished(rec.queue, rec.talk_time)
         if self.app.storage is not None:
             s = qc.session if qc is not None else None
+            extra = {k: v for k, v in (("overflowed_from", list(rec.overflowed_from)), ("reason", rec.reason))
+                     if v}
             self.app.storage.add_call_record(rec.as_dict(), wall_offset=self.wall_offset,
                                              caller=(s.e164 or "") if s else "", did=s.did if s else "",
-                                             flow=s.flow_name if s else "")
+                                             flow=s.flow_name if s else "", extra=extra or None)
         if qc is not None:
             self._forget(qc)
             self._closing.pop(rec.call_id, None)
             await self._back_to_flow(qc, rec.outcome)
+
+    async def _moved(self, d: CallMoved) -> None:
+        """The queue's overflow moved a waiting caller (``ivr/acd/moves.py``): same music (the new queue's
+        class), the new queue's announcements, its channel's saved state names the new queue."""
+        m = self.app.metrics
+        m.queue_moved(d.from_queue, d.to_queue, d.wait)
+        m.queue_entered(d.to_queue)
+        qc = self.calls.get(d.call_id)
+        if qc is None:
+            return
+        qc.log.info("moved from queue %s to queue %s after %.0fs there: %s", d.from_queue, d.to_queue, d.wait,
+                    d.reason)
+        qc.queue = d.to_queue
+        qc.session.queue_name = d.to_queue
+        if qc.moh and self._queue_cfg(d.from_queue).moh_class != self._queue_cfg(d.to_queue).moh_class:
+            qc.moh = False
+            await self._moh(qc, True)
+        if qc.announce is not None:
+            qc.announce.cancel()
+            qc.announce = None
+        if qc.announcement_id is None:      # else its PlaybackFinished schedules the next one
+            self._schedule_announcement(qc)
+        if qc.saved is not None:
+            qc.saved = dataclasses.replace(qc.saved, queue=d.to_queue)
+            await self._persist(qc, qc.saved)
 
     async def _persist(self, qc: QueuedCall, state: QueueState | None) -> None:
         """Leave on the caller's channel what a restarted app needs to take the call over."""
@@ -764,7 +798,7 @@ class AcdService:
     async def _adopt_waiting(self, channel: Channel, state: QueueState) -> None:
         session = self._adopted_session(channel, state)
         qc = QueuedCall(session, channel.id, state.queue, wall_to_monotonic(state.joined_at),
-                        log=CallLog(log, {"call": channel.id}))
+                        log=CallLog(log, {"call": channel.id}), saved=state)
         self.calls[channel.id] = qc
         call = Call(channel.id, state.queue, priority=state.priority,
                     extra_skills=_skill_levels(state.extra_skills),

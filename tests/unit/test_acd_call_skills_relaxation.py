@@ -8,6 +8,7 @@ language skills ``lang:*`` are hard: in every group, never capped or dropped.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import yaml
@@ -48,8 +49,10 @@ def sample_technical() -> QueueConfig:
 
 
 def router(*agents: AgentConfig, queue: QueueConfig | None = None) -> tuple[Router, Clock]:
+    """The sample queue without its no_agents_grace: these callers wait for an agent who does not exist
+    yet (the grace would take them out at 60 s; tests/unit/test_acd_overflow.py covers it)."""
     clock = Clock()
-    r = Router([queue or sample_technical()], clock)
+    r = Router([queue or dataclasses.replace(sample_technical(), no_agents_grace=None)], clock)
     for a in agents:
         r.add_agent(a)
         r.login(a.id)

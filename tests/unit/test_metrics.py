@@ -241,11 +241,30 @@ def test_queue_invariants(m, provider):
     assert val(s, "ivr_queue_calls_abandoned_total", **q) == 2
     assert val(s, "ivr_queue_calls_short_abandoned_total", **q) == 1
     assert val(s, "ivr_queue_calls_timed_out_total", **q) == 1
-    assert val(s, "ivr_queue_calls_overflowed_total", **q) == 1
+    assert val(s, "ivr_queue_calls_overflowed_total", to="flow", **q) == 1
     assert val(s, "ivr_queue_calls_left_no_agents_total", **q) == 1
     # "answered within T" read from the histogram bucket agrees with the counter for T = threshold
     assert val(s, "ivr_queue_wait_seconds_bucket", queue="support", outcome="answered", le="20.0") == 2
     assert val(s, "ivr_queue_wait_seconds_sum", queue="support", outcome="answered") == 146
+
+
+def test_a_move_by_the_queues_overflow_leaves_one_queue_and_enters_the_other(m, provider):
+    m.declare_queue("billing", 20, overflow_to="sales")
+    m.declare_queue("sales", 30)
+    assert val(scrape(m), "ivr_queue_calls_overflowed_total", queue="billing", to="sales") == 0
+    m.queue_entered("billing")
+    m.queue_moved("billing", "sales", 60)
+    m.queue_entered("sales")
+    m.queue_left("sales", "answered", 75)          # the whole wait: over sales' 30 s
+    provider.snapshots = [snap("billing"), snap("sales")]
+    s = scrape(m)
+    assert val(s, "ivr_queue_calls_overflowed_total", queue="billing", to="sales") == 1
+    assert val(s, "ivr_queue_calls_overflowed_total", queue="billing", to="flow") == 0
+    assert val(s, "ivr_queue_wait_seconds_sum", queue="billing", outcome="overflow") == 60
+    for q in ("billing", "sales"):              # offered = left + waiting, in each queue
+        left = sum(val(s, "ivr_queue_wait_seconds_count", queue=q, outcome=o) for o in QUEUE_OUTCOMES)
+        assert val(s, "ivr_queue_calls_offered_total", queue=q) == left == 1
+    assert val(s, "ivr_queue_calls_answered_within_sl_total", queue="sales") == 0
 
 
 def test_declared_series_exist_at_zero(m):
