@@ -41,6 +41,7 @@ from .calls.session import CallSession
 from .calls.transfer import TransferLegs
 from .flow.model import Destinations
 from .admission import Admission, AdmissionPolicy
+from .voicemail import RetentionPolicy, RetentionSweeper
 from .config import Config
 from .metrics import Metrics, QueueSnapshot
 from .storage import Storage
@@ -90,6 +91,8 @@ class App:
                 ChannelDestroyed(type="ChannelDestroyed", channel=Channel(cid), cause=0)),
             connected=lambda: self.events.connected, on_cleaned=self.metrics.janitor_cleaned))
         self.storage = Storage(cfg.path(cfg.storage.path)) if cfg.storage.path else None
+        self.voicemail_retention = (RetentionSweeper(RetentionPolicy.from_dict(cfg.voicemail), self.storage, self.ari)
+                                    if self.storage is not None else None)
         self.crm = None
         if cfg.crm and cfg.crm.get("backend", "sqlite") != "none":
             from .crm.factory import crm_from_config
@@ -264,6 +267,8 @@ class App:
                      asyncio.create_task(self.janitor.run(), name="janitor")]
             if self.contact_quality is not None:
                 tasks.append(asyncio.create_task(self.contact_quality.run(), name="contact-quality"))
+            if self.voicemail_retention is not None and self.voicemail_retention.policy.retention_days:
+                tasks.append(asyncio.create_task(self.voicemail_retention.run(), name="voicemail-retention"))
             if self.flows is not None and self.cfg.flows.watch:
                 tasks.append(asyncio.create_task(self.flows.watch(), name="flow-watch"))
             if self.web is not None:

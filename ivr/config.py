@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from .admission import AdmissionConfigError, AdmissionPolicy
+from .voicemail import RetentionPolicy, VoicemailConfigError
 
 SECRET_KEYS = {"password", "token", "admin_token", "sip_password", "auth_value"}
 
@@ -123,6 +124,7 @@ class Config:
     routing: Mapping[str, Any] = field(default_factory=dict)
     acd: Mapping[str, Any] = field(default_factory=dict)
     admission: Mapping[str, Any] = field(default_factory=dict)   # see ivr/admission.py, docs/overload.md
+    voicemail: Mapping[str, Any] = field(default_factory=dict)   # retention, see ivr/voicemail.py
     trunks: tuple[TrunkConfig, ...] = ()                          # outbound SIP trunks (transfers)
     extensions: Mapping[str, str] = field(default_factory=dict)   # internal extension -> PJSIP/<endpoint>
     base_dir: str = "."      # relative paths in the file are resolved against the file's directory
@@ -158,7 +160,7 @@ class Config:
 _SECTIONS = {"asterisk": AsteriskConfig, "ari": AriConfig, "flows": FlowsConfig, "http": HttpConfig,
              "log": LogConfig, "storage": StorageConfig}
 _RAW_LIST_SECTIONS = {"agents", "queues"}
-_RAW_MAP_SECTIONS = {"crm", "routing", "acd", "admission"}
+_RAW_MAP_SECTIONS = {"crm", "routing", "acd", "admission", "voicemail"}
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,40}\Z")
 _NUMBER = re.compile(r"\+?[0-9]{3,20}\Z")
 _HOST = re.compile(r"[A-Za-z0-9_.:\[\]-]{1,253}\Z")
@@ -362,6 +364,10 @@ def _check(cfg: Config) -> None:
     try:
         AdmissionPolicy.from_dict(cfg.admission)
     except (AdmissionConfigError, TypeError) as e:
+        raise ConfigError(str(e)) from None
+    try:
+        RetentionPolicy.from_dict(cfg.voicemail)
+    except (VoicemailConfigError, TypeError) as e:
         raise ConfigError(str(e)) from None
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from .ari import AriError, NotFound
@@ -51,12 +52,36 @@ async def delete_voicemail(rows: VoicemailRows, recordings: Recordings, voicemai
     return rows.delete_voicemail(voicemail_id)
 
 
+class VoicemailConfigError(ValueError):
+    """The ``voicemail:`` config section is invalid; the message names the key."""
+
+
 @dataclass(frozen=True)
 class RetentionPolicy:
     #: Messages older than this many days are deleted (None: kept until deleted through the API).
     retention_days: float | None = None
     #: Seconds between sweeps.
     sweep_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        d = self.retention_days
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d)
+                              or d <= 0):
+            raise VoicemailConfigError(f"voicemail.retention_days: expected a number of days > 0 (or null to "
+                                       f"keep messages until deleted), got {d!r}")
+        s = self.sweep_seconds
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s < 1:
+            raise VoicemailConfigError(f"voicemail.sweep_seconds: expected a number >= 1, got {s!r}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> RetentionPolicy:
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise VoicemailConfigError(f"voicemail: unknown key(s) {', '.join(map(str, unknown))}; known: "
+                                       f"{', '.join(sorted(known))}")
+        return cls(**d)
 
 
 class RetentionSweeper:
@@ -88,6 +113,8 @@ class RetentionSweeper:
         return n
 
     async def run(self) -> None:
+        """Sweep every ``sweep_seconds``; the first a minute after start at most (ARI connected by then)."""
+        await asyncio.sleep(min(60.0, self.policy.sweep_seconds))
         while True:
             try:
                 await self.sweep()

@@ -80,3 +80,21 @@ async def test_a_message_can_be_listed_heard_and_deleted_for_real_through_the_ap
             async with http.request(method, url, headers=auth) as r:
                 assert r.status == status and (await r.json())["error_id"] == error_id
         await assert_no_leaks(ari)
+
+
+async def test_messages_past_retention_are_deleted_with_their_recording(flow_cfg):
+    """`voicemail.retention_days`: the sweeper deletes the recording on Asterisk (the file is gone) and then
+    the row, and leaves a message within retention alone."""
+    import dataclasses
+
+    from ivr.asterisk.runner import AsteriskInstance
+    cfg = dataclasses.replace(flow_cfg, voicemail={"retention_days": 3 / 86400, "sweep_seconds": 1})
+    async with running_app(cfg) as app, ari_client(cfg) as ari:
+        await _call(app, cfg, [("audio",), ("pause", 2500)])
+        [vm] = await wait_for(lambda: app.storage.voicemails(), 10, what="the message stored")
+        spool = AsteriskInstance(cfg).host_dir / "spool" / "recording" / f"{vm['recording']}.wav"
+        assert spool.is_file()
+        await wait_for(lambda: not app.storage.voicemails(), 15, what="the message deleted after 3 s")
+        assert not spool.exists() and vm["recording"] not in await ari.stored_recordings()
+        assert app.voicemail_retention.deleted == 1
+        await assert_no_leaks(ari)

@@ -71,3 +71,17 @@ def test_a_recording_already_gone_still_deletes_the_row_and_an_unknown_id_is_fal
     rows = Rows([1])
     assert asyncio.run(delete_voicemail(rows, Recordings(set()), 1)) is True and rows.rows == {}
     assert asyncio.run(delete_voicemail(rows, Recordings(set()), 99)) is False
+
+
+def test_the_config_section_is_checked_at_load(tmp_path):
+    import pytest
+
+    from ivr.config import ConfigError, load_config
+    for bad, word in (("{retention_days: 0}", "retention_days"), ("{retention_days: soon}", "retention_days"),
+                      ("{sweep_seconds: 0}", "sweep_seconds"), ("{keep: 3}", "unknown")):
+        p = tmp_path / "ivr.yaml"
+        p.write_text(f"voicemail: {bad}\n")
+        with pytest.raises(ConfigError, match=word):
+            load_config(p, env={})
+    p.write_text("voicemail: {retention_days: null}\n")
+    assert RetentionPolicy.from_dict(load_config(p, env={}).voicemail).retention_days is None
