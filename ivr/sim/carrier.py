@@ -30,13 +30,18 @@ REASONS = {486: "Busy Here", 503: "Service Unavailable", 480: "Temporarily Unava
 
 @dataclass
 class CarrierScenario:
-    """answer: 180, then 200 with SDP (PCMU), then wait for the BYE. Any other code: that final response."""
+    """answer: 180, then 200 with SDP (PCMU), then wait for the BYE, or, with ``hangup_after_ms``, send the
+    BYE itself after that long (the called party hangs up). Any other code: that final response."""
 
     answer: int = 200
+    hangup_after_ms: int | None = None
 
     def xml(self) -> str:
+        # to send its own BYE it needs the caller's From (with its tag) as To (sipp refuses unused variables)
+        keep_from = ('<action><ereg regexp=".*" search_in="hdr" header="From:" check_it="true" '
+                     'assign_to="remote_from"/></action>' if self.hangup_after_ms is not None else "")
         out = ['<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="carrier-uas">',
-               '<recv request="INVITE" crlf="true"/>',
+               f'<recv request="INVITE" crlf="true" rrs="true">{keep_from}</recv>',
                "<send><![CDATA[", "      SIP/2.0 100 Trying", _REPLY, "      Content-Length: 0", "", "]]></send>"]
         if self.answer != 200:
             out += ["<send><![CDATA[", f"      SIP/2.0 {self.answer} {REASONS.get(self.answer, 'Refused')}",
@@ -57,8 +62,17 @@ class CarrierScenario:
       a=rtpmap:0 PCMU/8000
       a=sendrecv
 ]]></send>""",
-                '<recv request="ACK" crlf="true"/>',
-                '<recv request="BYE"/>',
+                '<recv request="ACK" crlf="true"/>']
+        if self.hangup_after_ms is not None:
+            out += [f'<pause milliseconds="{int(self.hangup_after_ms)}"/>',
+                    '<send retrans="500"><![CDATA[', "      BYE [next_url] SIP/2.0",
+                    "      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]",
+                    "      From: <sip:carrier@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]",
+                    "      To: [$remote_from]", "      [last_Call-ID:]", "      CSeq: 1 BYE",
+                    "      Max-Forwards: 70", "      Content-Length: 0", "", "]]></send>",
+                    '<recv response="200" crlf="true"/>', "</scenario>"]
+            return "\n".join(out)
+        out += ['<recv request="BYE"/>',
                 "<send><![CDATA[", "      SIP/2.0 200 OK", "      [last_Via:]", "      [last_From:]",
                 "      [last_To:]", "      [last_Call-ID:]", "      [last_CSeq:]", "      Content-Length: 0", "",
                 "]]></send>", "</scenario>"]
@@ -99,7 +113,11 @@ class CarrierUas:
              "-timeout_error", "-trace_msg", "-message_file", str(self.messages), "-trace_err",
              "-error_file", str(self.dir / "errors.log")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.dir)
-        _wait_port(port, free=False)         # listening before any INVITE is sent to it
+        try:
+            _wait_port(port, free=False)     # listening before any INVITE is sent to it
+        except RuntimeError as e:
+            self.stop()
+            raise RuntimeError(f"{e}: {self.proc.stderr.read() if self.proc.stderr else ''}"[-2000:]) from None
 
     def invites(self) -> list[Invite]:
         """The INVITEs received so far."""

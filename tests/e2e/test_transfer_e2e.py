@@ -14,7 +14,7 @@ import pytest
 
 from ivr.config import TrunkConfig
 from ivr.sim.carrier import CarrierScenario, CarrierUas
-from ivr.sim.ports import free_udp_port
+from ivr.sim.ports import free_udp_block
 from ivr.sim.sipp import SippCaller, SippProcess
 from tests.support.stack import ari_client, assert_no_leaks, make_test_config, running_app, wait_for
 
@@ -61,7 +61,9 @@ def asterisk():
     from ivr.asterisk import AsteriskError, AsteriskInstance
 
     base = make_test_config()
-    trunk = TrunkConfig(name="carrier", host="127.0.0.1", port=free_udp_port(), caller_id=CALLER_ID,
+    # below the kernel's ephemeral range and outside Asterisk's and the phones' RTP ranges (30000-60000), so
+    # nothing else binds it between the tests' carriers
+    trunk = TrunkConfig(name="carrier", host="127.0.0.1", port=free_udp_block(2), caller_id=CALLER_ID,
                         caller_name="Acme Support")
     inst = AsteriskInstance(dataclasses.replace(base, trunks=(trunk,)))
     try:
@@ -207,4 +209,40 @@ async def test_caller_hanging_up_while_the_target_rings_leaves_nothing(xfer_cfg,
         assert not app.transfer_legs.legs() and not app.transfer_legs.bridges()
         assert operator.rings >= 1
         assert _transfers(app, "internal", "abandoned") == 1
+        await assert_no_leaks(ari)
+
+
+async def test_the_target_hanging_up_ends_the_call(xfer_cfg):
+    carrier = CarrierUas(xfer_cfg.trunks[0].port, CarrierScenario(hangup_after_ms=2500), timeout=40)
+    try:
+        async with running_app(xfer_cfg) as app, ari_client(xfer_cfg) as ari:
+            r = await asyncio.to_thread(SippProcess(SippCaller("702", end="wait_bye"),
+                                                    xfer_cfg.asterisk.sip_port, 40).wait)
+            assert r.ok, r.stderr               # the app hung the caller up when the carrier's side did
+            s = await _finished_session(app)
+            assert _path(s)[-2:] == ["transfer external answered", "end transferred"], _path(s)
+            await assert_no_leaks(ari)
+        code, err = await asyncio.to_thread(carrier.wait)
+        assert code == 0, err
+    finally:
+        carrier.stop()
+
+
+async def test_the_sample_support_flow_reaches_the_operator(xfer_cfg, phones):
+    from datetime import UTC, datetime
+    operator = phones("agent3")["agent3"]
+    wednesday_10_paris = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+    async with running_app(xfer_cfg, wall_clock=lambda: wednesday_10_paris) as app, ari_client(xfer_cfg) as ari:
+        caller = SippProcess(SippCaller("100", steps=[("pause", 2500), ("dtmf", "0"), ("pause", 9000)]),
+                             xfer_cfg.asterisk.sip_port, 40)
+        try:
+            await wait_for(lambda: _bridged(ari), 20, what="caller and operator bridged")
+        finally:
+            r = await asyncio.to_thread(caller.wait)
+        assert r.ok, r.stderr
+        s = await _finished_session(app)
+        path = _path(s)
+        assert path[-4:] == ["support:operator", "support:operator_transfer", "transfer operator answered",
+                             "end transferred"], path
+        assert operator.calls and operator.calls[0].answered_at > 0
         await assert_no_leaks(ari)
