@@ -322,8 +322,23 @@ class WebServer:
                 "queue": getattr(s, "queue_name", None), "agent": getattr(s, "agent_id", None),
                 "age": round(now - started, 1) if isinstance(started, (int, float)) else None,
                 "path": list(getattr(runner, "visited_nodes", []) or []),
+                "waiting": self._waiting(cid),
             })
         return web.json_response({"calls": out})
+
+    def _waiting(self, call_id: str) -> dict[str, Any] | None:
+        """The ACD's view of a caller in a queue (why it still waits: ``note``), None when in no queue."""
+        from ..acd.errors import AcdError
+        acd = self.app.acd
+        if acd is None or call_id not in acd.calls:
+            return None
+        try:
+            snap = acd.router.call_snapshot(call_id)
+        except AcdError:            # gone between the two looks
+            return None
+        return {"queue": snap.queue, "state": snap.state.value, "position": snap.position,
+                "wait": round(snap.wait, 1), "estimated_wait": snap.estimated_wait,
+                "overflowed_from": list(snap.overflowed_from), "note": snap.note}
 
     def _flows(self):
         if self.app.flows is None:
@@ -376,7 +391,14 @@ class WebServer:
         rows = st.recent_call_records(queue, limit)
         for r in rows:
             r["caller"] = mask_number(r["caller"]) if r.get("caller") else None
-            r.pop("extra", None)
+            try:
+                extra = json.loads(r.pop("extra", None) or "{}")
+            except ValueError:
+                extra = {}
+            extra = extra if isinstance(extra, dict) else {}
+            # why it left (e.g. nobody could serve it) and the queues it overflowed from
+            r["reason"] = str(extra.get("reason") or "") or None
+            r["overflowed_from"] = [str(q) for q in extra.get("overflowed_from") or []]
         return web.json_response({"records": rows})
 
     # ------------------------------------------------------------------------------- agent page

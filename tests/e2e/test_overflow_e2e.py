@@ -93,3 +93,41 @@ async def test_overflow_moves_the_caller_to_another_queue_where_its_agent_answer
                        what="agent4 available")
         assert not app.acd.calls
         await assert_no_leaks(ari)
+
+
+async def test_a_caller_nobody_can_serve_goes_to_on_no_agents_after_the_grace(flow_cfg, phones, caplog):
+    # billing needs tier2 here: agent1 (billing 4) is logged in and registered but has no tier2, and no
+    # relaxation step drops it: nobody could ever serve the caller, who would otherwise wait 300 s
+    cfg = _queues(_cfg(flow_cfg), billing={"required_skills": {"billing": 1, "tier2": 1}, "no_agents_grace": 3})
+    p = phones("agent1")
+    caplog.set_level("INFO", logger="ivr.calls.acd_service")
+    async with running_app(cfg) as app, ari_client(cfg) as ari:
+        await _wait_registered(app, "agent1")
+        seen: set = set()
+        t0 = time.monotonic()
+        caller = _call(cfg, ("dtmf", "1"))          # waits for the flow to hang up
+        s = await _new_session(app, seen)
+        await wait_for(lambda: s.channel_id in app.acd.calls, 10, what="queued in billing")
+        calls = (await _api(cfg, "/api/calls"))["calls"]
+        [waiting] = [c["waiting"] for c in calls if c["id"] == s.channel_id]
+        assert waiting["queue"] == "billing" and waiting["position"] == 1
+        note = waiting["note"]
+        assert note.startswith("no logged-in, registered agent can serve it (needs ") and "tier2>=1" in note
+        assert "leaves (no_agents) in" in note, note
+        await wait_for(lambda: "promises:no_agents" in _path(s), 10, what="the node's on_no_agents")
+        assert time.monotonic() - t0 >= 3
+        assert s.channel_id not in app.acd.calls
+        await _done(caller, s)
+        assert _follows(_path(s), "queue billing no_agents", "promises:no_agents", "promises:bye"), _path(s)
+        assert p["agent1"].rings == 0
+        rec = await wait_for(lambda: _record(app, s.channel_id), 5, what="the call record")
+        assert (rec["queue"], rec["outcome"], rec["agent_id"]) == ("billing", "no_agents", None)
+        [api_rec] = [r for r in (await _api(cfg, "/api/records"))["records"] if r["call_id"] == s.channel_id]
+        assert "tier2>=1" in api_rec["reason"] and api_rec["reason"].endswith("for 3s"), api_rec
+        assert api_rec["overflowed_from"] == []
+        logged = [r.getMessage() for r in caplog.records if "leaves queue billing: no_agents" in r.getMessage()]
+        assert len(logged) == 1 and "no logged-in, registered agent can serve it" in logged[0], logged
+        body = app.metrics.render().decode()
+        assert _metric(body, "ivr_queue_calls_left_no_agents_total", queue="billing") == 1
+        assert _metric(body, "ivr_queue_calls_overflowed_total", queue="billing", to="flow") == 0
+        await assert_no_leaks(ari)
