@@ -299,9 +299,10 @@ def _trunks(data: Any, env: Mapping[str, str]) -> tuple[TrunkConfig, ...]:
             raise ConfigError(f"{where}: a trunk name is letters, digits, '_' and '-'")
         if name in {t.name for t in out}:
             raise ConfigError(f"{where}: defined twice")
-        if "password" in item:
+        if item.get("password"):       # an empty one (a dump of the config in effect) is no secret
             raise ConfigError(f"{where}: the password is a secret: set IVR_TRUNK_"
                               f"{name.upper().replace('-', '_')}_PASSWORD in the environment instead")
+        item = {k: v for k, v in item.items() if k != "password"}
         unknown = sorted(set(item) - known)
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")

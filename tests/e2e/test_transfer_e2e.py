@@ -200,8 +200,13 @@ async def test_no_answer_within_the_timeout_goes_to_the_failure_node(xfer_cfg, p
 async def test_caller_hanging_up_while_the_target_rings_leaves_nothing(xfer_cfg, phones):
     operator = phones(agent3="ignore")["agent3"]
     async with running_app(xfer_cfg) as app, ari_client(xfer_cfg) as ari:
-        caller = SippProcess(SippCaller("701", steps=[("pause", 2500)]), xfer_cfg.asterisk.sip_port, 40)
+        caller = SippProcess(SippCaller("701", steps=[("pause", 3000)]), xfer_cfg.asterisk.sip_port, 40)
         await wait_for(lambda: app.transfer_legs.legs(), 10, what="the operator's leg ringing")
+        session = next(iter(app.sessions.values()))
+        await asyncio.sleep(0.5)
+        ringback = await ari.playback(session._transfer._ringback)     # the caller hears ringback meanwhile
+        assert ringback.media_uri == "tone:ring" and ringback.state == "playing", ringback
+        assert ringback.target_uri == f"channel:{session.channel_id}"
         r = await asyncio.to_thread(caller.wait)
         assert r.ok, r.stderr
         s = await _finished_session(app)
@@ -210,6 +215,26 @@ async def test_caller_hanging_up_while_the_target_rings_leaves_nothing(xfer_cfg,
         assert operator.rings >= 1
         assert _transfers(app, "internal", "abandoned") == 1
         await assert_no_leaks(ari)
+
+
+async def test_an_app_restart_ends_a_transferred_conversation_cleanly(xfer_cfg, phones, tmp_path):
+    from tests.support.app_process import AppProcess
+    phones("agent3")
+    proc = AppProcess(xfer_cfg, tmp_path / "app1").start()
+    caller = SippProcess(SippCaller("701", steps=[("pause", 30000)]), xfer_cfg.asterisk.sip_port, 45)
+    try:
+        async with ari_client(xfer_cfg) as ari:
+            await wait_for(lambda: _bridged(ari), 20, what="caller and operator bridged")
+            proc.kill()                                  # SIGKILL: no cleanup runs
+            await asyncio.sleep(0.5)
+            assert len(await _bridged(ari)) == 1         # Asterisk still holds the conversation
+    finally:
+        proc.kill()
+    try:
+        async with running_app(xfer_cfg), ari_client(xfer_cfg) as ari:
+            await assert_no_leaks(ari, 15)               # both legs hung up, the bridge destroyed
+    finally:
+        caller.kill()
 
 
 async def test_the_target_hanging_up_ends_the_call(xfer_cfg):

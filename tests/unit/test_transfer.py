@@ -198,3 +198,10 @@ async def test_caller_gone_while_ringing_or_bridged_leaves_nothing():
         assert ("destroy_bridge" in ari.names()) is answered
         await a.on_event("transfer_leg", StasisEnd(type="StasisEnd", channel=Channel("caller-t1")))
         assert reports == (["answered"] if answered else [])
+
+
+def test_an_empty_password_key_is_no_secret_and_is_accepted(tmp_path):
+    # e.g. the config in effect dumped back to a file: the password comes from the environment again
+    text = TRUNKS.replace('caller_name: Acme}', 'caller_name: Acme, password: ""}')
+    cfg = _load(tmp_path, text, {"IVR_TRUNK_CARRIER_USERNAME": "u", "IVR_TRUNK_CARRIER_PASSWORD": "p"})
+    assert cfg.trunks[0].password == "p"
