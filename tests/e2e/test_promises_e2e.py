@@ -134,6 +134,40 @@ async def test_announcements_say_the_true_position_and_an_estimate_only_with_dat
         await assert_no_leaks(ari)
 
 
+async def test_announce_position_and_announce_hold_time_switch_each_part_off(flow_cfg, asterisk):
+    """billing says only the estimated wait (announce_position: false), technical only the position
+    (announce_hold_time: false). One caller leaves each queue first, so both queues have an estimate."""
+    cfg = _cfg(flow_cfg, announce_frequency=2)
+    cfg = dataclasses.replace(cfg, queues=tuple(
+        {**q, "announce_position": False} if q["name"] == "billing" else
+        {**q, "announce_hold_time": False} if q["name"] == "technical" else q for q in cfg.queues))
+    heard = _Heard(asterisk)
+    async with running_app(cfg) as app, ari_client(cfg) as ari:
+        seen: set = set()
+        first = [_call(cfg, ("dtmf", key), ("pause", 1500), end="hangup") for key in ("1", "4")]
+        for _ in first:
+            await _new_session(app, seen)
+        await asyncio.gather(*(asyncio.to_thread(c.wait) for c in first))
+        await wait_for(lambda: not app.acd.calls, 10, what="the first two callers gone")
+        b = _call(cfg, ("dtmf", "1"), ("pause", 9000), end="hangup")
+        sb = await _new_session(app, seen)
+        t = _call(cfg, ("dtmf", "4"), ("pause", 9000), end="hangup")
+        st = await _new_session(app, seen)
+        await wait_for(lambda: sb.channel_id in app.acd.calls and st.channel_id in app.acd.calls, 10,
+                       what="both queued")
+        cb, ct = sb.channel.name, st.channel.name
+        await wait_for(lambda: _follows(heard(cb), "queue-holdtime", "digits/1", "queue-minute"), 10,
+                       what="billing: the estimate")
+        await wait_for(lambda: "queue-youarenext" in heard(ct), 10, what="technical: the position")
+        await _done(b, sb)
+        await _done(t, st)
+        assert "queue-youarenext" not in heard(cb) and "queue-thereare" not in heard(cb), heard(cb)
+        assert "queue-holdtime" not in heard(ct), heard(ct)
+        # technical had a departure before (the first caller): the hold time was switched off, not unknown
+        assert app.acd.router.queue_snapshot("technical").stats.abandoned == 2
+        await assert_no_leaks(ari)
+
+
 async def test_flow_max_wait_takes_the_caller_out_of_the_queue_and_back_to_the_flow(flow_cfg):
     cfg = _cfg(flow_cfg)                 # no agent phone registered: the caller waits; the queue's max_wait is 300
     async with running_app(cfg) as app, ari_client(cfg) as ari:
