@@ -10,6 +10,13 @@ optional preferred agent with a deadline on the router clock (until then only th
 call, even if it is busy or paused: the call waits for it; the preference is skipped for good, at once,
 if that agent is unknown, logged out, unregistered or not a member of the queue, at join time or later),
 and an opaque ``caller`` dict the router never reads.
+
+A call's ``kind`` says what work it is (``ivr.tasks.TaskKind``): a live caller (``call``) or a task that
+waits without a channel (a callback, a voicemail to return, a web callback request). Tasks wait in the
+same queues and are chosen by the same rules, ordered with the callers by the time they took their place
+(``enqueue(waiting_since=...)``: a callback keeps the join time of the call it came from). What differs
+(``Router`` docstring, "Tasks"): they never time out, never fill a queue or get refused for want of
+agents, and at most ``task_agents_percent`` of a queue's logged-in agents are on tasks at once.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 from .agent import SKILL_MAX, SKILL_MIN
 from .errors import ConfigError
 from .frozen import FrozenDict
+from ..tasks.model import TaskKind
 
 
 class CallState(str, enum.Enum):
@@ -43,8 +51,18 @@ class Call:
     caller: Mapping[str, Any] = field(default_factory=dict)
     #: Skill -> weight (>= 0): ranks eligible agents like the queue's ``optional_skills``, never filters.
     optional_skills: Mapping[str, float] = field(default_factory=dict)
+    kind: TaskKind = TaskKind.CALL
+
+    @property
+    def is_task(self) -> bool:
+        return self.kind is not TaskKind.CALL
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "kind", TaskKind(self.kind))
+        except ValueError:
+            raise ConfigError(f"call {self.id!r}: kind must be one of "
+                              f"{', '.join(k.value for k in TaskKind)}, got {self.kind!r}") from None
         if not isinstance(self.id, str) or not self.id:
             raise ConfigError("call: id must be a non-empty string")
         if not isinstance(self.priority, int) or isinstance(self.priority, bool):

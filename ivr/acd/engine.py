@@ -69,9 +69,7 @@ class Engine(Moves):
         self._pinned: dict[str, list[CallEntry]] = {}  # preferred agent -> its waiting pinned calls
         self._calls: dict[str, CallEntry] = {}  # waiting, ringing and on-call calls
         self._timers = Timers()
-        self._seq = itertools.count(1)
-        # calls re-admitted after a restart rank ahead of every call that joined normally
-        self._adopted_seq = itertools.count(-(10**15))
+        self._seq = itertools.count(1)  # join order: breaks ties between calls that took their place at once
         self._offer_gen = itertools.count(1)
         self._wrap_gen: dict[str, int] = {}
         self._dirty_calls: dict[CallEntry, str] = {}  # call -> trigger (may have gained agents)
@@ -79,6 +77,7 @@ class Engine(Moves):
         self._agents_version = 0  # bumped when "who could ever serve" may change
         self._serve_cache: dict[Group, tuple[int, bool]] = {}
         self._init_moves()
+        self._task_caps: dict[str, tuple[int, int]] = {}  # queue -> (agents version, agents allowed on tasks)
 
     # ------------------------------------------------------------------ internals: lookups
     def _advance(self) -> float:
@@ -240,6 +239,8 @@ class Engine(Moves):
         a = self._agents[c.agent_id]  # type: ignore[index]
         c.agent_id = None
         c.state = _WAITING
+        if c.task:
+            self._task_released(c)
         if miss:
             c.rona += 1
             c.missed_by.add(a.id)
@@ -291,6 +292,10 @@ class Engine(Moves):
         qrt.calls.pop(c.id, None)
         del self._calls[c.id]
         self._dirty_calls.pop(c, None)
+        if c.task:
+            self._task_released(c)
+            out.append(CallFinished(self._record(c, outcome, False)))
+            return
         key = _STAT_FOR_OUTCOME.get(outcome)
         if key:
             qrt.stats[key] += 1
@@ -306,7 +311,7 @@ class Engine(Moves):
             call_id=c.id, queue=c.qrt.name, priority=c.prio, entered_at=c.entered, offered_at=c.first_offer,
             answered_at=c.answered_at, ended_at=self._now, agent_id=c.last_agent, outcome=outcome,
             offers=c.offers, rona_count=c.rona, short_abandon=short, within_service_level=within,
-            overflowed_from=c.moved_from, reason=reason)
+            overflowed_from=c.moved_from, reason=reason, kind=c.call.kind.value)
 
     def _could_serve(self, qrt: QueueRuntime, group: Group) -> bool:
         """Is a logged-in, registered member able to serve this group once fully relaxed? (cached per
@@ -325,6 +330,35 @@ class Engine(Moves):
         self._serve_cache[group] = (self._agents_version, ok)
         return ok
 
+    # ------------------------------------------------------------------ internals: tasks
+    def _task_cap(self, qrt: QueueRuntime) -> int:
+        """How many of the queue's agents may be on tasks at once: ``task_agents_percent`` of its
+        logged-in members, at least one (cached until the agent population changes)."""
+        hit = self._task_caps.get(qrt.name)
+        if hit is not None and hit[0] == self._agents_version:
+            return hit[1]
+        agents = self._agents
+        n = sum(1 for aid in qrt.members if agents[aid].state is not _LOGGED_OUT)
+        cap = max(1, int(n * qrt.config.task_agents_percent / 100 + 1e-9))
+        self._task_caps[qrt.name] = (self._agents_version, cap)
+        return cap
+
+    def _tasks_open(self, qrt: QueueRuntime) -> bool:
+        """May one more of this queue's tasks be offered now?"""
+        return len(qrt.engaged_tasks) < self._task_cap(qrt)
+
+    def _task_released(self, c: CallEntry) -> None:
+        """A task stopped ringing / being worked: a slot may have opened for the queue's waiting tasks."""
+        qrt = c.qrt
+        qrt.engaged_tasks.discard(c.id)
+        for g in qrt.active.values():
+            if g.task:
+                self._dirty_calls[g.calls[0]] = "task_slot_free"
+
+    @staticmethod
+    def _tasks_in_line(qrt: QueueRuntime) -> int:
+        return sum(1 for c in qrt.calls.values() if c.task)
+
     def _check_empty(self, queue_names: Iterable[str], out: list[Decision]) -> None:
         """leave_when_empty: waiting callers nobody logged in could ever serve leave with no_agents."""
         for qn in sorted(queue_names):
@@ -332,9 +366,10 @@ class Engine(Moves):
             if not qrt.config.leave_when_empty or not qrt.calls:
                 continue
             # Per group, not per call: every call of a group has the same fully relaxed requirement.
-            leaving = [c for g in qrt.active.values() if not self._could_serve(qrt, g) for c in g.calls]
+            leaving = [c for g in qrt.active.values() if not g.task and not self._could_serve(qrt, g)
+                       for c in g.calls]
             for lst in self._pinned.values():
-                leaving += [c for c in lst if c.qrt is qrt and not self._could_serve(qrt, c.group)]
+                leaving += [c for c in lst if c.qrt is qrt and not c.task and not self._could_serve(qrt, c.group)]
             for c in sorted(leaving, key=lambda c: c.key):
                 self._exit(c, ExitOutcome.NO_AGENTS, out)
 
@@ -356,13 +391,20 @@ class Engine(Moves):
         bkey = None
         queues = self._queues
         for qn in self._agent_queues[a.id]:
-            active = queues[qn].active
+            qrt = queues[qn]
+            active = qrt.active
             if not active:
                 continue
+            tasks_ok: bool | None = None
             for g in active.values():
                 head = g.calls[0]
                 if bkey is not None and head.key >= bkey:
                     continue  # cannot beat the best found so far: skip the skill check
+                if g.task:
+                    if tasks_ok is None:
+                        tasks_ok = self._tasks_open(qrt)
+                    if not tasks_ok:
+                        continue
                 # inline of policy.admits (hot path)
                 for grp in g._reqs[bisect_right(head.step_at, now)]:
                     for s, lv in grp:
@@ -376,6 +418,8 @@ class Engine(Moves):
             for c in pinned:  # sorted by seniority: the first eligible one is the best
                 if bkey is not None and c.key >= bkey:
                     break
+                if c.task and not self._tasks_open(c.qrt):
+                    continue
                 if admits(c.group.reqs(bisect_right(c.step_at, now)), skills):
                     best, bkey = c, c.key
                     break
@@ -385,7 +429,7 @@ class Engine(Moves):
         """Best eligible available agent for waiting call ``c``: (agent, ranked top keys, n, step)."""
         qrt = c.qrt
         qavail = qrt.avail
-        if not qavail:
+        if not qavail or (c.task and not self._tasks_open(qrt)):
             return None
         k = bisect_right(c.step_at, self._now)
         groups = c.group._reqs[k]
@@ -481,6 +525,8 @@ class Engine(Moves):
             c.first_offer = now
         c.offered_at = now
         c.offer_gen = next(self._offer_gen)
+        if c.task:
+            qrt.engaged_tasks.add(c.id)
         self._transition(a, AgentEvent.OFFER, out, call_id=c.id)
         ring = qrt.config.ring_timeout
         self._timers.add(now + ring + self._grace, TimerKind.RING, c.id, c.offer_gen)

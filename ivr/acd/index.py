@@ -62,19 +62,21 @@ class CallEntry:
         "seq",
         "state",
         "step_at",
+        "task",
         "tgen",
         "timed_out",
     )
 
-    def __init__(self, call: Call, qrt: QueueRuntime, group: Group, seq: int, now: float) -> None:
+    def __init__(self, call: Call, qrt: QueueRuntime, group: Group, seq: tuple[float, int], now: float) -> None:
         self.call = call
         self.id = call.id
         self.qrt = qrt
         self.group = group
-        self.seq = seq
+        self.seq = seq  # (time the call took its place, join counter): callers and tasks in one order
         self.entered = now
         self.prio = group.prio
         self.key = (-group.prio, seq)  # seniority: smaller = served first
+        self.task = call.is_task
         self.state = CallState.WAITING
         self.agent_id: str | None = None
         self.last_agent: str | None = None
@@ -99,16 +101,18 @@ class CallEntry:
 
 
 class Group:
-    """Waiting calls of one (queue, priority, extra skills) signature, sorted by join order."""
+    """Waiting calls of one (queue, priority, extra skills, task or caller) signature, sorted by seniority.
+    Tasks have groups of their own, so a queue's task cap holds them back without hiding a caller."""
 
-    __slots__ = ("_reqs", "_texts", "calls", "checked", "episode", "extra", "prio", "qrt", "sig", "tid",
+    __slots__ = ("_reqs", "_texts", "calls", "checked", "episode", "extra", "prio", "qrt", "sig", "task", "tid",
                  "unserved_since")
 
-    def __init__(self, qrt: QueueRuntime, prio: int, extra: dict[str, int], sig: tuple) -> None:
+    def __init__(self, qrt: QueueRuntime, prio: int, extra: dict[str, int], sig: tuple, task: bool = False) -> None:
         self.qrt = qrt
         self.prio = prio
         self.extra = extra
         self.sig = sig
+        self.task = task
         self.calls: list[CallEntry] = []
         # Requirement groups merged with the call's skills (relaxed by the queue's steps, languages kept),
         # per relaxation step (computed once).
@@ -165,6 +169,8 @@ class QueueRuntime:
     stats: dict[str, Any] = field(default_factory=dict)
     #: callers leaving the line (for the estimated wait, ``estimate``); the router sets its start time
     departures: DepartureRate = field(default_factory=lambda: DepartureRate(0.0))
+    #: tasks of this queue ringing an agent or being worked (counted against ``task_agents_percent``)
+    engaged_tasks: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.reqs = compile_requirements(self.config)
@@ -174,11 +180,11 @@ class QueueRuntime:
     def name(self) -> str:
         return self.config.name
 
-    def group_for(self, prio: int, extra: dict[str, int]) -> Group:
-        sig = (prio, tuple(sorted(extra.items())))
+    def group_for(self, prio: int, extra: dict[str, int], task: bool = False) -> Group:
+        sig = (prio, tuple(sorted(extra.items())), task)
         g = self.groups.get(sig)
         if g is None:
-            g = self.groups[sig] = Group(self, prio, extra, sig)
+            g = self.groups[sig] = Group(self, prio, extra, sig, task)
         return g
 
 

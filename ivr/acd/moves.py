@@ -62,6 +62,8 @@ class Moves:
         add = self._timers.add
         if c.step_at:
             add(c.step_at[0], TimerKind.RELAX, c.id, c.tgen)
+        if c.task:  # a task waits until served, cancelled or expired: no max_wait, overflow or no-agents exit
+            return
         if cfg.max_wait is not None:
             add(c.entered + cfg.max_wait, TimerKind.TIMEOUT, c.id, c.tgen)
         ov = cfg.overflow
@@ -93,7 +95,7 @@ class Moves:
 
     def _review_group(self, g: Group) -> None:
         v = self._agents_version
-        if g.checked == v:
+        if g.checked == v or g.task:
             return
         g.checked = v
         if self._could_serve(g.qrt, g):
@@ -149,6 +151,8 @@ class Moves:
             return None
         cfg = qrt.config
         text = f"no logged-in, registered agent can serve it (needs {self._final_text(c)})"
+        if c.task:
+            return text + "; a task waits until an agent can"
         if cfg.no_agents_grace is None:
             return text + "; it waits (no_agents_grace: null)"
         since = max(c.group.unserved_since if c.group.unserved_since is not None else now, c.joined_q)
@@ -181,7 +185,7 @@ class Moves:
             c.pref_note = f"preferred agent {c.pref_agent} skipped: moved to queue {dst.name}"
             c.pref_agent = None
         call = c.call
-        g = dst.group_for(dst.config.priority + call.priority, dict(call.extra_skills))
+        g = dst.group_for(dst.config.priority + call.priority, dict(call.extra_skills), c.task)
         wait = now - c.joined_q
         c.qrt, c.group, c.prio = dst, g, g.prio
         c.key = (-g.prio, c.seq)             # seniority of its first join

@@ -127,6 +127,9 @@ class QueueConfig:
     #: Seconds a waiting caller nobody could ever serve waits before going to ``overflow`` (if set) or
     #: leaving with ``no_agents`` (None = never).
     no_agents_grace: float | None = NO_AGENTS_GRACE
+    #: At most this percentage of the queue's logged-in agents are on tasks (callbacks, voicemails) at
+    #: once (at least one agent), so live callers never starve behind a pile of tasks.
+    task_agents_percent: float = 50.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "required_skills", FrozenDict(dict(self.required_skills)))
@@ -165,6 +168,8 @@ def _validate(q: QueueConfig) -> None:
         raise ConfigError(f"{w}: wrap_up must be >= 0 seconds")
     if q.announce_frequency is not None and not _is_seconds(q.announce_frequency, positive=True):
         raise ConfigError(f"{w}: announce_frequency must be > 0 seconds (or null)")
+    if not (_is_seconds(q.task_agents_percent, positive=True) and q.task_agents_percent <= 100):
+        raise ConfigError(f"{w}: task_agents_percent must be > 0 and <= 100")
     if not _is_seconds(q.short_abandon):
         raise ConfigError(f"{w}: short_abandon must be >= 0 seconds")
     if q.no_agents_grace is not None and not _is_seconds(q.no_agents_grace):
@@ -219,7 +224,7 @@ _QUEUE_KEYS = {
     "name", "required_skills", "optional_skills", "min_proficiency", "priority", "relaxation", "max_wait",
     "max_length", "on_timeout", "on_full", "on_no_agents", "join_empty", "leave_when_empty", "ring_timeout",
     "max_misses", "retry", "wrap_up", "moh_class", "announce_frequency", "announce_position", "announce_hold_time",
-    "service_level", "short_abandon", "overflow", "no_agents_grace",
+    "service_level", "short_abandon", "overflow", "no_agents_grace", "task_agents_percent",
 }
 _OVERFLOW_KEYS = {"queue", "after"}
 _STEP_KEYS = {"after", "drop_skills", "min_proficiency", "add_alternative"}

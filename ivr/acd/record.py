@@ -48,6 +48,8 @@ class CallRecord:
     overflowed_from: tuple[str, ...] = ()
     #: Why it left unanswered, when the router knows more than the outcome (e.g. no agent could serve it).
     reason: str = ""
+    #: what work it was (``ivr.tasks.TaskKind`` value): ``call`` for a live caller
+    kind: str = "call"
 
     @property
     def wait_time(self) -> float:

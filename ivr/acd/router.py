@@ -228,9 +228,13 @@ class Router(Engine):
         """A caller joins ``call.queue``. Refused with ``QueueExit`` (full / no_agents) + ``CallFinished``
         when the queue is at ``max_length`` or, with ``join_empty=False``, nobody could ever serve it.
 
-        ``waiting_since`` (router clock) re-admits a caller who was already waiting before a restart: its
-        wait, relaxation steps and max_wait count from then, and it ranks ahead of every call that joined
-        normally (adopt such calls oldest first to keep their original order)."""
+        ``waiting_since`` (router clock) is the time the call took its place, when earlier than now: a
+        caller re-admitted after a restart, a task keeping the place of the call it came from. Its wait,
+        relaxation steps and max_wait count from then, and it ranks by that time among the calls of its
+        priority (callers and tasks alike; ties keep the join order).
+
+        A task (``call.kind`` other than ``call``) is never refused (full, no agents) and never times out:
+        it waits until it is served or the glue withdraws it (cancelled, expired)."""
         qrt = self._queues.get(call.queue)
         if qrt is None:
             raise UnknownQueue(call.queue)
@@ -239,18 +243,18 @@ class Router(Engine):
         now = self._advance()
         out: list[Decision] = []
         cfg = qrt.config
-        qrt.stats["entered"] += 1
-        group = qrt.group_for(cfg.priority + call.priority, dict(call.extra_skills))
-        if waiting_since is None:
-            entered, seq = now, next(self._seq)
-        else:
-            entered, seq = min(now, waiting_since), next(self._adopted_seq)
-        c = CallEntry(call, qrt, group, seq, entered)
+        task = call.is_task
+        if not task:
+            qrt.stats["entered"] += 1
+        group = qrt.group_for(cfg.priority + call.priority, dict(call.extra_skills), task)
+        entered = now if waiting_since is None else min(now, waiting_since)
+        c = CallEntry(call, qrt, group, (entered, next(self._seq)), entered)
         c.step_at = tuple(entered + a for a in qrt.afters)
-        if cfg.max_length is not None and len(qrt.calls) >= cfg.max_length:
+        if not task and cfg.max_length is not None and len(qrt.calls) - self._tasks_in_line(qrt) \
+                >= cfg.max_length:
             self._refuse(c, ExitOutcome.FULL, out)
             return self._finish_op(out)
-        if not cfg.join_empty and not self._could_serve(qrt, group):
+        if not task and not cfg.join_empty and not self._could_serve(qrt, group):
             self._refuse(c, ExitOutcome.NO_AGENTS, out)
             return self._finish_op(out)
         self._calls[call.id] = c
@@ -288,9 +292,9 @@ class Router(Engine):
         out: list[Decision] = []
         if a.state is AgentState.RESERVED:
             self._cancel_offer(a, "adopted", out)
-        group = qrt.group_for(qrt.config.priority + call.priority, dict(call.extra_skills))
+        group = qrt.group_for(qrt.config.priority + call.priority, dict(call.extra_skills), call.is_task)
         entered = min(now, waiting_since)
-        c = CallEntry(call, qrt, group, next(self._adopted_seq), entered)
+        c = CallEntry(call, qrt, group, (entered, next(self._seq)), entered)
         c.state = _ON_CALL
         c.agent_id = c.last_agent = agent_id
         c.answered_at = max(entered, min(now, answered_at))
@@ -317,6 +321,8 @@ class Router(Engine):
         qrt = c.qrt
         del qrt.calls[c.id]
         qrt.departures.record(now)
+        if c.task:
+            return self._finish_op(out)
         st = qrt.stats
         hold = now - c.entered
         st["answered"] += 1
@@ -472,4 +478,4 @@ class Router(Engine):
             agent_id=c.agent_id, step=k, step_description=c.qrt.reqs[k].description,
             preferred_agent=c.pref_agent, offers=c.offers, rona_count=c.rona,
             estimated_wait=c.qrt.departures.estimate(pos, now), overflowed_from=c.moved_from,
-            note=self._waiting_note(c, now) if c.state is _WAITING else None)
+            note=self._waiting_note(c, now) if c.state is _WAITING else None, kind=c.call.kind.value)

@@ -47,6 +47,8 @@ class CallSnapshot(_AsDict):
     #: Why it is still waiting when that is worth saying, e.g. "no logged-in, registered agent can serve
     #: it (needs tier2>=1) for 12s; at 30s it goes to queue sales"; None otherwise.
     note: str | None = None
+    #: what work it is (``ivr.tasks.TaskKind`` value): ``call`` for a live caller
+    kind: str = "call"
 
 
 @dataclass(frozen=True)
