@@ -1,0 +1,211 @@
+"""The book of tasks other than live calls (callbacks, voicemails, web callback requests): the one owner
+of their state in the app. It keeps the store's copy current on every transition, knows which tasks are
+in the router and when the held-back ones (scheduled, or retried after a busy customer) are due, and
+reloads what a previous process left (an offer or a connection in flight goes back to its place).
+
+No I/O but the store's; no ARI. The glue asks it what to enqueue (``release_due``), what to withdraw
+(``expire_overdue``) and when to ask again (``next_wakeup``), and reports what happened on the phones.
+
+Times: tasks carry wall-clock times (they outlive the process); the router runs on a monotonic clock.
+``router_call`` converts a task's position time into the router's clock, so a callback keeps its place
+among the callers of its queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..acd import Call
+from ..logsafe import mask_number
+from ..tasks import Task, TaskKind, TaskState, TaskStore
+
+log = logging.getLogger(__name__)
+
+#: How long an assigned task waits for its one agent (router-clock seconds: "for good").
+ASSIGNED_FOREVER = 10.0 ** 9
+
+
+@dataclass(frozen=True)
+class TaskPolicy:
+    #: Seconds before a customer who was busy / did not answer is dialled again.
+    retry_delay: float = 300.0
+    #: Customer dial-outs per task before it ends as failed.
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """What a request for work says (the IVR's callback node, a voicemail, the web)."""
+
+    kind: TaskKind
+    queue: str
+    number: str | None = None
+    name: str = ""
+    customer: Mapping[str, Any] = field(default_factory=dict)
+    required_skills: Mapping[str, int] = field(default_factory=dict)
+    optional_skills: Mapping[str, int] = field(default_factory=dict)
+    priority: int = 0
+    position_time: float | None = None       # wall clock; None: now
+    not_before: float | None = None
+    not_after: float | None = None
+    assigned_agent: str | None = None
+    source: str = ""
+
+
+class TaskBook:
+    def __init__(self, store: TaskStore, policy: TaskPolicy, *, wall_clock: Callable[[], float],
+                 router_clock: Callable[[], float], new_id: Callable[[], str] | None = None) -> None:
+        self._store = store
+        self.policy = policy
+        self._wall = wall_clock
+        self._router_clock = router_clock
+        self._new_id = new_id or (lambda: f"task-{secrets.token_hex(6)}")
+        self._open: dict[str, Task] = {}
+        self._in_router: set[str] = set()
+
+    # ------------------------------------------------------------------------------ queries
+    def get(self, task_id: str) -> Task | None:
+        return self._open.get(task_id) or self._store.get(task_id)
+
+    def owns(self, call_id: str) -> bool:
+        """Is this router call id one of the book's tasks?"""
+        return call_id in self._open
+
+    def open_tasks(self) -> list[Task]:
+        return sorted(self._open.values(), key=lambda t: (t.queue, t.position_time, t.id))
+
+    def in_router(self, task_id: str) -> bool:
+        return task_id in self._in_router
+
+    def next_wakeup(self) -> float | None:
+        """Wall-clock time at which ``release_due`` / ``expire_overdue`` have something to do, or None."""
+        times = []
+        for t in self._open.values():
+            if t.state is TaskState.WAITING and t.id not in self._in_router and t.not_before is not None:
+                times.append(t.not_before)
+            if t.not_after is not None and t.state is TaskState.WAITING:
+                times.append(t.not_after)
+        return min(times, default=None)
+
+    def router_call(self, task: Task) -> tuple[Call, float]:
+        """The router's view of a task, and the router-clock time it took its place."""
+        now_r, now_w = self._router_clock(), self._wall()
+        call = Call(task.id, task.queue, priority=task.priority, extra_skills=dict(task.required_skills),
+                    optional_skills=dict(task.optional_skills), kind=task.kind,
+                    preferred_agent=task.assigned_agent,
+                    preferred_until=None if task.assigned_agent is None else now_r + ASSIGNED_FOREVER,
+                    caller={"number": task.number or "", "name": task.name})
+        return call, now_r - max(0.0, now_w - task.position_time)
+
+    # ------------------------------------------------------------------------------ changes
+    def start(self) -> list[Task]:
+        """Load what a previous process left: every open task, offers and connections in flight sent back
+        to their place. Returns them (the glue enqueues the due ones through ``release_due``)."""
+        now = self._wall()
+        self._open.clear()
+        self._in_router.clear()
+        for t in self._store.open_tasks():
+            back = t.interrupted(now)
+            if back is not t:
+                self._store.save(back)
+                log.info("task %s: %s interrupted by the restart, back at its place", t.id, t.state.value)
+            self._open[t.id] = back
+        if self._open:
+            log.info("%d open task(s) reloaded", len(self._open))
+        return self.open_tasks()
+
+    def add(self, req: NewTask) -> Task:
+        """Store a new task; for a callback to a number that already has an open one in that queue, the
+        first is updated instead (its earlier place kept) and returned."""
+        now = self._wall()
+        task = Task(id=self._new_id(), kind=req.kind, queue=req.queue, created_at=now,
+                    position_time=min(now, req.position_time) if req.position_time is not None else now,
+                    required_skills=dict(req.required_skills), optional_skills=dict(req.optional_skills),
+                    priority=req.priority, number=req.number, name=req.name, customer=dict(req.customer),
+                    not_before=req.not_before, not_after=req.not_after, max_attempts=self.policy.max_attempts,
+                    assigned_agent=req.assigned_agent, source=req.source)
+        stored = self._store.add(task, now)
+        self._open[stored.id] = stored
+        if stored.id != task.id:
+            log.info("task %s: a new %s request for %s updates it", stored.id, req.kind.value,
+                     mask_number(req.number or ""))
+        else:
+            log.info("task %s: %s for %s in queue %s", task.id, req.kind.value, mask_number(req.number or ""),
+                     req.queue)
+        return stored
+
+    def release_due(self) -> list[Task]:
+        """Waiting tasks that are due and not in the router: the glue enqueues each (marked in it now)."""
+        now = self._wall()
+        due = [t for t in self.open_tasks() if t.id not in self._in_router and t.due(now)]
+        self._in_router.update(t.id for t in due)
+        return due
+
+    def expire_overdue(self) -> list[Task]:
+        """Waiting tasks whose window closed unserved: ended as expired. Returns those the glue must take
+        out of the router."""
+        now = self._wall()
+        out = []
+        for t in list(self._open.values()):
+            if t.state is TaskState.WAITING and t.overdue(now):
+                if t.id in self._in_router:
+                    out.append(t)
+                self._end(t.expired(now))
+                log.info("task %s expired unserved (window closed)", t.id)
+        return out
+
+    def offered(self, task_id: str, agent_id: str) -> Task | None:
+        return self._move(task_id, lambda t, now: t.offer(agent_id, now))
+
+    def agent_missed(self, task_id: str, reason: str) -> Task | None:
+        """The agent did not take it; the router has put it back at its place (still in the router)."""
+        return self._move(task_id, lambda t, now: t.agent_missed(now, reason)
+                          if t.state is TaskState.OFFERED else t)
+
+    def agent_answered(self, task_id: str) -> Task | None:
+        return self._move(task_id, lambda t, now: t.agent_answered(now))
+
+    def customer_answered(self, task_id: str) -> Task | None:
+        return self._move(task_id, lambda t, now: t.customer_answered(now))
+
+    def customer_failed(self, task_id: str, reason: str) -> Task | None:
+        """Busy / no answer / rejected: retried after ``retry_delay`` while attempts remain, else failed.
+        Either way it has left the router (the glue ended its conversation there)."""
+        self._in_router.discard(task_id)
+        return self._move(task_id, lambda t, now: t.customer_failed(now, reason, self.policy.retry_delay))
+
+    def closed(self, task_id: str, outcome: str) -> Task | None:
+        """Handled without a dial-out (a voicemail closed with a disposition)."""
+        self._in_router.discard(task_id)
+        return self._move(task_id, lambda t, now: t.closed(now, outcome))
+
+    def cancel(self, task_id: str, reason: str) -> Task | None:
+        """Withdrawn (by the customer, an admin). The glue takes it out of the router if ``in_router``."""
+        return self._move(task_id, lambda t, now: t.cancelled(now, reason))
+
+    def left_router(self, task_id: str) -> None:
+        self._in_router.discard(task_id)
+
+    # ----------------------------------------------------------------------------- helpers
+    def _move(self, task_id: str, step: Callable[[Task, float], Task]) -> Task | None:
+        t = self._open.get(task_id)
+        if t is None:
+            return None
+        new = step(t, self._wall())
+        if new is t:
+            return t
+        if new.open:
+            self._store.save(new)
+            self._open[task_id] = new
+        else:
+            self._end(new)
+        return new
+
+    def _end(self, t: Task) -> None:
+        self._store.save(t)
+        self._open.pop(t.id, None)
+        self._in_router.discard(t.id)
