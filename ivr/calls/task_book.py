@@ -121,6 +121,10 @@ class TaskBook:
     def add(self, req: NewTask) -> Task:
         """Store a new task; for a callback to a number that already has an open one in that queue, the
         first is updated instead (its earlier place kept) and returned."""
+        return self.request(req)[0]
+
+    def request(self, req: NewTask) -> tuple[Task, bool]:
+        """``add``, and whether a new task was made (False: an open one was updated)."""
         now = self._wall()
         task = Task(id=self._new_id(), kind=req.kind, queue=req.queue, created_at=now,
                     position_time=min(now, req.position_time) if req.position_time is not None else now,
@@ -136,7 +140,7 @@ class TaskBook:
         else:
             log.info("task %s: %s for %s in queue %s", task.id, req.kind.value, mask_number(req.number or ""),
                      req.queue)
-        return stored
+        return stored, stored.id == task.id
 
     def release_due(self) -> list[Task]:
         """Waiting tasks that are due and not in the router: the glue enqueues each (marked in it now)."""

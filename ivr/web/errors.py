@@ -9,15 +9,17 @@ from aiohttp import web
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error_id: str, message: str, details: Any = None) -> None:
+    def __init__(self, status: int, error_id: str, message: str, details: Any = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.error_id, self.message, self.details = status, error_id, message, details
+        self.headers = headers or {}
 
     def response(self) -> web.Response:
         body: dict[str, Any] = {"error_id": self.error_id, "message": self.message}
         if self.details is not None:
             body["details"] = self.details
-        return web.json_response(body, status=self.status)
+        return web.json_response(body, status=self.status, headers=self.headers)
 
 
 def unauthorized() -> ApiError:
