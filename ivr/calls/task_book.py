@@ -173,6 +173,14 @@ class TaskBook:
     def agent_answered(self, task_id: str) -> Task | None:
         return self._move(task_id, lambda t, now: t.agent_answered(now))
 
+    def agent_dropped(self, task_id: str) -> Task | None:
+        """The agent hung up before the customer answered: back at its place (the glue ends its turn in
+        the router; ``release_due`` puts it back)."""
+        self._in_router.discard(task_id)
+        return self._move(task_id, lambda t, now: t.back_to_place(now, "agent hung up before the customer "
+                                                                         "answered")
+                          if t.state in (TaskState.OFFERED, TaskState.CONNECTING) else t)
+
     def customer_answered(self, task_id: str) -> Task | None:
         return self._move(task_id, lambda t, now: t.customer_answered(now))
 

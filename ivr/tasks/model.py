@@ -160,6 +160,11 @@ class Task:
     def expired(self, at: float) -> Task:
         return self.moved(TaskState.EXPIRED, at, "window closed unserved", outcome="window_closed")
 
+    def back_to_place(self, at: float, reason: str) -> Task:
+        """An offer or a connection ended by our side (the agent hung up before the customer answered):
+        back at its place, no attempt used."""
+        return self.moved(TaskState.WAITING, at, reason, agent_id=None)
+
     def interrupted(self, at: float) -> Task:
         """After a restart: an offer or a connection in flight is gone with the old process; the task goes
         back to its place (an interrupted connection does not use up an attempt)."""

@@ -1,0 +1,337 @@
+"""Tasks on the phones: what the router's decisions for a task (a callback, a voicemail to return, a web
+callback request) become on Asterisk. Agent first, then the customer:
+
+1. ``Offer``: the agent's phone rings (leg ``<task>-a<n>``, back into the app with args ``task,<task>``);
+   the caller ID shows "Callback" and the customer's name and number, the agent page gets the screen pop.
+   The leg fails (no answer, busy, unregistered): ``offer_failed`` (a miss like any other), the task is
+   back at its place for the next agent.
+2. The agent answers: the task is ``connecting``; the agent hears a short whisper (calling <number>, waited
+   <n> minutes), then ringback while the customer is dialled out through the configured trunk (a
+   ``TransferAttempt`` from the agent's leg: the same originate-and-bridge as a flow's transfer).
+3. The customer answers: agent and customer are bridged; the task is ``done`` (answered). When either
+   hangs up the other is hung up, and the agent goes to wrap-up as after any call.
+4. The customer is busy / does not answer / the trunk refuses: the agent hears "number not answering"
+   and is hung up (wrap-up); the task is retried after ``retry_delay`` at its place while attempts
+   remain (``TaskBook.customer_failed``), else ``failed``.
+5. The agent hangs up before the customer answered: the customer leg is cancelled and the task goes back to
+   its place without using an attempt.
+
+Every event of a task's legs is handled in the order of its agent leg (the dispatcher key), so one task is
+handled one thing at a time. Legs and bridges are claimed (the janitor leaves them alone while the task
+lives and cleans whatever outlives it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..acd import Call, CallFinished, CallRequeued, CancelOffer, Decision, Offer
+from ..ari import AriError, ChannelDestroyed, Event, PlaybackFinished, StasisEnd, StasisStart
+from ..logsafe import CallLog, mask_number
+from ..tasks import Task, TaskState
+from .internal import Internal, internal
+from .task_book import TaskBook
+from .transfer import Target, TransferAri, TransferAttempt, TransferDeps
+
+log = logging.getLogger(__name__)
+
+_seq = itertools.count(1)
+#: The dispatcher key of the book's wake-ups (held-back tasks due, windows closing).
+WAKE_KEY = "_tasks"
+#: Q.850 cause of an agent leg that ended before answering -> the router's failure reason.
+_CAUSES = {17: "busy", 18: "no-answer", 19: "no-answer", 21: "rejected", 20: "unreachable", 3: "unreachable"}
+CUSTOMER_FAILED_MEDIA = "sound:number-not-answering"
+
+
+class TaskRouter(Protocol):
+    def enqueue(self, call: Call, *, waiting_since: float | None = None) -> list[Decision]: ...
+
+    def abandon(self, call_id: str) -> list[Decision]: ...
+
+    def offer_answered(self, call_id: str) -> list[Decision]: ...
+
+    def offer_failed(self, call_id: str, reason: str = "no-answer", *, agent_fault: bool = True
+                     ) -> list[Decision]: ...
+
+    def call_ended(self, call_id: str) -> list[Decision]: ...
+
+
+@dataclass(frozen=True)
+class DialPolicy:
+    #: Seconds the customer's phone may ring before the attempt counts as no answer.
+    ring_seconds: float = 30.0
+    #: The trunk customers are dialled through (None: the only configured trunk).
+    trunk: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskLegDeps:
+    ari: TransferAri
+    book: TaskBook
+    router: TaskRouter
+    #: the ACD's executor of router decisions (agent states, wrap-up, the next offers)
+    execute: Callable[[list[Decision]], Awaitable[None]]
+    transfer: TransferDeps
+    #: a customer's number -> how to dial it (the trunk endpoint and the caller ID to present), or None
+    dial: Callable[[str], Target | None]
+    submit: Callable[[Event], None]
+    policy: DialPolicy
+    #: screen pops and state for the agent page: (kind, payload)
+    notify: Callable[[str, dict[str, Any]], None] = lambda kind, payload: None
+    wall_clock: Callable[[], float] = time.time
+
+
+@dataclass
+class _Work:
+    """One task being worked: its agent leg and where it stands."""
+
+    task_id: str
+    agent_id: str
+    leg: str
+    log: CallLog
+    state: str = "ringing"          # ringing, whisper, dialing, talking, closing
+    attempt: TransferAttempt | None = None
+    whisper: str = ""
+    outcome: str = ""               # the customer's: answered, busy, no_answer, failed
+
+
+class TaskLegs:
+    def __init__(self, deps: TaskLegDeps) -> None:
+        self.deps = deps
+        self._by_leg: dict[str, _Work] = {}
+        self._by_task: dict[str, _Work] = {}
+        self._wake: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------------------- the book's pump
+    async def pump(self) -> None:
+        """Windows that closed unserved leave the router; due tasks (new, scheduled, retried, back from an
+        agent) enter it at their place; the next wake-up is armed."""
+        book, router, execute = self.deps.book, self.deps.router, self.deps.execute
+        for t in book.expire_overdue():
+            await execute(router.abandon(t.id))
+        for t in book.release_due():
+            call, since = book.router_call(t)
+            await execute(router.enqueue(call, waiting_since=since))
+        self._arm_wake()
+
+    def wake(self) -> None:
+        """Ask for a pump soon, in the book's own order (from the web or a flow: a task was added)."""
+        self.deps.submit(internal(WAKE_KEY, ("tasks-wake", None)))
+
+    def _arm_wake(self) -> None:
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
+        at = self.deps.book.next_wakeup()
+        if at is not None:
+            delay = max(0.0, at - self.deps.wall_clock()) + 0.01
+            self._wake = asyncio.get_running_loop().call_later(delay, self.wake)
+
+    def close(self) -> None:
+        if self._wake is not None:
+            self._wake.cancel()
+
+    # ------------------------------------------------------------------------------ queries
+    def handles(self, d: Decision) -> bool:
+        """Is this router decision about one of the book's tasks?"""
+        if isinstance(d, CallFinished):
+            return d.record.kind != "call"
+        cid = getattr(d, "call_id", None)
+        return cid is not None and (self.deps.book.owns(cid) or cid in self._by_task)
+
+    def legs(self) -> frozenset[str]:
+        return frozenset(self._by_leg)
+
+    def owns_leg(self, channel_id: str) -> bool:
+        return channel_id in self._by_leg
+
+    # ---------------------------------------------------------------------- router decisions
+    async def execute(self, d: Decision) -> None:
+        book = self.deps.book
+        if isinstance(d, Offer):
+            await self._offer(d)
+        elif isinstance(d, CancelOffer):
+            w = self._by_task.get(d.call_id)
+            if w is not None and w.state == "ringing":
+                w.log.info("task offer to %s cancelled (%s)", d.agent_id, d.reason)
+                self._forget(w)
+                await self.deps.ari.hangup_quietly(w.leg)
+        elif isinstance(d, CallRequeued):
+            book.agent_missed(d.call_id, d.reason)
+        elif isinstance(d, CallFinished):
+            book.left_router(d.call_id)
+
+    async def _offer(self, d: Offer) -> None:
+        task = self.deps.book.get(d.call_id)
+        if task is None or not task.open:
+            return
+        self.deps.book.offered(task.id, d.agent_id)
+        leg = f"{task.id}-a{next(_seq)}"
+        w = _Work(task.id, d.agent_id, leg, CallLog(log, {"call": task.id}))
+        self._by_leg[leg] = w
+        self._by_task[task.id] = w
+        w.log.info("%s", d.explanation.log_line())
+        name = f"Callback {task.name}".strip() if task.name else "Callback"
+        try:
+            await self.deps.ari.originate(
+                leg, d.endpoint, app_args=("task", task.id), timeout=max(1, int(round(d.ring_timeout))),
+                caller_id=f'"{_quote(name)}" <{_quote(task.number or "anonymous")}>')
+        except AriError as e:
+            w.log.info("agent leg to %s failed at once: %s", d.endpoint, e)
+            await self._agent_failed(w, "unreachable", agent_fault=not _ours(e))
+            return
+        self.deps.notify("offer", {"agent_id": d.agent_id, "call_id": task.id, "queue": d.queue,
+                                   "explanation": d.explanation.as_dict(), "call": _screen(task)})
+
+    # -------------------------------------------------------------------------- leg events
+    async def on_stasis_start(self, ev: StasisStart) -> bool:
+        if ev.args[:1] != ("task",):
+            return False
+        w = self._by_leg.get(ev.channel.id)
+        if w is None or w.state != "ringing":
+            log.info("task leg %s answered for a task that moved on; hanging it up", ev.channel.id)
+            await self.deps.ari.hangup_quietly(ev.channel.id)
+            return True
+        w.state = "whisper"
+        await self.deps.execute(self.deps.router.offer_answered(w.task_id))
+        task = self.deps.book.agent_answered(w.task_id)
+        if task is None or task.state is not TaskState.CONNECTING:
+            await self._close(w, "the task ended meanwhile")
+            return True
+        w.log.info("agent %s took the task; whisper, then dialling %s", w.agent_id, mask_number(task.number or ""))
+        w.whisper = f"{w.leg}-whisper"
+        minutes = int(task.waited(self.deps.wall_clock()) // 60)
+        media = ["sound:calling"] + ([f"digits:{task.number.lstrip('+')}"] if task.number else [])
+        if minutes:
+            media += [f"number:{minutes}", "sound:minutes" if minutes > 1 else "sound:minute"]
+        try:
+            await self.deps.ari.play(w.leg, w.whisper, media)
+        except AriError as e:
+            w.log.info("no whisper (%s); dialling at once", e)
+            await self._dial(w, task)
+        return True
+
+    async def on_event(self, ev: Event) -> bool:
+        """Internal events keyed by an agent leg (the customer attempt's), the whisper's end, and the
+        end of an agent leg. True when it was ours."""
+        if isinstance(ev, Internal):
+            if ev.key == WAKE_KEY:
+                await self.pump()
+                return True
+            w = self._by_leg.get(ev.key)
+            if w is None or not isinstance(ev.payload, tuple):
+                return ev.key in self._by_leg
+            kind, value = ev.payload[0], ev.payload[1]
+            if kind in ("transfer_leg", "transfer_timeout") and w.attempt is not None:
+                await w.attempt.on_event(kind, value)
+            elif kind == "task_customer":
+                await self._customer(w, value)
+            return True
+        if isinstance(ev, PlaybackFinished):
+            w = self._by_leg.get(ev.playback.channel_id or "")
+            if w is None or ev.playback.id != w.whisper:
+                return w is not None
+            if w.state == "whisper":
+                task = self.deps.book.get(w.task_id)
+                if task is not None and task.state is TaskState.CONNECTING:
+                    await self._dial(w, task)
+            elif w.state == "closing":
+                await self.deps.ari.hangup_quietly(w.leg)
+            return True
+        if isinstance(ev, (StasisEnd, ChannelDestroyed)):
+            w = self._by_leg.get(ev.channel.id)
+            if w is None:
+                return False
+            await self._agent_leg_gone(w, ev)
+            return True
+        return ev.channel_id in self._by_leg
+
+    async def _agent_leg_gone(self, w: _Work, ev: Event) -> None:
+        if w.state == "ringing":
+            cause = ev.cause if isinstance(ev, ChannelDestroyed) else 0
+            reason = _CAUSES.get(cause, f"cause-{cause}")
+            w.log.info("agent %s did not take the task (%s)", w.agent_id, reason)
+            await self._agent_failed(w, reason, agent_fault=True)
+            return
+        if w.attempt is not None:
+            await w.attempt.cancel()
+        if w.state in ("whisper", "dialing"):
+            w.log.info("agent %s hung up before the customer answered; the task goes back to its place",
+                       w.agent_id)
+            self.deps.book.agent_dropped(w.task_id)
+        else:
+            w.log.info("task conversation ended (agent %s)", w.agent_id)
+        w.state = "ended"
+        await self.deps.execute(self.deps.router.call_ended(w.task_id))
+        self.deps.book.left_router(w.task_id)
+        self._forget(w)
+        await self.pump()          # back at its place (agent dropped), or the next retry armed
+
+    # ---------------------------------------------------------------------------- customer
+    async def _dial(self, w: _Work, task: Task) -> None:
+        target = self.deps.dial(task.number or "")
+        if target is None:
+            w.log.warning("cannot dial %s: no trunk configured for outside numbers", mask_number(task.number or ""))
+            await self._customer(w, "failed")
+            return
+        w.state = "dialing"
+        w.attempt = TransferAttempt(
+            self.deps.transfer, w.leg, next(_seq), target, self.deps.policy.ring_seconds,
+            lambda outcome: self.deps.submit(internal(w.leg, ("task_customer", outcome))), w.log)
+        await w.attempt.start()
+
+    async def _customer(self, w: _Work, outcome: str) -> None:
+        if w.state != "dialing":
+            return
+        w.outcome = outcome
+        if outcome == "answered":
+            w.state = "talking"
+            self.deps.book.customer_answered(w.task_id)
+            w.log.info("customer answered; agent %s and customer bridged", w.agent_id)
+            return
+        task = self.deps.book.customer_failed(w.task_id, outcome)
+        if task is not None and task.state is TaskState.WAITING:
+            w.log.info("customer %s; retried in %.0fs (attempt %d of %d)", outcome,
+                       self.deps.book.policy.retry_delay, task.attempts, task.max_attempts)
+        else:
+            w.log.info("customer %s; no attempt left: the task failed", outcome)
+        await self._close(w, f"customer {outcome}")
+
+    async def _close(self, w: _Work, why: str) -> None:
+        """Tell the agent and hang up their leg (its end finishes the task's turn in the router)."""
+        w.state = "closing"
+        w.whisper = f"{w.leg}-bye"
+        try:
+            await self.deps.ari.play(w.leg, w.whisper, CUSTOMER_FAILED_MEDIA)
+        except AriError:
+            await self.deps.ari.hangup_quietly(w.leg)
+
+    async def _agent_failed(self, w: _Work, reason: str, *, agent_fault: bool) -> None:
+        self._forget(w)
+        await self.deps.execute(self.deps.router.offer_failed(w.task_id, reason, agent_fault=agent_fault))
+
+    def _forget(self, w: _Work) -> None:
+        self._by_leg.pop(w.leg, None)
+        if self._by_task.get(w.task_id) is w:
+            self._by_task.pop(w.task_id, None)
+
+
+def _ours(e: AriError) -> bool:
+    """An originate failure that is our trouble with Asterisk (a timeout, no connection), not the phone's."""
+    return getattr(e, "status", 0) == 0
+
+
+def _screen(task: Task) -> dict[str, Any]:
+    return {"kind": task.kind.value, "name": task.name, "number": mask_number(task.number or ""),
+            "customer": dict(task.customer), "attempts": task.attempts, "task_id": task.id}
+
+
+def _quote(s: str) -> str:
+    return s.replace("\\", "").replace('"', "")[:64]
+
