@@ -273,7 +273,8 @@ class FlowRunner:
 
     @property
     def waiting_for(self) -> str:
-        """``playback``, ``input``, ``customer_data``, ``queue_result``, ``recording`` or ``nothing``."""
+        """``playback``, ``input``, ``customer_data``, ``queue_result``, ``transfer_result``, ``recording`` or
+        ``nothing``."""
         if self._finished:
             return "recording" if self._orphan_recording else "nothing"
         return {"prompt": "playback", "goodbye": "playback", "input": "input", "customer": "customer_data",

@@ -80,7 +80,7 @@ def test_trunk_endpoints_are_rendered_with_auth_only_when_configured(tmp_path):
 
 def test_targets_resolve_against_the_config():
     trunks = (TrunkConfig("carrier", "h", caller_id="+442079460000", caller_name="Acme"),)
-    kw = dict(extensions={"operator": "PJSIP/agent3"}, phones=["PJSIP/agent1", "PJSIP/agent3"], trunks=trunks)
+    kw = {"extensions": {"operator": "PJSIP/agent3"}, "phones": ["PJSIP/agent1", "PJSIP/agent3"], "trunks": trunks}
     assert resolve_target("operator", external=False, trunk=None, caller_number="555", **kw) == Target(
         "PJSIP/agent3", "operator", "internal", "555")
     assert resolve_target("PJSIP/agent1", external=False, trunk=None, **kw).dial == "PJSIP/agent1"
@@ -129,7 +129,7 @@ def _destroyed(leg: str, cause: int) -> ChannelDestroyed:
 
 async def test_answered_target_is_bridged_and_its_hangup_ends_the_call():
     ari = FakeAri()
-    a, legs, submitted, reports = _attempt(ari)
+    a, legs, _, reports = _attempt(ari)
     await a.start()
     assert ari.calls[0] == ("play", "caller", "caller-ringback-1", "tone:ring")
     assert ari.calls[1][:3] == ("originate", "caller-t1", "PJSIP/agent3")
@@ -166,7 +166,7 @@ async def test_originate_refused_is_a_failed_transfer_at_once():
 
 async def test_ring_timeout_hangs_up_the_leg_and_reports_no_answer():
     ari = FakeAri()
-    a, legs, submitted, reports = _attempt(ari, timeout=0.01)
+    a, _, submitted, reports = _attempt(ari, timeout=0.01)
     await a.start()
     await asyncio.sleep(0.05)
     assert submitted and submitted[0].payload == ("transfer_timeout", "caller-t1")
@@ -178,7 +178,7 @@ async def test_ring_timeout_hangs_up_the_leg_and_reports_no_answer():
 
 async def test_bridging_failure_cleans_up_and_reports_failed():
     ari = FakeAri(fail={"add_channel"})
-    a, legs, _, reports = _attempt(ari)
+    a, _, _, reports = _attempt(ari)
     await a.start()
     await a.on_event("transfer_leg", _stasis_start("caller-t1"))
     assert reports == ["failed"]
