@@ -370,6 +370,18 @@ def _check(cfg: Config) -> None:
         RetentionPolicy.from_dict(cfg.voicemail)
     except (VoicemailConfigError, TypeError) as e:
         raise ConfigError(str(e)) from None
+    _check_queues(cfg.queues)
+
+
+def _check_queues(queues: tuple[Mapping[str, Any], ...]) -> None:
+    """Every queue's keys (``ivr.acd.queue``) and the overflows between them (unknown target, loop), so a
+    bad queue is a config error at start-up naming the queue and the key, not a traceback."""
+    from .acd.errors import ConfigError as QueueConfigError
+    from .acd.queue import check_overflows, queue_from_dict
+    try:
+        check_overflows([queue_from_dict(q) for q in queues])
+    except QueueConfigError as e:
+        raise ConfigError(f"queues: {e}") from None
 
 
 def with_overrides(cfg: Config, **sections: Mapping[str, Any]) -> Config:

@@ -257,3 +257,22 @@ def test_a_caller_joining_late_gets_its_full_grace():
     assert [e.call_id for e in of(run_until(r, clock, 1030), QueueExit)] == ["c1"]
     assert of(run_until(r, clock, 1049.9), QueueExit) == []
     assert [e.call_id for e in of(run_until(r, clock, 1050), QueueExit)] == ["c2"]
+
+
+@pytest.mark.parametrize("queues,msg", [
+    ("[{name: billing, overflow: {queue: salez, after: 60}}, {name: sales}]",
+     "queues: queue 'billing': overflow.queue 'salez' is not a queue (queues: billing, sales)"),
+    ("[{name: billing, overflow: {queue: sales}}, {name: sales, overflow: {queue: billing, after: 5}}]",
+     "queues: queue 'billing': overflow loop billing -> sales -> billing"),
+    ("[{name: billing, overflow: {queue: sales, after: -1}}, {name: sales}]",
+     "queues: queue 'billing': overflow.after must be > 0"),
+    ("[{name: billing, no_agents_grace: soon}]", "queues: queue 'billing': no_agents_grace must be >= 0"),
+])
+def test_the_server_config_refuses_bad_overflows_at_load(tmp_path, queues, msg):
+    from ivr.config import ConfigError as ServerConfigError
+    from ivr.config import load_config
+    p = tmp_path / "ivr.yaml"
+    p.write_text(f"queues: {queues}\n")
+    with pytest.raises(ServerConfigError) as e:
+        load_config(p, env={})
+    assert msg in str(e.value)
