@@ -35,13 +35,29 @@ class CarrierScenario:
 
     answer: int = 200
     hangup_after_ms: int | None = None
+    auth: tuple[str, str] | None = None      # (username, password): challenge the INVITE with a 401 first
+
+    def _challenge(self) -> list[str]:
+        """401 with a digest challenge; the INVITE that comes back must carry valid credentials, else 403."""
+        if self.auth is None:
+            return []
+        user, password = self.auth
+        return ["<send><![CDATA[", "      SIP/2.0 401 Unauthorized", _REPLY,
+                '      WWW-Authenticate: Digest realm="carrier.example", nonce="4a3b2c1d5e6f", algorithm=MD5',
+                "      Content-Length: 0", "", "]]></send>", '<recv request="ACK"/>',
+                '<recv request="INVITE" crlf="true"><action>'
+                f'<verifyauth assign_to="authvalid" username="{user}" password="{password}"/></action></recv>',
+                '<nop hide="true" test="authvalid" next="authorized"/>',
+                "<send><![CDATA[", "      SIP/2.0 403 Forbidden", _REPLY, "      Content-Length: 0", "",
+                "]]></send>", '<recv request="ACK"/>', '<nop><action><exec int_cmd="stop_now"/></action></nop>',
+                '<label id="authorized"/>']
 
     def xml(self) -> str:
         # to send its own BYE it needs the caller's From (with its tag) as To (sipp refuses unused variables)
         keep_from = ('<action><ereg regexp=".*" search_in="hdr" header="From:" check_it="true" '
                      'assign_to="remote_from"/></action>' if self.hangup_after_ms is not None else "")
         out = ['<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="carrier-uas">',
-               f'<recv request="INVITE" crlf="true" rrs="true">{keep_from}</recv>',
+               f'<recv request="INVITE" crlf="true" rrs="true">{keep_from}</recv>', *self._challenge(),
                "<send><![CDATA[", "      SIP/2.0 100 Trying", _REPLY, "      Content-Length: 0", "", "]]></send>"]
         if self.answer != 200:
             out += ["<send><![CDATA[", f"      SIP/2.0 {self.answer} {REASONS.get(self.answer, 'Refused')}",

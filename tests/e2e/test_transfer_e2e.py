@@ -23,6 +23,7 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 NUMBER = "+441632960123"          # an outside number (Ofcom drama range)
 CALLER_ID = "+442079460000"       # what the trunk presents
+TRUNK_USER, TRUNK_PASSWORD = "acme-ivr", "s3cr3t-Pw"   # the 'secure' trunk's digest credentials
 
 INTERNAL = """
 flow: xfer_internal
@@ -54,6 +55,20 @@ nodes:
 """
 
 
+SECURE = f"""
+flow: xfer_secure
+entry: transfer
+nodes:
+  transfer:
+    type: transfer
+    number: "{NUMBER}"
+    trunk: secure
+    on_failure: sorry
+  sorry:
+    type: hangup
+"""
+
+
 @pytest.fixture(scope="module")
 def asterisk():
     """This module's own Asterisk: its trunk 'carrier' points at a loopback port where the tests' sipp UAS
@@ -65,7 +80,9 @@ def asterisk():
     # nothing else binds it between the tests' carriers
     trunk = TrunkConfig(name="carrier", host="127.0.0.1", port=free_udp_block(2), caller_id=CALLER_ID,
                         caller_name="Acme Support")
-    inst = AsteriskInstance(dataclasses.replace(base, trunks=(trunk,)))
+    secure = TrunkConfig(name="secure", host="127.0.0.1", port=free_udp_block(2), caller_id=CALLER_ID,
+                         username=TRUNK_USER, password=TRUNK_PASSWORD, from_domain="acme.example")
+    inst = AsteriskInstance(dataclasses.replace(base, trunks=(trunk, secure)))
     try:
         inst.start()
     except AsteriskError as e:
@@ -82,7 +99,8 @@ def xfer_cfg(cfg, tmp_path):
         shutil.copy(f, d)
     (d / "xfer_internal.yaml").write_text(INTERNAL)
     (d / "xfer_external.yaml").write_text(EXTERNAL)
-    routes = {**cfg.flows.routes, "701": "xfer_internal", "702": "xfer_external"}
+    (d / "xfer_secure.yaml").write_text(SECURE)
+    routes = {**cfg.flows.routes, "701": "xfer_internal", "702": "xfer_external", "703": "xfer_secure"}
     crm = {**cfg.crm, "sqlite": {**cfg.crm.get("sqlite", {}), "path": str(tmp_path / "crm.sqlite")}}
     return dataclasses.replace(cfg, flows=dataclasses.replace(cfg.flows, dir=str(d), routes=routes),
                                storage=dataclasses.replace(cfg.storage, path=str(tmp_path / "ivr.sqlite")),
@@ -235,6 +253,32 @@ async def test_an_app_restart_ends_a_transferred_conversation_cleanly(xfer_cfg, 
             await assert_no_leaks(ari, 15)               # both legs hung up, the bridge destroyed
     finally:
         caller.kill()
+
+
+async def test_a_trunk_with_credentials_answers_the_carriers_digest_challenge(xfer_cfg):
+    port = xfer_cfg.trunks[1].port
+    carrier = CarrierUas(port, CarrierScenario(auth=(TRUNK_USER, TRUNK_PASSWORD)), timeout=40)
+    try:
+        async with running_app(xfer_cfg) as app, ari_client(xfer_cfg) as ari:
+            caller = SippProcess(SippCaller("703", steps=[("pause", 5000)]), xfer_cfg.asterisk.sip_port, 40)
+            try:
+                await wait_for(lambda: _bridged(ari), 15, what="caller and carrier bridged after the challenge")
+            finally:
+                r = await asyncio.to_thread(caller.wait)
+            assert r.ok, r.stderr
+            s = await _finished_session(app)
+            assert _path(s)[-2:] == ["transfer external answered", "end transferred"], _path(s)
+            await assert_no_leaks(ari)
+        code, err = await asyncio.to_thread(carrier.wait)
+        assert code == 0, err
+        invites = carrier.invites()
+        assert len(invites) == 2, invites               # challenged, then with credentials
+        assert "authorization" not in invites[0].headers
+        auth = invites[1].headers.get("authorization", "")
+        assert f'username="{TRUNK_USER}"' in auth and TRUNK_PASSWORD not in auth
+        assert "@acme.example>" in invites[1].headers.get("from", ""), invites[1].headers   # from_domain
+    finally:
+        carrier.stop()
 
 
 async def test_the_target_hanging_up_ends_the_call(xfer_cfg):
