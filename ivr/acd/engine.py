@@ -7,8 +7,9 @@ agents that became offerable) and ``_dispatch`` serves the most senior candidate
 are the dirty calls plus, for each dirty agent, the most senior call it is eligible for. That equals
 walking *all* waiting calls by seniority (each taking its best eligible available agent): a call that is
 neither dirty nor eligible for a dirty agent has no eligible available agent, because the invariant held
-before the change. Timers (relaxation steps, preference deadlines, max_wait, wrap-up end, ring safety
-net) live in a heap with lazy invalidation; each due timer is applied and followed by a dispatch.
+before the change. Timers (relaxation steps, preference deadlines, max_wait, overflow, no-agents grace,
+wrap-up end, ring safety net) live in a heap with lazy invalidation; each due timer is applied and
+followed by a dispatch. Moving a call to another queue and the no-agents grace are in ``moves`` (a mixin).
 """
 
 from __future__ import annotations

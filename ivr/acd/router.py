@@ -15,7 +15,8 @@ Semantics (what every operation guarantees when it returns)
 * **Invariants** after every operation: no agent has two outstanding offers; no call rings two agents;
   no available, registered agent is eligible for a waiting call (everything matchable is matched).
 * **Time**: every operation first applies its own event, then processes all timers due at ``now`` in
-  deadline order (relaxation steps, preference deadlines, max_wait, wrap-up end, ring safety net), each
+  deadline order (relaxation steps, preference deadlines, max_wait, overflow, no-agents grace, wrap-up end,
+  ring safety net; overflow and the no-agents grace: ``moves``), each
   followed by matching. ``tick()`` does only the latter; call it at ``next_deadline()``. An operation that
   raises (unknown id, illegal transition, wrong call state) has changed nothing.
 * **Offer failure** puts the call back at its original place (same seniority key); the agent gets a miss

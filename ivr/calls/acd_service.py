@@ -10,7 +10,9 @@
   caller hanging up while the agent rings cancels the agent leg.
 * Every way out of the ACD ends in the router's ``CallFinished`` (answered, timeout, flow max_wait =
   ``withdraw``, full, no agents, abandoned), and ``_finished`` is the one place that then hands a caller who
-  is still there back to its flow (``_back_to_flow``); ``QueueExit`` is only logged.
+  is still there back to its flow (``_back_to_flow``); ``QueueExit`` is only logged. A queue's overflow
+  moving a waiting caller to another queue (``CallMoved``) is no way out: the caller stays in the ACD with
+  its music, gets the new queue's announcements, and its saved state names the new queue (``_moved``).
 * An agent leg that ends before answering (no answer, busy, congestion, unreachable) is an offer failure:
   the router puts the call back in its place and tries the next agent (and auto-pauses after N misses).
 * Presence comes from Asterisk: endpoint state changes for each agent endpoint (subscribed per agent and
@@ -28,14 +30,14 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..acd import (
     AgentAutoPaused,
     AgentState,
+    AgentStateChanged,
     AutoPausePolicy,
     AutoPauseSuspended,
-    AgentStateChanged,
     Call,
     CallFinished,
     CallMoved,
@@ -115,6 +117,12 @@ class QueuedCall:
     saved: QueueState | None = None    # what its channel carries for a restart (the queue follows moves)
 
 
+class TaskDecisions(Protocol):
+    def handles(self, d: Any) -> bool: ...
+
+    async def execute(self, d: Any) -> None: ...
+
+
 class AcdService:
     def __init__(self, app: App) -> None:
         self.app = app
@@ -123,6 +131,8 @@ class AcdService:
         self.router = Router([queue_from_dict(q) for q in cfg.queues], clock=time.monotonic,
                              auto_pause=AutoPausePolicy.from_dict(self.options.get("auto_pause")))
         self.wall_offset = time.time() - time.monotonic()
+        #: the router's decisions about tasks (not live callers) go there (``App`` sets it)
+        self.tasks: TaskDecisions | None = None
         self.endpoints: dict[str, str] = {}          # "PJSIP/agent1" -> agent id
         self.agent_names: dict[str, str] = {}
         auto_login = bool(self.options.get("auto_login", True))
@@ -469,6 +479,14 @@ class AcdService:
         self._notify("agent", self.router.agent_snapshot(aid).as_dict())
 
     # ------------------------------------------------------------------------------- decisions
+    async def execute(self, decisions: list) -> None:
+        """Carry out router decisions (for parts that call the router themselves: ``task_legs``)."""
+        await self._execute(decisions)
+
+    def notify(self, kind: str, payload: dict) -> None:
+        """Tell the agent pages / listeners (screen pops, agent states)."""
+        self._notify(kind, payload)
+
     async def _execute(self, decisions: list) -> None:
         for d in decisions:
             try:
@@ -478,6 +496,9 @@ class AcdService:
         self._schedule_tick()
 
     async def _execute_one(self, d: Any) -> None:
+        if self.tasks is not None and self.tasks.handles(d):
+            await self.tasks.execute(d)      # a callback / voicemail / web request (``task_legs``)
+            return
         if isinstance(d, Offer):
             await self._offer(d)
         elif isinstance(d, CancelOffer):
