@@ -138,8 +138,8 @@ def agents_needed(rate_per_s: float, aht_s: float, target_sl: float, threshold_s
     for n in range(1, max_agents + 1):
         ab = a * b
         b = ab / (n + ab)
-        if n <= a:
-            continue
+        if n <= a * (1 + 1e-12):
+            continue   # n must exceed the load; a = rate x aht may round just below a whole n (15 -> 14.999...)
         if _sl(a, n, _c_from_b(a, n, b), aht_s, t) >= target:
             return n
     raise Unreachable(f"{a:.1f} erlangs: service level {target:.0%} in {t:g}s not met with {max_agents} "

@@ -219,3 +219,8 @@ def test_window_memory_is_bounded_by_its_length_not_the_call_rate():
     assert len(st._arrivals["q"].samples) <= 901 and len(st._talk["q"].samples) <= 901
     assert st.arrival_rate("q") == pytest.approx(20.0, rel=0.01)
     assert st.handle_time("q") == pytest.approx(3.0)
+
+
+def test_agents_needed_exceeds_a_whole_load_that_rounds_below_itself():
+    # 15 erlangs as rate x aht = (15 / 58.5) x 58.5 = 14.999...: 15 agents would be unstable under Erlang C
+    assert agents_needed(15.0 / 58.5, 58.5, 0.0, 0.0) == 16
