@@ -880,7 +880,7 @@ class AcdService:
         q = self._queue_cfg(qc.queue)
         media = announcement_media(snap.position if q.announce_position else None,
                                    snap.estimated_wait if q.announce_hold_time else None)
-        qc.log.info("announcement in queue %s: position %s, estimated wait %s", qc.queue, snap.position,
+        qc.log.debug("announcement in queue %s: position %s, estimated wait %s", qc.queue, snap.position,
                     "none (no caller left the line lately)" if snap.estimated_wait is None
                     else f"{snap.estimated_wait:.0f}s")
         if not media:
