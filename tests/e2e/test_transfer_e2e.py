@@ -201,6 +201,17 @@ async def test_a_refused_trunk_call_goes_to_the_failure_node(xfer_cfg, code, out
         carrier.stop()
 
 
+async def test_a_trunk_that_does_not_answer_at_all_is_a_failed_transfer(xfer_cfg):
+    async with running_app(xfer_cfg) as app, ari_client(xfer_cfg) as ari:    # no carrier listening
+        r = await asyncio.to_thread(SippProcess(SippCaller("702", end="wait_bye"),
+                                                xfer_cfg.asterisk.sip_port, 40).wait)
+        assert r.ok, r.stderr
+        s = await _finished_session(app)
+        path = _path(s)
+        assert path[-3:] == ["transfer external failed", "xfer_external:sorry", "end hangup"], path
+        await assert_no_leaks(ari)
+
+
 async def test_no_answer_within_the_timeout_goes_to_the_failure_node(xfer_cfg, phones):
     operator = phones(agent3="ignore")["agent3"]
     async with running_app(xfer_cfg) as app, ari_client(xfer_cfg) as ari:
@@ -238,7 +249,10 @@ async def test_caller_hanging_up_while_the_target_rings_leaves_nothing(xfer_cfg,
 async def test_an_app_restart_ends_a_transferred_conversation_cleanly(xfer_cfg, phones, tmp_path):
     from tests.support.app_process import AppProcess
     phones("agent3")
-    proc = AppProcess(xfer_cfg, tmp_path / "app1").start()
+    # the app's config file never holds a trunk password (the app refuses one): this test needs none
+    no_secret = dataclasses.replace(xfer_cfg, trunks=tuple(dataclasses.replace(t, password="")
+                                                           for t in xfer_cfg.trunks))
+    proc = AppProcess(no_secret, tmp_path / "app1").start()
     caller = SippProcess(SippCaller("701", steps=[("pause", 30000)]), xfer_cfg.asterisk.sip_port, 45)
     try:
         async with ari_client(xfer_cfg) as ari:
