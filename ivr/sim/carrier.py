@@ -25,7 +25,8 @@ _REPLY = """      [last_Via:]
       [last_CSeq:]
       Contact: <sip:carrier@[local_ip]:[local_port];transport=[transport]>"""
 
-REASONS = {486: "Busy Here", 503: "Service Unavailable", 480: "Temporarily Unavailable", 404: "Not Found"}
+REASONS = {486: "Busy Here", 503: "Service Unavailable", 480: "Temporarily Unavailable", 404: "Not Found",
+           603: "Decline"}
 
 
 @dataclass

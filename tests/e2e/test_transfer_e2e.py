@@ -181,7 +181,7 @@ async def test_external_number_through_the_trunk_presents_the_caller_id(xfer_cfg
         carrier.stop()
 
 
-@pytest.mark.parametrize("code,outcome", [(486, "busy"), (503, "failed")])
+@pytest.mark.parametrize("code,outcome", [(486, "busy"), (603, "busy"), (503, "failed")])
 async def test_a_refused_trunk_call_goes_to_the_failure_node(xfer_cfg, code, outcome):
     carrier = _carrier(xfer_cfg, code)
     try:
@@ -209,6 +209,17 @@ async def test_a_trunk_that_does_not_answer_at_all_is_a_failed_transfer(xfer_cfg
         s = await _finished_session(app)
         path = _path(s)
         assert path[-3:] == ["transfer external failed", "xfer_external:sorry", "end hangup"], path
+        await assert_no_leaks(ari)
+
+
+async def test_an_unregistered_phone_is_a_failed_transfer(xfer_cfg):
+    async with running_app(xfer_cfg) as app, ari_client(xfer_cfg) as ari:    # agent3's phone is not running
+        r = await asyncio.to_thread(SippProcess(SippCaller("701", end="wait_bye"),
+                                                xfer_cfg.asterisk.sip_port, 40).wait)
+        assert r.ok, r.stderr
+        s = await _finished_session(app)
+        assert _path(s)[-3:] == ["transfer operator failed", "xfer_internal:sorry", "end hangup"], _path(s)
+        assert _transfers(app, "internal", "failed") == 1
         await assert_no_leaks(ari)
 
 
