@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime
 
+from .admission import Admission, AdmissionPolicy
 from .ari import (
     AriClient,
     AriError,
@@ -38,13 +39,16 @@ from .calls.flows import FlowRegistry
 from .calls.gate import AdmissionGate
 from .calls.janitor import Claims, Janitor, JanitorDeps
 from .calls.session import CallSession
-from .calls.transfer import TransferLegs
-from .flow.model import Destinations
-from .admission import Admission, AdmissionPolicy
-from .voicemail import RetentionPolicy, RetentionSweeper
+from .calls.task_book import TaskBook
+from .calls.task_legs import TaskLegDeps, TaskLegs
+from .calls.transfer import Target, TransferDeps, TransferLegs, resolve_target
 from .config import Config
+from .flow.model import Destinations
 from .metrics import Metrics, QueueSnapshot
 from .storage import Storage
+from .tasks import SqliteTaskStore
+from .tasks.policy import CallbackPolicy
+from .voicemail import RetentionPolicy, RetentionSweeper
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +116,10 @@ class App:
         if cfg.queues:
             from .calls.acd_service import AcdService
             self.acd = AcdService(self)
+        self.task_book: TaskBook | None = None   # callbacks, voicemails, web requests (ivr/calls/task_book.py)
+        self.task_legs: TaskLegs | None = None
+        if self.acd is not None and self.storage is not None:
+            self._start_tasks(cfg)
         self.flows: FlowRegistry | None = None
         if load_flows:
             queues = {str(q.get("name")) for q in cfg.queues} if cfg.queues else None
@@ -132,6 +140,24 @@ class App:
         self._stopping = asyncio.Event()
         from .web.server import WebServer
         self.web = WebServer(self)   # admin API, metrics, agent page, wallboard (started in run())
+
+    def _start_tasks(self, cfg: Config) -> None:
+        acd = self.acd
+        assert acd is not None
+        policy = CallbackPolicy.from_dict(cfg.callbacks)
+        self.task_book = TaskBook(SqliteTaskStore(cfg.path(cfg.storage.path)), policy, wall_clock=time.time,
+                                  router_clock=time.monotonic)
+        trunks = cfg.trunks
+
+        def dial(number: str) -> Target | None:
+            return resolve_target(number, external=True, trunk=policy.trunk, extensions={}, phones=(),
+                                  trunks=trunks)
+        self.task_legs = TaskLegs(TaskLegDeps(
+            ari=self.ari, book=self.task_book, router=acd.router, execute=acd.execute,
+            transfer=TransferDeps(self.ari, self.transfer_legs, self.dispatcher.submit), dial=dial,
+            submit=self.dispatcher.submit, policy=policy, notify=acd.notify))
+        acd.tasks = self.task_legs
+        self.task_book.start()
 
     # ------------------------------------------------------------------ live state (metrics provider)
     def queue_snapshots(self) -> list[QueueSnapshot]:
@@ -154,6 +180,8 @@ class App:
 
     def _claims(self) -> Claims:
         legs, queued, bridges = self.acd.held() if self.acd is not None else (frozenset(),) * 3
+        if self.task_legs is not None:
+            legs = legs | self.task_legs.legs()
         return Claims(sessions=frozenset(self.sessions), legs=legs | self.transfer_legs.legs(), queued=queued,
                       bridges=bridges | self.transfer_legs.bridges())
 
@@ -176,6 +204,8 @@ class App:
             if s is not None:
                 await s.ended()
                 self.recent_calls.append(s)
+            elif self.task_legs is not None and await self.task_legs.on_event(ev):
+                pass
             elif self.acd is not None:
                 await self.acd.on_channel_gone(ev)
         elif isinstance(ev, Connected):
@@ -185,9 +215,13 @@ class App:
             if self.acd is not None:
                 await self.acd.reconcile()      # presence first: adopted callers can be offered at once
             await self.reconcile()
+            if self.task_legs is not None:
+                await self.task_legs.pump()     # tasks waiting in the store take their places
             self.ready.set()
         elif isinstance(ev, Disconnected):
             self.ready.clear()
+        elif self.task_legs is not None and await self.task_legs.on_event(ev):
+            pass
         elif self.acd is not None and await self.acd.on_event(ev):
             pass
         else:
@@ -199,6 +233,8 @@ class App:
     async def _on_stasis_start(self, ev: StasisStart) -> None:
         if self.acd is not None and await self.acd.on_stasis_start(ev):
             return   # an agent leg of ours
+        if self.task_legs is not None and await self.task_legs.on_stasis_start(ev):
+            return   # an agent leg of a task
         if ev.args[:1] == ("inbound",) and (why := self.gate.admit_call()) is not None:
             # saturated: refused before any IVR work; not answered, so the caller gets SIP 503
             log.info("call %s shed (%s)", ev.channel.id, why)
@@ -286,6 +322,8 @@ class App:
                 await self.dispatcher.close()
                 if self.acd is not None:
                     self.acd.close()
+                if self.task_legs is not None:
+                    self.task_legs.close()
                 if self.crm is not None:
                     await self.crm.close()
                 if self.storage is not None:

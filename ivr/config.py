@@ -7,6 +7,7 @@ Environment overrides:
   IVR_ARI_PASSWORD, IVR_ADMIN_TOKEN      the two secrets the app itself uses
   IVR_AGENT_<ID>_PASSWORD                 SIP password of agent <ID> (upper case, '-' -> '_')
   IVR_TRUNK_<NAME>_USERNAME / _PASSWORD   credentials of outbound trunk <NAME> (upper case, '-' -> '_')
+  IVR_WEB_CALLBACK_KEY                    the website's key for POST /api/callbacks
   IVR__<SECTION>__<KEY>=value             any scalar, e.g. IVR__ASTERISK__SIP_PORT=5070
 """
 
@@ -22,9 +23,10 @@ from typing import Any
 import yaml
 
 from .admission import AdmissionConfigError, AdmissionPolicy
+from .tasks.policy import CallbackConfigError, CallbackPolicy, WebCallbackConfigError, WebCallbackPolicy
 from .voicemail import RetentionPolicy, VoicemailConfigError
 
-SECRET_KEYS = {"password", "token", "admin_token", "sip_password", "auth_value"}
+SECRET_KEYS = {"password", "token", "admin_token", "sip_password", "auth_value", "api_key"}
 
 
 class ConfigError(ValueError):
@@ -125,6 +127,8 @@ class Config:
     acd: Mapping[str, Any] = field(default_factory=dict)
     admission: Mapping[str, Any] = field(default_factory=dict)   # see ivr/admission.py, docs/overload.md
     voicemail: Mapping[str, Any] = field(default_factory=dict)   # retention, see ivr/voicemail.py
+    callbacks: Mapping[str, Any] = field(default_factory=dict)   # see ivr/tasks/policy.py, docs/callbacks.md
+    web_callbacks: Mapping[str, Any] = field(default_factory=dict)   # website requests, docs/callbacks.md
     trunks: tuple[TrunkConfig, ...] = ()                          # outbound SIP trunks (transfers)
     extensions: Mapping[str, str] = field(default_factory=dict)   # internal extension -> PJSIP/<endpoint>
     base_dir: str = "."      # relative paths in the file are resolved against the file's directory
@@ -160,7 +164,7 @@ class Config:
 _SECTIONS = {"asterisk": AsteriskConfig, "ari": AriConfig, "flows": FlowsConfig, "http": HttpConfig,
              "log": LogConfig, "storage": StorageConfig}
 _RAW_LIST_SECTIONS = {"agents", "queues"}
-_RAW_MAP_SECTIONS = {"crm", "routing", "acd", "admission", "voicemail"}
+_RAW_MAP_SECTIONS = {"crm", "routing", "acd", "admission", "voicemail", "callbacks", "web_callbacks"}
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,40}\Z")
 _NUMBER = re.compile(r"\+?[0-9]{3,20}\Z")
 _HOST = re.compile(r"[A-Za-z0-9_.:\[\]-]{1,253}\Z")
@@ -255,6 +259,13 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         raw.setdefault("ari", {})["password"] = env["IVR_ARI_PASSWORD"]
     if env.get("IVR_ADMIN_TOKEN"):
         raw.setdefault("http", {})["admin_token"] = env["IVR_ADMIN_TOKEN"]
+    web_cb = raw.get("web_callbacks")
+    if isinstance(web_cb, dict) and web_cb.get("api_key"):
+        raise ConfigError("web_callbacks.api_key: the website key comes only from IVR_WEB_CALLBACK_KEY, "
+                          "never from the file")
+    if env.get("IVR_WEB_CALLBACK_KEY"):
+        raw["web_callbacks"] = {**(web_cb if isinstance(web_cb, dict) else {}),
+                                "api_key": env["IVR_WEB_CALLBACK_KEY"]}
 
     unknown = sorted(set(raw) - set(_SECTIONS) - _RAW_LIST_SECTIONS - _RAW_MAP_SECTIONS - {"trunks", "extensions"})
     if unknown:
@@ -370,6 +381,18 @@ def _check(cfg: Config) -> None:
         RetentionPolicy.from_dict(cfg.voicemail)
     except (VoicemailConfigError, TypeError) as e:
         raise ConfigError(str(e)) from None
+    try:
+        cb = CallbackPolicy.from_dict(cfg.callbacks)
+        web = WebCallbackPolicy.from_dict(cfg.web_callbacks)
+    except (CallbackConfigError, WebCallbackConfigError, TypeError) as e:
+        raise ConfigError(str(e)) from None
+    trunks = {t.name for t in cfg.trunks}
+    if cb.trunk is not None and cb.trunk not in trunks:
+        raise ConfigError(f"callbacks.trunk: no trunk {cb.trunk!r} (trunks: {', '.join(sorted(trunks)) or 'none'})")
+    queues = {str(q.get("name")) for q in cfg.queues}
+    for topic, queue in web.topics.items():
+        if queue not in queues:
+            raise ConfigError(f"web_callbacks.topics.{topic}: no queue {queue!r}")
     _check_queues(cfg.queues)
 
 

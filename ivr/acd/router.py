@@ -424,6 +424,15 @@ class Router(Engine):
             pos = 1 + sum(1 for o in c.qrt.calls.values() if o.key < c.key)
         return self._call_view(c, now, pos)
 
+    def queue_estimate(self, name: str) -> float | None:
+        """Estimated seconds until a call joining ``name`` now is answered (behind every call in its line),
+        or None without data (``estimate``)."""
+        qrt = self._queues.get(name)
+        if qrt is None:
+            raise UnknownQueue(name)
+        now = max(self._now, self._clock())
+        return qrt.departures.estimate(len(qrt.calls) + 1, now)
+
     def queue_snapshot(self, name: str) -> QueueSnapshot:
         qrt = self._queues.get(name)
         if qrt is None:

@@ -30,6 +30,7 @@ from ..flow import (
     CancelTimer,
     CustomerData,
     DigitReceived,
+    DiscardRecording,
     Enqueue,
     FlowEnded,
     FlowRunner,
@@ -45,7 +46,6 @@ from ..flow import (
     StartTimer,
     StopPlayback,
     StoreVoicemail,
-    DiscardRecording,
     TimerFired,
     Transfer,
     TransferResult,
@@ -53,8 +53,11 @@ from ..flow import (
 from ..flow import PlaybackFinished as FlowPlaybackFinished
 from ..flow import RecordingFinished as FlowRecordingFinished
 from ..flow.model import DTMF_KEYS
+from ..crm.phone import normalize
 from ..logsafe import CallLog, mask_number
+from ..tasks import TaskKind
 from .internal import Internal, internal
+from .task_book import NewTask
 from .transfer import TransferAttempt, TransferDeps, resolve_target
 
 if TYPE_CHECKING:
@@ -100,6 +103,7 @@ class FlowSession:
         self.closed = False
         self.transferred = False
         self._transfer: TransferAttempt | None = None
+        self._joined: tuple[Enqueue, float] | None = None    # the last queue joined and when (wall clock)
 
     # ----------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -231,10 +235,7 @@ class FlowSession:
                 self.log.info("empty recording %s not deleted: %s", cmd.recording, e)
             return
         if isinstance(cmd, RequestCallback):
-            if self.app.storage is not None:
-                self.app.storage.add_callback(cmd.number, cmd.queue, self.channel_id,
-                                              cmd.requested_at.timestamp())
-                self.log.info("callback requested for %s (queue %s)", mask_number(cmd.number), cmd.queue)
+            self._request_callback(cmd)
             return
         if hung_up:
             return   # nothing else can be done on a channel that is gone
@@ -285,6 +286,7 @@ class FlowSession:
             return
         self.in_queue = True
         self.queue_name = cmd.queue
+        self._joined = (cmd, time.time())       # a callback from this queue keeps this place
         await self.app.acd.enqueue(self, cmd)
 
     async def _start_transfer(self, cmd: Transfer) -> None:
@@ -317,6 +319,32 @@ class FlowSession:
             self.outcome = "transfer_failed"
             self._transfer = None
         return TransferResult(outcome)
+
+    def _request_callback(self, cmd: RequestCallback) -> None:
+        """The flow's callback node: a callback task at this caller's place in the queue it waited in (its
+        join time, skills and priority), else at the back of the named queue."""
+        book, legs = self.app.task_book, self.app.task_legs
+        if book is None or legs is None:
+            self.log.error("callback for %s requested but no task book (no queues or no storage): nobody "
+                           "will call back", mask_number(cmd.number))
+            return
+        region = str((self.app.cfg.crm or {}).get("default_region", "GB"))
+        number = normalize(cmd.number, region) or "".join(ch for ch in cmd.number if ch.isdigit() or ch == "+")
+        joined, at = self._joined if self._joined is not None else (None, None)
+        same = joined is not None and joined.queue == cmd.queue
+        extra = dict(joined.required_skills) if same else {}
+        if same and self.hints is not None:
+            for s, lv in self.hints.extra_skills.items():
+                extra[s] = max(lv, extra.get(s, 0))
+        c = getattr(self.crm_result, "customer", None)
+        task = book.add(NewTask(
+            TaskKind.CALLBACK, cmd.queue, number=number, name=self.customer_name(),
+            customer=_customer_card(c) or {}, required_skills=extra,
+            optional_skills=dict(joined.optional_skills) if same else {},
+            priority=joined.priority if same else 0, position_time=at if same else None, source=self.channel_id))
+        self.log.info("callback task %s for %s in queue %s%s", task.id, mask_number(number), cmd.queue,
+                      " at the caller's place" if same else "")
+        legs.wake()
 
     def customer_name(self) -> str:
         c = getattr(self.crm_result, "customer", None)

@@ -22,19 +22,12 @@ from typing import Any
 from ..acd import Call
 from ..logsafe import mask_number
 from ..tasks import Task, TaskKind, TaskState, TaskStore
+from ..tasks.policy import CallbackPolicy
 
 log = logging.getLogger(__name__)
 
 #: How long an assigned task waits for its one agent (router-clock seconds: "for good").
 ASSIGNED_FOREVER = 10.0 ** 9
-
-
-@dataclass(frozen=True)
-class TaskPolicy:
-    #: Seconds before a customer who was busy / did not answer is dialled again.
-    retry_delay: float = 300.0
-    #: Customer dial-outs per task before it ends as failed.
-    max_attempts: int = 3
 
 
 @dataclass(frozen=True)
@@ -57,7 +50,7 @@ class NewTask:
 
 
 class TaskBook:
-    def __init__(self, store: TaskStore, policy: TaskPolicy, *, wall_clock: Callable[[], float],
+    def __init__(self, store: TaskStore, policy: CallbackPolicy, *, wall_clock: Callable[[], float],
                  router_clock: Callable[[], float], new_id: Callable[[], str] | None = None) -> None:
         self._store = store
         self.policy = policy
@@ -74,6 +67,11 @@ class TaskBook:
     def owns(self, call_id: str) -> bool:
         """Is this router call id one of the book's tasks?"""
         return call_id in self._open
+
+    def recent(self, *, state: TaskState | None = None, kind: TaskKind | None = None, queue: str | None = None,
+               limit: int = 200) -> list[Task]:
+        """Tasks of any state from the store, the newest first (for the API)."""
+        return self._store.tasks(state=state, kind=kind, queue=queue, limit=limit)
 
     def open_tasks(self) -> list[Task]:
         return sorted(self._open.values(), key=lambda t: (t.queue, t.position_time, t.id))

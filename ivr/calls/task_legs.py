@@ -35,6 +35,7 @@ from ..acd import Call, CallFinished, CallRequeued, CancelOffer, Decision, Offer
 from ..ari import AriError, ChannelDestroyed, Event, PlaybackFinished, StasisEnd, StasisStart
 from ..logsafe import CallLog, mask_number
 from ..tasks import Task, TaskState
+from ..tasks.policy import CallbackPolicy
 from .internal import Internal, internal
 from .task_book import TaskBook
 from .transfer import Target, TransferAri, TransferAttempt, TransferDeps
@@ -63,14 +64,6 @@ class TaskRouter(Protocol):
 
 
 @dataclass(frozen=True)
-class DialPolicy:
-    #: Seconds the customer's phone may ring before the attempt counts as no answer.
-    ring_seconds: float = 30.0
-    #: The trunk customers are dialled through (None: the only configured trunk).
-    trunk: str | None = None
-
-
-@dataclass(frozen=True)
 class TaskLegDeps:
     ari: TransferAri
     book: TaskBook
@@ -81,7 +74,7 @@ class TaskLegDeps:
     #: a customer's number -> how to dial it (the trunk endpoint and the caller ID to present), or None
     dial: Callable[[str], Target | None]
     submit: Callable[[Event], None]
-    policy: DialPolicy
+    policy: CallbackPolicy
     #: screen pops and state for the agent page: (kind, payload)
     notify: Callable[[str, dict[str, Any]], None] = lambda kind, payload: None
     wall_clock: Callable[[], float] = time.time
@@ -165,7 +158,7 @@ class TaskLegs:
         elif isinstance(d, CallRequeued):
             book.agent_missed(d.call_id, d.reason)
         elif isinstance(d, CallFinished):
-            book.left_router(d.call_id)
+            book.left_router(d.record.call_id)
 
     async def _offer(self, d: Offer) -> None:
         task = self.deps.book.get(d.call_id)
@@ -259,6 +252,7 @@ class TaskLegs:
             w.log.info("agent %s did not take the task (%s)", w.agent_id, reason)
             await self._agent_failed(w, reason, agent_fault=True)
             return
+        self._forget(w)                  # first: a second end event (StasisEnd, then ChannelDestroyed) is not ours
         if w.attempt is not None:
             await w.attempt.cancel()
         if w.state in ("whisper", "dialing"):
@@ -270,7 +264,6 @@ class TaskLegs:
         w.state = "ended"
         await self.deps.execute(self.deps.router.call_ended(w.task_id))
         self.deps.book.left_router(w.task_id)
-        self._forget(w)
         await self.pump()          # back at its place (agent dropped), or the next retry armed
 
     # ---------------------------------------------------------------------------- customer

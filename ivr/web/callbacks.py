@@ -18,7 +18,7 @@ import html
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -28,57 +28,12 @@ from ..calls.task_book import NewTask
 from ..crm.phone import normalize
 from ..logsafe import mask_number
 from ..tasks import Task, TaskKind
+from ..tasks.policy import WebCallbackPolicy
 from .errors import ApiError, bad_request, json_body, printable
 from .ratelimit import RateLimit
 
 FIELDS = frozenset({"number", "name", "topic", "window"})
 NAME_MAX = 64
-
-
-class WebCallbackConfigError(ValueError):
-    """The ``web_callbacks:`` config section is invalid; the message names the key."""
-
-
-@dataclass(frozen=True)
-class WebCallbackPolicy:
-    #: Public topic -> queue ("billing" on the website may be queue "billing-fr" here).
-    topics: Mapping[str, str] = field(default_factory=dict)
-    #: How a number written without its country code is read (ISO 3166 alpha-2).
-    default_region: str = "GB"
-    #: At most this many requests per number per hour, and per client address per minute.
-    per_number_per_hour: int = 3
-    per_address_per_minute: int = 10
-    max_days_ahead: float = 14.0
-    min_window_minutes: float = 15.0
-    #: The website's key (``Authorization: Bearer``); from IVR_WEB_CALLBACK_KEY, never from the file.
-    api_key: str = ""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.topics, Mapping) or not all(
-                isinstance(k, str) and k and isinstance(v, str) and v for k, v in self.topics.items()):
-            raise WebCallbackConfigError("web_callbacks.topics: expected a map of topic -> queue name")
-        r = self.default_region
-        if not isinstance(r, str) or len(r) != 2 or not r.isalpha():
-            raise WebCallbackConfigError(f"web_callbacks.default_region: expected a two-letter country code, "
-                                         f"got {r!r}")
-        for name in ("per_number_per_hour", "per_address_per_minute"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise WebCallbackConfigError(f"web_callbacks.{name}: expected an integer >= 1, got {v!r}")
-        for name in ("max_days_ahead", "min_window_minutes"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise WebCallbackConfigError(f"web_callbacks.{name}: expected a number > 0, got {v!r}")
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None, api_key: str = "") -> WebCallbackPolicy:
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)} - {"api_key"}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise WebCallbackConfigError(f"web_callbacks: unknown key(s) {', '.join(map(str, unknown))}; known: "
-                                         f"{', '.join(sorted(known))}")
-        return cls(**d, api_key=api_key)
 
 
 class TaskRequests(Protocol):

@@ -25,6 +25,9 @@ from aiohttp import WSMsgType, web
 
 from ..logsafe import mask_number
 from .errors import ApiError, bad_request, json_body, not_found, parse_json, printable, unauthorized
+from ..tasks.policy import WebCallbackPolicy
+from .callbacks import WebCallbacks
+from .tasks import TaskApi
 from .voicemail import VoicemailApi
 
 if TYPE_CHECKING:
@@ -113,6 +116,12 @@ class WebServer:
         r.add_get("/api/records", self.records)
         if self.app.storage is not None:
             VoicemailApi(self.app.storage, self.app.ari).add_routes(r)
+        book, legs = self.app.task_book, self.app.task_legs
+        if book is not None and legs is not None:
+            TaskApi(book).add_routes(r)
+            policy = WebCallbackPolicy.from_dict(self.app.cfg.web_callbacks)
+            if policy.topics:
+                WebCallbacks(policy, book, wake=legs.wake, estimate=self._queue_estimate).add_routes(r)
         r.add_get("/agent/{id}", self.agent_page)
         r.add_get("/agent/{id}/ws", self.agent_ws)
         r.add_get("/wallboard", self.wallboard)
@@ -183,6 +192,8 @@ class WebServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == "/api/callbacks" and request.method == "POST":
+            return await handler(request)        # the website's own key, checked by the route
         if request.path.startswith("/api/") or request.path == "/api":
             header = request.headers.get("Authorization", "")
             scheme, _, given = header.partition(" ")
@@ -209,6 +220,12 @@ class WebServer:
         if agent_id not in acd.router.agent_ids():
             raise not_found("agent", agent_id)
         return _agent_view(acd.router.agent_snapshot(agent_id))
+
+    def _queue_estimate(self, name: str) -> float | None:
+        acd = self.app.acd
+        if acd is None or name not in acd.router.queue_names():
+            return None
+        return acd.router.queue_estimate(name)
 
     def _queue_view(self, name: str) -> dict[str, Any]:
         acd = self._acd()

@@ -9,9 +9,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from ivr.calls.task_book import TaskBook, TaskPolicy
+from ivr.calls.task_book import TaskBook
 from ivr.tasks import SqliteTaskStore, TaskKind, TaskState
-from ivr.web.callbacks import WebCallbackConfigError, WebCallbackPolicy, WebCallbacks
+from ivr.tasks.policy import CallbackPolicy, WebCallbackConfigError, WebCallbackPolicy
+from ivr.web.callbacks import WebCallbacks
 from ivr.web.errors import ApiError
 
 WALL = 1_800_000_000.0
@@ -37,7 +38,7 @@ async def errors(request, handler):
 @pytest.fixture
 async def site():
     clock = Clock()
-    book = TaskBook(SqliteTaskStore(), TaskPolicy(), wall_clock=lambda: WALL + clock.t, router_clock=clock)
+    book = TaskBook(SqliteTaskStore(), CallbackPolicy(), wall_clock=lambda: WALL + clock.t, router_clock=clock)
     woken = []
     wc = WebCallbacks(WebCallbackPolicy(topics={"billing": "billing", "tech": "technical"}, default_region="FR",
                                         per_number_per_hour=2, per_address_per_minute=5, api_key=KEY),

@@ -4,8 +4,9 @@ retries after a busy customer, survives a restart (an offer in flight goes back 
 from __future__ import annotations
 
 from ivr.acd import AgentConfig, Call, Offer, QueueConfig, Router
-from ivr.calls.task_book import NewTask, TaskBook, TaskPolicy
+from ivr.calls.task_book import NewTask, TaskBook
 from ivr.tasks import SqliteTaskStore, TaskKind, TaskState
+from ivr.tasks.policy import CallbackPolicy
 
 WALL0 = 1_800_000_000.0
 
@@ -26,7 +27,7 @@ def world(store=None, clocks=None, agents=1):
         router.add_agent(AgentConfig(f"a{i}", skills={"x": 1}))
         router.login(f"a{i}")
     n = iter(range(1, 1000))
-    book = TaskBook(store or SqliteTaskStore(), TaskPolicy(retry_delay=120, max_attempts=2),
+    book = TaskBook(store or SqliteTaskStore(), CallbackPolicy(retry_delay=120, max_attempts=2),
                     wall_clock=lambda: clocks.wall, router_clock=lambda: clocks.router,
                     new_id=lambda: f"task-{next(n)}")
     return router, book, clocks
