@@ -118,6 +118,6 @@ class RetentionSweeper:
         while True:
             try:
                 await self.sweep()
-            except Exception:                  # noqa: BLE001 - a sweep must never stop the loop
+            except Exception:
                 log.exception("voicemail retention sweep failed")
             await asyncio.sleep(self.policy.sweep_seconds)

@@ -27,10 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..tasks.model import TaskKind
 from .agent import SKILL_MAX, SKILL_MIN
 from .errors import ConfigError
 from .frozen import FrozenDict
-from ..tasks.model import TaskKind
 
 
 class CallState(str, enum.Enum):

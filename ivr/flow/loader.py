@@ -38,12 +38,12 @@ from . import schema
 from .conditions import COMPARE_OPS, NUMERIC_OPS, AllOf, AnyOf, Compare, NotOf, ScheduleIs
 from .diagnostics import Diagnostic
 from .model import (
-    Destinations,
     ANY_LANGUAGE,
     DTMF_KEYS,
     NODE_CLASSES,
     RESERVED_VARIABLES,
     CollectNode,
+    Destinations,
     Flow,
     FlowSet,
     Node,

@@ -4,6 +4,7 @@ Asterisk put their agent on the call whatever the fresh state says."""
 from __future__ import annotations
 
 import pytest
+from test_acd_router import of, offers, setup
 
 from ivr.acd import (
     AgentConfig,
@@ -18,8 +19,6 @@ from ivr.acd import (
     QueueConfig,
     StartWrapUp,
 )
-
-from test_acd_router import of, offers, setup
 
 
 def q(**kw) -> QueueConfig:

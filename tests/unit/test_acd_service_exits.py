@@ -20,7 +20,7 @@ from tests.unit.test_acd_service_faults import make_service
 def session(cid: str):
     s = SimpleNamespace(channel_id=cid, caller_raw="+447700900123", customer_name=lambda: "",
                         channel=SimpleNamespace(caller=SimpleNamespace(name="")), hints=None,
-                        flow_name="support", did="100", screen_pop=lambda: {}, e164=None, outcome="ivr",
+                        flow_name="support", did="100", screen_pop=dict, e164=None, outcome="ivr",
                         agent_id=None, queue_wait=0.0, closed=False, results=[])
     s.queue_outcome = s.results.append
     return s

@@ -26,7 +26,6 @@ class FakeAri:
             self.calls.append((name, args))
             if name in self.fail:
                 raise self.fail[name]
-            return None
         return op
 
 
@@ -43,7 +42,7 @@ def make_service():
 def session(cid: str):
     return SimpleNamespace(channel_id=cid, caller_raw="+447700900123", customer_name=lambda: "",
                            channel=SimpleNamespace(caller=SimpleNamespace(name="")), hints=None,
-                           flow_name="support", did="100", screen_pop=lambda: {}, queue_outcome=lambda o: None,
+                           flow_name="support", did="100", screen_pop=dict, queue_outcome=lambda o: None,
                            e164=None, outcome="ivr", agent_id=None, queue_wait=0.0)
 
 

@@ -8,7 +8,6 @@ import pytest
 
 from ivr.acd import AgentConfig, Call, CallFinished, CallOutcome, ConfigError, QueueConfig, QueueExit, Router
 from ivr.tasks import TaskKind
-
 from tests.unit.test_acd_router import Clock, of, offers
 
 CB = TaskKind.CALLBACK

@@ -1,3 +1,4 @@
+from datetime import UTC
 from pathlib import Path
 
 from ivr.cli import main
@@ -18,12 +19,12 @@ def test_validate_knows_the_configured_queues(tmp_path, monkeypatch, capsys):
 
 def test_at_runs_a_wall_clock_from_the_given_instant(capsys):
     import time
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from ivr.cli import clock_from
     clock = clock_from("2026-12-05T22:00:00+01:00")
     first = clock()
-    assert first - datetime(2026, 12, 5, 21, 0, tzinfo=timezone.utc) < timedelta(seconds=1)
+    assert first - datetime(2026, 12, 5, 21, 0, tzinfo=UTC) < timedelta(seconds=1)
     time.sleep(0.05)
     assert clock() > first
     for bad in ("tomorrow", "2026-12-05T22:00:00"):

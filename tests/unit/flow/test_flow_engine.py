@@ -11,6 +11,7 @@ from ivr.flow import (
     CancelTimer,
     CustomerData,
     DigitReceived,
+    DiscardRecording,
     Enqueue,
     FlowEnded,
     Hangup,
@@ -27,7 +28,6 @@ from ivr.flow import (
     StartTimer,
     StopPlayback,
     StoreVoicemail,
-    DiscardRecording,
     TimerFired,
     Transfer,
 )

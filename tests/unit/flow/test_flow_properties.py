@@ -13,6 +13,7 @@ from ivr.flow import (
     CancelTimer,
     CustomerData,
     DigitReceived,
+    DiscardRecording,
     FlowEnded,
     FlowRunner,
     Hangup,
@@ -24,7 +25,6 @@ from ivr.flow import (
     StartTimer,
     StopPlayback,
     StoreVoicemail,
-    DiscardRecording,
     TimerFired,
     load_flow_dir,
 )
