@@ -37,6 +37,9 @@ class CarrierScenario:
     answer: int = 200
     hangup_after_ms: int | None = None
     auth: tuple[str, str] | None = None      # (username, password): challenge the INVITE with a 401 first
+    #: send back every RTP packet received (sipp ``-rtp_echo``): the called party "speaks", so a test can
+    #: see audio flow both ways
+    echo: bool = False
 
     def _challenge(self) -> list[str]:
         """401 with a digest challenge; the INVITE that comes back must carry valid credentials, else 403."""
@@ -128,7 +131,7 @@ class CarrierUas:
             ["sipp", "-sf", str(scen), "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port),
              "-mp", str(free_udp_block(4)), "-m", "1", "-nostdin", "-timeout", f"{int(timeout)}s",
              "-timeout_error", "-trace_msg", "-message_file", str(self.messages), "-trace_err",
-             "-error_file", str(self.dir / "errors.log")],
+             "-error_file", str(self.dir / "errors.log"), *(["-rtp_echo"] if scenario.echo else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.dir)
         try:
             _wait_port(port, free=False)     # listening before any INVITE is sent to it
