@@ -21,7 +21,7 @@ from typing import Any
 
 from ..acd import Call
 from ..logsafe import mask_number
-from ..tasks import Task, TaskKind, TaskState, TaskStore
+from ..tasks import CALLBACK_KINDS, Task, TaskKind, TaskState, TaskStore
 from ..tasks.policy import CallbackPolicy
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,9 @@ class TaskBook:
         self._new_id = new_id or (lambda: f"task-{secrets.token_hex(6)}")
         self._open: dict[str, Task] = {}
         self._in_router: set[str] = set()
+        #: called with (before, after) on every change: a new task (before None), a transition, an update
+        #: by a second request (metrics, the agent pages, the CRM history); a listener that raises is logged
+        self.listeners: list[Callable[[Task | None, Task], None]] = []
 
     # ------------------------------------------------------------------------------ queries
     def get(self, task_id: str) -> Task | None:
@@ -112,6 +115,7 @@ class TaskBook:
                 self._store.save(back)
                 log.info("task %s: %s interrupted by the restart, back at its place", t.id, t.state.value)
             self._open[t.id] = back
+            self._changed(None, back)
         if self._open:
             log.info("%d open task(s) reloaded", len(self._open))
         return self.open_tasks()
@@ -130,8 +134,10 @@ class TaskBook:
                     priority=req.priority, number=req.number, name=req.name, customer=dict(req.customer),
                     not_before=req.not_before, not_after=req.not_after, max_attempts=self.policy.max_attempts,
                     assigned_agent=req.assigned_agent, source=req.source)
+        before = self._open.get(stored_id) if (stored_id := self._store_key_owner(task)) else None
         stored = self._store.add(task, now)
         self._open[stored.id] = stored
+        self._changed(before, stored)
         if stored.id != task.id:
             log.info("task %s: a new %s request for %s updates it", stored.id, req.kind.value,
                      mask_number(req.number or ""))
@@ -211,11 +217,30 @@ class TaskBook:
         if new.open:
             self._store.save(new)
             self._open[task_id] = new
+            self._changed(t, new)
         else:
-            self._end(new)
+            self._end(new, t)
         return new
 
-    def _end(self, t: Task) -> None:
+    def _end(self, t: Task, before: Task | None = None) -> None:
         self._store.save(t)
+        before = before or self._open.get(t.id)
         self._open.pop(t.id, None)
         self._in_router.discard(t.id)
+        self._changed(before, t)
+
+    def _store_key_owner(self, task: Task) -> str | None:
+        """The open task a callback request for this number and queue would update, if any."""
+        if task.kind not in CALLBACK_KINDS or not task.number:
+            return None
+        for t in self._open.values():
+            if t.kind in CALLBACK_KINDS and t.queue == task.queue and t.number == task.number:
+                return t.id
+        return None
+
+    def _changed(self, before: Task | None, after: Task) -> None:
+        for fn in list(self.listeners):
+            try:
+                fn(before, after)
+            except Exception:                  # noqa: BLE001 - a listener must never break the task
+                log.exception("task listener failed")

@@ -129,3 +129,16 @@ def test_a_task_assigned_to_an_agent_goes_to_that_agent_only():
     t = book.add(NewTask(TaskKind.CALLBACK, "q", number="+33612345678", assigned_agent="a2"))
     assert offers(enqueue_due(router, book)) == []                  # a1 is idle, but it is a2's
     assert offers(router.call_ended("busy")) == [(t.id, "a2")]
+
+
+def test_listeners_see_every_change_and_a_failing_listener_breaks_nothing():
+    router, book, clocks = world()
+    seen = []
+    book.listeners.append(lambda before, after: seen.append((before and before.state.value, after.state.value)))
+    book.listeners.append(lambda before, after: 1 / 0)
+    t = book.add(NewTask(TaskKind.CALLBACK, "q", number="+33612345678"))
+    book.add(NewTask(TaskKind.CALLBACK, "q", number="+33612345678", name="again"))
+    enqueue_due(router, book)
+    book.offered(t.id, "a1")
+    book.cancel(t.id, "withdrawn")
+    assert seen == [(None, "waiting"), ("waiting", "waiting"), ("waiting", "offered"), ("offered", "cancelled")]
