@@ -321,8 +321,13 @@ def _ours(e: AriError) -> bool:
 
 
 def _screen(task: Task) -> dict[str, Any]:
-    return {"kind": task.kind.value, "name": task.name, "number": mask_number(task.number or ""),
-            "customer": dict(task.customer), "attempts": task.attempts, "task_id": task.id}
+    """The agent page's screen pop for a task (the shape of a caller's: ``FlowSession.screen_pop``): the
+    customer card, the number to call back, how long they have waited, what kind of work it is."""
+    return {"call_id": task.id, "caller": task.number, "customer": dict(task.customer) or None,
+            "known": bool(task.customer), "queue": task.queue, "flow": task.kind.value, "did": None,
+            "ivr_path": [], "keys": "", "waiting_since": task.position_time,
+            "flags": [task.kind.value] + ([f"attempt {task.attempts + 1} of {task.max_attempts}"]
+                                          if task.attempts else [])}
 
 
 def _quote(s: str) -> str:

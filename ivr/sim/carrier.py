@@ -116,9 +116,9 @@ class Invite:
 
 
 class CarrierUas:
-    """One sipp UAS on 127.0.0.1:<port> for one call (``-m 1``)."""
+    """One sipp UAS on 127.0.0.1:<port> for ``calls`` calls, one after the other (``-m``)."""
 
-    def __init__(self, port: int, scenario: CarrierScenario, timeout: float = 60.0) -> None:
+    def __init__(self, port: int, scenario: CarrierScenario, timeout: float = 60.0, calls: int = 1) -> None:
         if shutil.which("sipp") is None:
             raise RuntimeError("sipp not installed: run scripts/install.sh")
         self.dir = Path(tempfile.mkdtemp(prefix="carrier-"))
@@ -129,7 +129,7 @@ class CarrierUas:
         _wait_port(port, free=True)          # a previous carrier of the same port has let it go
         self.proc = subprocess.Popen(
             ["sipp", "-sf", str(scen), "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port),
-             "-mp", str(free_udp_block(4)), "-m", "1", "-nostdin", "-timeout", f"{int(timeout)}s",
+             "-mp", str(free_udp_block(4)), "-m", str(calls), "-nostdin", "-timeout", f"{int(timeout)}s",
              "-timeout_error", "-trace_msg", "-message_file", str(self.messages), "-trace_err",
              "-error_file", str(self.dir / "errors.log"), *(["-rtp_echo"] if scenario.echo else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.dir)

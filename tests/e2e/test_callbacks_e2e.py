@@ -59,6 +59,10 @@ nodes:
     queue: billing
 """
 
+OTHER = "+441632960888"
+FLOW2 = FLOW.replace("cb_queue", "cb_queue2").replace(CUSTOMER, OTHER)
+WEB_KEY = "website-key-for-tests"
+
 
 @pytest.fixture(scope="module")
 def asterisk():
@@ -84,16 +88,18 @@ def cb_cfg(cfg, tmp_path):
         shutil.copy(f, d)
     (d / "cb_queue.yaml").write_text(FLOW)
     (d / "cb_live.yaml").write_text(LIVE)
-    routes = {**cfg.flows.routes, "801": "cb_queue", "802": "cb_live"}
+    (d / "cb_queue2.yaml").write_text(FLOW2)
+    routes = {**cfg.flows.routes, "801": "cb_queue", "802": "cb_live", "803": "cb_queue2"}
     crm = {**cfg.crm, "sqlite": {**cfg.crm.get("sqlite", {}), "path": str(tmp_path / "crm.sqlite")}}
     cfg = dataclasses.replace(cfg, flows=dataclasses.replace(cfg.flows, dir=str(d), routes=routes),
                               storage=dataclasses.replace(cfg.storage, path=str(tmp_path / "ivr.sqlite")),
-                              crm=crm, callbacks={"retry_delay": 2, "max_attempts": 2, "ring_seconds": 8})
+                              crm=crm, callbacks={"retry_delay": 2, "max_attempts": 2, "ring_seconds": 8},
+                              web_callbacks={"topics": {"billing": "billing"}, "default_region": "GB"})
     return with_queue_overrides(cfg, wrap_up=0, announce_frequency=None, retry=0)
 
 
-def _caller(cfg, ms: int) -> SippProcess:
-    return SippProcess(SippCaller("801", steps=[], end="wait_bye"), cfg.asterisk.sip_port, 40)
+def _caller(cfg, ms: int = 0, exten: str = "801") -> SippProcess:
+    return SippProcess(SippCaller(exten, steps=[], end="wait_bye"), cfg.asterisk.sip_port, 40)
 
 
 async def _task(app, state: TaskState | None = None):
@@ -188,3 +194,145 @@ async def _bridge_of(ari, task_id: str):
         if b.id.startswith(f"call-{task_id}") and len(b.channels) == 2:
             return b
     return None
+
+
+async def test_a_web_request_reaches_an_agent_and_the_customer_and_a_second_one_updates_it(cb_cfg, phones):
+    import aiohttp
+    cfg = dataclasses.replace(cb_cfg, web_callbacks={**cb_cfg.web_callbacks, "api_key": WEB_KEY})
+    phones("agent1")
+    carrier = CarrierUas(cfg.trunks[0].port, CarrierScenario(answer=200, hangup_after_ms=2500, echo=True),
+                         timeout=60)
+    try:
+        async with running_app(cfg) as app, ari_client(cfg) as ari, aiohttp.ClientSession() as http:
+            await wait_for(lambda: app.acd.router.agent_snapshot("agent1").registered, 10, what="registered")
+            await app.acd.agent_action("agent1", "pause", "meeting")
+            url = f"http://127.0.0.1:{app.web.port}/api/callbacks"
+            auth = {"Authorization": f"Bearer {WEB_KEY}"}
+            async with http.post(url, json={"topic": "billing", "number": "01632 960777"}) as r:
+                assert r.status == 401                                   # the website's key is required
+            async with http.post(url, json={"topic": "billing", "number": "01632 960777"}, headers=auth) as r:
+                assert r.status == 202, await r.text()
+                first = await r.json()
+            async with http.post(url, json={"topic": "billing", "number": "+44 1632 960777", "name": "Ada"},
+                                 headers=auth) as r:
+                assert r.status == 202
+                again = await r.json()
+            assert again["id"] == first["id"] and again["updated"] is True
+            [task] = app.task_book.open_tasks()
+            assert (task.kind, task.number, task.name) == (TaskKind.WEB_CALLBACK, CUSTOMER, "Ada")
+            assert [c.kind for c in app.acd.router.queue_snapshot("billing").calls] == ["web_callback"]
+            await app.acd.agent_action("agent1", "unpause")
+            await wait_for(lambda: _bridge_of(ari, task.id), 30, what="agent and customer bridged")
+            done = await wait_for(lambda: _done(app, task.id), 30, what="the web request done")
+            assert done.outcome == "answered"
+            await wait_for(lambda: app.acd.router.agent_snapshot("agent1").state.value == "available", 15,
+                           what="agent1 free again")
+            await assert_no_leaks(ari)
+        code, err = await asyncio.to_thread(carrier.wait)
+        assert code == 0, err
+        assert [i.dialled.lstrip("+") for i in carrier.invites()] == [CUSTOMER.lstrip("+")]   # one call only
+    finally:
+        carrier.stop()
+
+
+async def test_an_agent_who_does_not_answer_misses_and_the_task_goes_to_the_next_agent(cb_cfg, phones):
+    cfg = with_queue_overrides(cb_cfg, ring_timeout=3)
+    phones(agent1="ignore", agent3="answer")
+    carrier = CarrierUas(cfg.trunks[0].port, CarrierScenario(answer=200, hangup_after_ms=2000), timeout=60)
+    try:
+        async with running_app(cfg) as app, ari_client(cfg) as ari:
+            for a in ("agent1", "agent3"):
+                await wait_for(lambda a=a: app.acd.router.agent_snapshot(a).registered, 10, what=f"{a} registered")
+            await app.acd.agent_action("agent3", "pause", "meeting")
+            await app.acd.agent_action("agent1", "pause", "meeting")
+            r = await asyncio.to_thread(_caller(cfg).wait)
+            assert r.ok, r.stderr
+            task = await _task(app, TaskState.WAITING)
+            await app.acd.agent_action("agent1", "unpause")
+            missed = await wait_for(lambda: _missed(app, task.id), 20, what="agent1's ring-no-answer")
+            assert missed.attempts == 0                                  # the customer was never dialled
+            assert app.acd.router.agent_snapshot("agent1").misses >= 1   # a miss like any other offer
+            await app.acd.agent_action("agent3", "unpause")
+            done = await wait_for(lambda: _done(app, task.id), 40, what="agent3 calls the customer back")
+            assert done.history[-3].agent_id == "agent3"
+            await wait_for(lambda: not _busy(app), 15, what="agents free")
+            await assert_no_leaks(ari)
+        code, err = await asyncio.to_thread(carrier.wait)
+        assert code == 0, err
+    finally:
+        carrier.stop()
+
+
+async def test_callbacks_survive_a_sigkill_in_their_order_and_are_served(cb_cfg, phones, tmp_path):
+    """Two callbacks wait (agent1 paused); the app is killed with SIGKILL; the restarted app has both, in
+    their original order, and serves both."""
+    import aiohttp
+
+    from tests.support.app_process import AppProcess
+    phones("agent1")
+    base = f"http://127.0.0.1:{cb_cfg.http.port}"
+    auth = {"Authorization": f"Bearer {cb_cfg.http.admin_token}"}
+    proc = AppProcess(cb_cfg, tmp_path / "app1").start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_for(lambda: _registered(http, base, auth), 15, what="agent1 registered (app 1)")
+            async with http.post(f"{base}/api/agents/agent1/state", json={"action": "pause", "reason": "lunch"},
+                                 headers=auth) as r:
+                assert r.status == 200, await r.text()
+            for exten in ("801", "803"):
+                r = await asyncio.to_thread(_caller(cb_cfg, exten=exten).wait)
+                assert r.ok, r.stderr
+            tasks = await wait_for(lambda: _api_tasks(http, base, auth, 2), 15, what="two callbacks stored")
+            proc.kill()
+    finally:
+        proc.kill()
+    assert [t["kind"] for t in tasks] == ["callback", "callback"]      # both stored before the kill
+    carrier = CarrierUas(cb_cfg.trunks[0].port, CarrierScenario(answer=200, hangup_after_ms=1500), timeout=90,
+                         calls=2)
+    try:
+        async with running_app(cb_cfg) as app, ari_client(cb_cfg) as ari:
+            order = [t.number for t in app.task_book.open_tasks()]
+            assert order == [CUSTOMER, OTHER]                              # both kept, oldest first
+            await wait_for(lambda: [c.kind for c in app.acd.router.queue_snapshot("billing").calls]
+                           == ["callback", "callback"], 15, what="both back in the queue")
+            await wait_for(lambda: app.acd.router.agent_snapshot("agent1").registered, 10, what="registered")
+            assert app.acd.router.agent_snapshot("agent1").state.value == "paused"   # still at lunch
+            await app.acd.agent_action("agent1", "unpause")
+            await wait_for(lambda: not app.task_book.open_tasks(), 60, what="both callbacks served")
+            await wait_for(lambda: not _busy(app), 15, what="agent1 free")
+            await assert_no_leaks(ari)
+        code, err = await asyncio.to_thread(carrier.wait)
+        assert code == 0, err
+        assert [i.dialled.lstrip("+") for i in carrier.invites()] == [CUSTOMER.lstrip("+"), OTHER.lstrip("+")]
+    finally:
+        carrier.stop()
+
+
+def _done(app, task_id: str):
+    t = app.task_book.get(task_id)
+    return t if t is not None and t.state is TaskState.DONE else None
+
+
+def _missed(app, task_id: str):
+    t = app.task_book.get(task_id)
+    back = [h for h in (t.history if t is not None else ()) if h.from_state is TaskState.OFFERED
+            and h.to_state is TaskState.WAITING and h.reason.startswith("agent ")]
+    return t if back else None
+
+
+def _busy(app) -> bool:
+    return any(s.state.value != "available" for s in app.acd.router.agents_snapshot()
+               if s.agent_id in ("agent1", "agent3") and s.registered)
+
+
+async def _registered(http, base, auth) -> bool:
+    async with http.get(f"{base}/api/agents/agent1", headers=auth) as r:
+        return r.status == 200 and (await r.json()).get("registered") is True
+
+
+async def _api_tasks(http, base, auth, n: int):
+    async with http.get(f"{base}/api/tasks?state=waiting", headers=auth) as r:
+        if r.status != 200:
+            return None
+        tasks = (await r.json())["tasks"]
+        return tasks if len(tasks) >= n else None
