@@ -1,0 +1,148 @@
+"""Live calls through the real App (flows, ACD router, dispatcher) against the loopback fake ARI: a caller
+in a queue, the agent's leg, the bridge, and the races between them (a caller hanging up while the leg is
+being originated, ringing or answered; a busy agent). The e2e tier proves the same on the real Asterisk."""
+
+from __future__ import annotations
+
+import pytest
+
+from ivr.acd import AgentState
+from ivr.calls import acd_service
+from tests.support.component_app import Stack
+
+CALLER = "+442071234567"
+
+
+def assert_nothing_left(stack: Stack) -> None:
+    """Nothing left on the fake Asterisk, nor in the app's books."""
+    fake, app = stack.fake, stack.app
+    assert app.acd is not None
+    assert not fake.channels, f"channels left: {sorted(fake.channels)}"
+    assert not fake.bridges, f"bridges left: {sorted(fake.bridges)}"
+    assert not app.sessions and not app.acd.calls and not app.acd.legs
+
+
+async def test_a_caller_goes_through_the_menu_to_the_agent_and_back_out(stack: Stack) -> None:
+    fake = stack.fake
+    caller = fake.incoming_call(CALLER, "400")
+    [welcome] = await stack.until(lambda: fake.playing(caller), "the welcome prompt")
+    assert welcome.media == ("sound:hello-world",) and fake.channels[caller].state == "Up"
+    fake.finish_playbacks(caller)
+    [menu] = await stack.until(lambda: fake.playing(caller), "the menu prompt")
+    assert menu.media == ("sound:vm-press", "digits:1")
+    fake.dtmf(caller, "1")
+
+    leg = await stack.ringing_leg("PJSIP/agent1", "the best billing agent's phone ringing")
+    [originate] = fake.originates()
+    assert originate.path == f"/channels/{leg}" and leg.startswith(f"{caller}-a")
+    assert originate.query["appArgs"] == f"agent,{caller}" and originate.query["app"] == "ivr"
+    await stack.settle()
+    assert fake.channels[caller].moh, "the caller hears music while the agent's phone rings"
+    assert stack.agent_state("agent1") is AgentState.RESERVED
+
+    fake.answer(leg)
+    bridge = await stack.until(lambda: fake.bridges.get(f"call-{caller}"), "the conversation bridge")
+    await stack.until(lambda: len(bridge.channels) == 2, "both legs in the bridge")
+    assert sorted(bridge.channels) == sorted([caller, leg])
+    await stack.settle()
+    assert not fake.channels[caller].moh
+    assert stack.agent_state("agent1") is AgentState.ON_CALL
+
+    fake.hangup(leg)                     # the agent hangs up: the flow has no on_answered, the caller is let go
+    await stack.until(lambda: not fake.bridges and not fake.channels, "the bridge and the caller gone")
+    await stack.settle()
+    assert stack.agent_state("agent1") is AgentState.WRAP_UP
+    assert_nothing_left(stack)
+
+
+async def test_the_caller_hangs_up_while_the_agent_leg_is_being_originated(stack: Stack) -> None:
+    fake = stack.fake
+    # the originate is held 100 ms (then carried out): the caller hangs up meanwhile
+    fake.inject("POST", "/channels/*-a*", delay=0.1, apply=True)
+    caller = fake.incoming_call(CALLER, "401")
+    await stack.until(lambda: fake.in_flight and fake.requests[-1].path.startswith(f"/channels/{caller}-a"),
+                      "the originate in flight")
+    fake.hangup(caller)
+    await stack.settle()
+    assert len(fake.originates()) == 1, "the leg is not rung again"
+    assert stack.agent_state("agent1") is AgentState.AVAILABLE
+    assert_nothing_left(stack)
+
+
+async def test_the_caller_hangs_up_while_the_agent_phone_rings(stack: Stack) -> None:
+    fake = stack.fake
+    caller = fake.incoming_call(CALLER, "401")
+    leg = await stack.ringing_leg("PJSIP/agent1")
+    await stack.settle()
+    fake.hangup(caller)
+    await stack.until(lambda: leg not in fake.channels, "the agent leg hung up")
+    await stack.settle()
+    assert any(r.method == "DELETE" and r.path == f"/channels/{leg}" for r in fake.requests)
+    assert stack.agent_state("agent1") is AgentState.AVAILABLE and stack.misses("agent1") == 0
+    assert_nothing_left(stack)
+
+
+async def test_the_agent_answers_as_the_caller_hangs_up(stack: Stack) -> None:
+    fake = stack.fake
+    caller = fake.incoming_call(CALLER, "401")
+    leg = await stack.ringing_leg("PJSIP/agent1")
+    await stack.settle()
+    fake.hangup(caller)                  # both in the same instant: the app sees both, in this order
+    fake.answer(leg)
+    await stack.settle()
+    assert stack.agent_state("agent1") in (AgentState.AVAILABLE, AgentState.WRAP_UP)
+    assert_nothing_left(stack)
+
+
+async def test_a_busy_agent_leg_goes_to_the_next_agent(stack: Stack) -> None:
+    fake = stack.fake
+    caller = fake.incoming_call(CALLER, "401")
+    first = await stack.ringing_leg("PJSIP/agent1")
+    fake.fail(first, cause=17)
+    second = await stack.ringing_leg("PJSIP/agent3", "the next billing agent's phone ringing")
+    assert second != first and second.startswith(f"{caller}-a")
+    await stack.settle()
+    assert first not in fake.channels and stack.misses("agent1") == 1
+    assert stack.agent_state("agent1") is AgentState.AVAILABLE     # resting a moment, not reserved
+    fake.answer(second)
+    await stack.until(lambda: len(getattr(fake.bridges.get(f"call-{caller}"), "channels", ())) == 2,
+                      "caller and agent3 bridged")
+    assert stack.agent_state("agent3") is AgentState.ON_CALL
+    fake.hangup(caller)                  # the caller hangs up: the agent leg and the bridge go
+    await stack.until(lambda: not fake.channels and not fake.bridges, "everything torn down")
+    await stack.settle()
+    assert stack.agent_state("agent3") is AgentState.WRAP_UP
+    assert_nothing_left(stack)
+
+
+async def test_an_originate_asterisk_fails_is_looked_up_and_offered_again_without_a_miss(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(acd_service, "OFFER_CHECK_DELAY", 0.05)
+    fake = stack.fake
+    fake.inject("POST", "/channels/*-a*", status=500)     # Asterisk's trouble (5xx), not the agent's
+    caller = fake.incoming_call(CALLER, "401")
+    await stack.until(lambda: len(fake.originates()) == 2, "a second offer")
+    first, second = fake.originates()
+    assert any(r.method == "GET" and r.path == first.path for r in fake.requests), "the failed leg looked up"
+    leg = second.path.removeprefix("/channels/")
+    assert leg != first.path.removeprefix("/channels/") and leg in fake.channels
+    await stack.settle()
+    assert stack.misses("agent1") == 0, "not the agent's fault: no miss"
+    fake.hangup(caller)
+    await stack.until(lambda: leg not in fake.channels, "the ringing leg cancelled")
+    await stack.settle()
+    assert_nothing_left(stack)
+
+
+async def test_an_agent_whose_phone_unregisters_is_not_rung(stack: Stack) -> None:
+    fake, acd = stack.fake, stack.app.acd
+    assert acd is not None
+    fake.set_endpoint("PJSIP/agent1", "offline")
+    await stack.until(lambda: not acd.router.agent_snapshot("agent1").registered, "agent1 unregistered")
+    caller = fake.incoming_call(CALLER, "401")
+    leg = await stack.ringing_leg("PJSIP/agent3", "the other billing agent rung")
+    assert [r.query["endpoint"] for r in fake.originates()] == ["PJSIP/agent3"]
+    fake.hangup(caller)
+    await stack.until(lambda: leg not in fake.channels, "the ringing leg cancelled")
+    await stack.settle()
+    assert_nothing_left(stack)
