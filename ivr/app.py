@@ -147,6 +147,8 @@ class App:
         policy = CallbackPolicy.from_dict(cfg.callbacks)
         self.task_book = TaskBook(SqliteTaskStore(cfg.path(cfg.storage.path)), policy, wall_clock=time.time,
                                   router_clock=time.monotonic)
+        self.task_book.listeners.append(self.metrics.tasks.on_change)     # ivr_tasks_* (ivr/task_metrics.py)
+        self.metrics.tasks.set_source(self.task_book.open_tasks)
         trunks = cfg.trunks
 
         def dial(number: str) -> Target | None:

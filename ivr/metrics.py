@@ -45,6 +45,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from . import staffing as erlang
 from .acd.decisions import AUTO_PAUSE_ACTIONS
 from .admission import REASONS as ADMISSION_REASONS
+from .task_metrics import TaskMetrics
 
 __all__ = [
     "AGENT_STATES", "CONTENT_TYPE", "CRM_BACKENDS", "CRM_ERROR_KINDS", "CRM_STATUSES", "NODE_EXITS",
@@ -492,6 +493,8 @@ class Metrics:
 
         self.collector = LiveCollector(self)
         r.register(self.collector)
+        #: callbacks, web callback requests, voicemails (``ivr.task_metrics``): a TaskBook listener
+        self.tasks = TaskMetrics(r, label=lambda queue: self._name("queue", queue))
 
     # ------------------------------------------------------------------------------- wiring
     def set_provider(self, provider: LiveStateProvider | None) -> None:
@@ -506,6 +509,7 @@ class Metrics:
         q = self._name("queue", queue)
         self._sl_threshold[q] = float(sl_threshold_seconds)
         self._init_queue_series(q)
+        self.tasks.declare_queue(q)
         if overflow_to is not None:
             self.overflowed.labels(q, self._name("queue", overflow_to))
 
@@ -786,13 +790,21 @@ def queue_snapshot_from_view(view: Any) -> QueueSnapshot:
     """Adapter from the router's read-only queue view (``ivr.acd.views.QueueSnapshot``, duck-typed: ``name``,
     ``waiting``, ``ringing``, ``longest_wait``, ``agents_by_state``, ``paused_by_reason``,
     ``service_level_target`` = (percent, seconds)) to the collector's ``QueueSnapshot``.
-    ``waiting`` here = every caller not answered yet (waiting + ringing an agent)."""
+    ``waiting`` here = every caller not answered yet (waiting + ringing an agent). Tasks the router holds
+    in the queue (``calls`` entries of another ``kind`` than ``call``: callbacks...) are not callers: they
+    are neither offered nor answered calls, so counting them would break the queue invariant; their own
+    figures are ``ivr_tasks_*`` (``ivr.task_metrics``)."""
     by_state = {_value(k): int(v) for k, v in dict(view.agents_by_state).items()}
     by_state["logged_in"] = sum(n for s, n in by_state.items() if s not in ("logged_out", "logged_in"))
     percent, seconds = view.service_level_target
-    waiting = int(view.waiting) + int(getattr(view, "ringing", 0))
+    calls = getattr(view, "calls", None)
+    if calls is not None:
+        callers = [c for c in calls if _value(getattr(c, "kind", "call")) == "call"]
+        waiting, oldest = len(callers), max((float(c.wait) for c in callers), default=0.0)
+    else:
+        waiting, oldest = int(view.waiting) + int(getattr(view, "ringing", 0)), float(view.longest_wait)
     return QueueSnapshot(queue=view.name, waiting=waiting,
-                         oldest_wait_seconds=float(view.longest_wait) if waiting else 0.0,
+                         oldest_wait_seconds=oldest if waiting else 0.0,
                          agents_by_state=by_state, paused_by_reason=dict(view.paused_by_reason),
                          sl_threshold_seconds=float(seconds), sl_target=float(percent) / 100.0)
 

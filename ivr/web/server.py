@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from ..logsafe import mask_number
-from .errors import ApiError, bad_request, json_body, not_found, parse_json, printable, unauthorized
+from ..task_metrics import queue_figures
 from ..tasks.policy import WebCallbackPolicy
 from .callbacks import WebCallbacks
+from .errors import ApiError, bad_request, json_body, not_found, parse_json, printable, unauthorized
 from .tasks import TaskApi
 from .voicemail import VoicemailApi
 
@@ -587,19 +588,28 @@ class WebServer:
 
     # -------------------------------------------------------------------------------- wallboard
     def _wallboard(self) -> dict[str, Any]:
+        """Per queue: callers on the line (``waiting``, ``ringing``, ``oldest_wait``: the router also holds
+        tasks in its queues, they are not callers) and the tasks waiting for an agent (``tasks_waiting``,
+        of which ``tasks_scheduled`` are held back until a time, ``tasks_oldest_wait``, ``tasks_by_kind``:
+        the figures of ``ivr_tasks_*``)."""
         queues = []
         totals: dict[str, int] = {}
         acd = self.app.acd
+        tasks = self.app.metrics.tasks.waiting_by_queue()
         if acd is not None:
             for name in acd.router.queue_names():
                 s = acd.router.queue_snapshot(name)
                 pct = s.stats.service_level_pct
+                callers = [c for c in s.calls if c.kind == "call"]
+                ringing = sum(1 for c in callers if getattr(c.state, "value", c.state) == "ringing")
                 queues.append({
-                    "name": name, "waiting": s.waiting, "ringing": s.ringing,
-                    "oldest_wait": round(s.longest_wait, 1), "agents": acd.serving_agents(name)[0],
+                    "name": name, "waiting": len(callers) - ringing, "ringing": ringing,
+                    "oldest_wait": round(max((c.wait for c in callers), default=0.0), 1),
+                    "agents": acd.serving_agents(name)[0],
                     "service_level_pct": None if pct is None else round(pct, 1),
                     "service_level_target": list(s.service_level_target),
-                    "entered": s.stats.entered, "answered": s.stats.answered, "abandoned": s.stats.abandoned})
+                    "entered": s.stats.entered, "answered": s.stats.answered, "abandoned": s.stats.abandoned,
+                    **queue_figures(tasks, name)})
             for a in acd.router.agents_snapshot():
                 # a phone that is off is shown as such, whatever state the agent is logged in with
                 st = getattr(a.state, "value", str(a.state)) if a.registered else "unregistered"
@@ -617,6 +627,7 @@ class WebServer:
             sl = "–" if q["service_level_pct"] is None else f"{q['service_level_pct']:.0f}%"
             rows.append(
                 f'<tr data-queue="{n}"><th>{n}</th><td id="wb-{n}-waiting">{q["waiting"]}</td>'
+                f'<td id="wb-{n}-tasks">{"–" if q["tasks_waiting"] is None else q["tasks_waiting"]}</td>'
                 f'<td id="wb-{n}-oldest">{_mmss(q["oldest_wait"])}</td>'
                 f'<td id="wb-{n}-agents">{html.escape(_agents_text(q["agents"]))}</td>'
                 f'<td id="wb-{n}-sl">{sl}</td><td id="wb-{n}-answered">{q["answered"]}</td>'
@@ -803,7 +814,7 @@ table{border-collapse:collapse;width:100%}th,td{padding:.4em .8em;border-bottom:
 th:first-child{text-align:left}.bad{color:#ff7b7b}.ok{color:#8fe39a}#status{font-size:14px;color:#aaa}
 </style></head><body>
 <h1>Queues</h1>
-<table><thead><tr><th>Queue</th><th>Waiting</th><th>Oldest</th><th>Agents</th><th>Service level</th>
+<table><thead><tr><th>Queue</th><th>Waiting</th><th title="callbacks, web callback requests, voicemails waiting for an agent">Tasks</th><th>Oldest</th><th>Agents</th><th>Service level</th>
 <th>Answered</th><th>Abandoned</th></tr></thead><tbody id="rows">
 <!--ROWS-->
 </tbody></table>
@@ -816,7 +827,7 @@ function set(id, v, cls) { const el = document.getElementById(id); if (el) { el.
 function row(q) {
   if (document.getElementById("wb-" + q.name + "-waiting")) return;
   const tr = document.createElement("tr"); const th = document.createElement("th"); th.textContent = q.name; tr.append(th);
-  for (const k of ["waiting", "oldest", "agents", "sl", "answered", "abandoned"]) {
+  for (const k of ["waiting", "tasks", "oldest", "agents", "sl", "answered", "abandoned"]) {
     const td = document.createElement("td"); td.id = "wb-" + q.name + "-" + k; tr.append(td);
   }
   document.getElementById("rows").append(tr);
@@ -828,6 +839,7 @@ async function refresh() {
     for (const q of d.queues) {
       row(q);
       set("wb-" + q.name + "-waiting", q.waiting);
+      set("wb-" + q.name + "-tasks", q.tasks_waiting === null ? "\u2013" : q.tasks_waiting);
       set("wb-" + q.name + "-oldest", mmss(q.oldest_wait));
       set("wb-" + q.name + "-agents", Object.keys(short).map((k) => short[k] + " " + (q.agents[k] || 0)).join(" "));
       const sl = q.service_level_pct;

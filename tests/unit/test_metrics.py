@@ -120,6 +120,10 @@ EXPECTED_TYPES = {
     # contact quality over a report window (ivr.crm.rules.contact_quality)
     "ivr_queue_first_contact_calls": "gauge", "ivr_queue_first_contact_resolution_ratio": "gauge",
     "ivr_queue_repeat_window_calls": "gauge", "ivr_queue_repeat_caller_ratio": "gauge",
+    # tasks: callbacks, web callback requests, voicemails (ivr.task_metrics, fed by a TaskBook listener)
+    "ivr_tasks_waiting": "gauge", "ivr_tasks_scheduled": "gauge", "ivr_tasks_oldest_wait_seconds": "gauge",
+    "ivr_tasks": "counter", "ivr_task_offers": "counter", "ivr_task_attempts": "counter",
+    "ivr_callback_time_to_callback_seconds": "histogram",
 }
 
 
@@ -495,12 +499,27 @@ def test_queue_snapshot_from_router_view():
                               {"lunch": 1}, 20.0, 0.8)
 
 
+def test_queue_snapshot_from_router_view_counts_callers_not_tasks():
+    """A callback the router holds in the queue is not a caller waiting on the line: it is never offered
+    nor answered as a call (ivr_queue_calls_*), so the waiting gauge leaves it to ivr_tasks_waiting."""
+    calls = (SimpleNamespace(kind="callback", wait=900.0), SimpleNamespace(kind="call", wait=12.0),
+             SimpleNamespace(kind="call", wait=30.0), SimpleNamespace(kind="web_callback", wait=5.0))
+    view = SimpleNamespace(name="support", calls=calls, waiting=3, ringing=1, longest_wait=900.0,
+                           agents_by_state={}, paused_by_reason={}, service_level_target=(80.0, 20.0))
+    s = queue_snapshot_from_view(view)
+    assert (s.waiting, s.oldest_wait_seconds) == (2, 30.0)
+    only_tasks = SimpleNamespace(**{**vars(view), "calls": calls[:1], "waiting": 1, "ringing": 0})
+    s = queue_snapshot_from_view(only_tasks)
+    assert (s.waiting, s.oldest_wait_seconds) == (0, 0.0)
+
+
 def test_router_view_still_has_the_fields_the_adapter_reads():
     dataclasses = pytest.importorskip("dataclasses")
     views = pytest.importorskip("ivr.acd.views")
     names = {f.name for f in dataclasses.fields(views.QueueSnapshot)}
-    assert {"name", "waiting", "ringing", "longest_wait", "agents_by_state", "paused_by_reason",
+    assert {"name", "calls", "waiting", "ringing", "longest_wait", "agents_by_state", "paused_by_reason",
             "service_level_target"} <= names
+    assert {"kind", "wait"} <= {f.name for f in dataclasses.fields(views.CallSnapshot)}
 
 
 def test_aiohttp_handler(m):
