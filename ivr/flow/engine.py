@@ -152,6 +152,12 @@ _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 # A number a callback can be made to: ASCII digits with an optional '+' and the usual separators. A withheld
 # caller ("anonymous"), a 10,000-character caller ID or an injection attempt is "no number".
 _CALLBACK_NUMBER_RE = re.compile(r"\+?[0-9(][0-9 ().-]{2,31}\Z")
+#: digits a caller may type as the number to be called back on (a national number at least)
+CALLBACK_NUMBER_MIN, CALLBACK_NUMBER_MAX = 6, 15
+
+
+def _callback_number_ok(number: str) -> bool:
+    return _CALLBACK_NUMBER_RE.match(number) is not None and 3 <= sum(c.isdigit() for c in number) <= 20
 
 Jump = tuple[Flow, str]
 
@@ -183,6 +189,8 @@ class FlowRunner:
         self._recording_ids = itertools.count(1)
         self._attempts = 0
         self._digits: list[str] = []
+        self._cb_number = ""                           # the callback node's number being confirmed
+        self._cb_mode = ""                             # confirm | enter
         self._typeahead: list[str] = []
         self._goodbye = ("", "normal")     # (flow end reason, hangup cause) while saying goodbye
         self._path: list[PathStep] = []                                   # the first MAX_PATH_HEAD steps
@@ -501,6 +509,9 @@ class FlowRunner:
         if isinstance(node, CollectNode):
             self._phase = "input"
             return self._collect_digit(node, digit)
+        if isinstance(node, CallbackNode):
+            self._phase = "input"
+            return self._callback_digit(node, digit)
         return None
 
     def _on_playback_finished(self) -> Jump | None:
@@ -514,6 +525,8 @@ class FlowRunner:
             self._wait_input(node.timeout)
         elif isinstance(node, CollectNode):
             self._wait_input(node.first_digit_timeout)
+        elif isinstance(node, CallbackNode):
+            self._wait_input(node.timeout)
         elif isinstance(node, VoicemailNode):
             self._start_recording(node)
         return None
@@ -530,6 +543,11 @@ class FlowRunner:
             return self._menu_retry(node, node.timeout_prompt, node.on_timeout, "no_input")
         if isinstance(node, CollectNode):
             return self._collect_finish(node)
+        if isinstance(node, CallbackNode):
+            if self._cb_mode == "enter" and self._digits:
+                return self._callback_number_typed(node)
+            self._record(PathStep("timeout"))
+            return self._callback_retry(node)
         return None
 
     # -- nodes -----------------------------------------------------------------------
@@ -725,12 +743,83 @@ class FlowRunner:
             value = self._variables.get(node.variable)
             number = value.reveal() if isinstance(value, Secret) else as_text(value) or ""
         number = number.strip()
-        if _CALLBACK_NUMBER_RE.match(number) and 3 <= sum(c.isdigit() for c in number) <= 20:
-            self._out.append(RequestCallback(node.queue, self._clock(), number))
-            self._record(PathStep("callback", node.queue))
-        else:
-            self._record(PathStep("callback", f"{node.queue} skipped: no number"))
+        usable = _callback_number_ok(number)
+        if node.confirm:
+            # "the number ending 1234: press 1 if correct, 2 to enter another"; no usable number: type one
+            self._typeahead.clear()
+            self._cb_number = number if usable else ""
+            if usable:
+                self._callback_ask_confirm(node, ())
+            else:
+                self._callback_ask_number(node, ())
+            return None
+        if usable:
+            return self._callback_request(node, number)
+        self._record(PathStep("callback", f"{node.queue} skipped: no number"))
         return self._jump_or_goodbye(node.next, "callback")
+
+    def _callback_request(self, node: CallbackNode, number: str) -> Jump | None:
+        self._out.append(RequestCallback(node.queue, self._clock(), number))
+        self._record(PathStep("callback", node.queue))
+        return self._jump_or_goodbye(node.next, "callback")
+
+    def _callback_ask_confirm(self, node: CallbackNode, before: Prompts) -> None:
+        self._cb_mode = "confirm"
+        digits = [c for c in self._cb_number if c.isdigit()]
+        self._variables["callback_number_end"] = "".join(digits[-4:])
+        self._present(before + node.confirm_prompt, node.timeout)
+
+    def _callback_ask_number(self, node: CallbackNode, before: Prompts) -> None:
+        self._cb_mode = "enter"
+        self._digits = []
+        self._present(before + node.number_prompt, node.timeout)
+
+    def _present(self, prompts: Prompts, timeout: float) -> None:
+        if self._play(prompts, True):
+            self._phase = "prompt"
+        else:
+            self._wait_input(timeout)
+
+    def _callback_digit(self, node: CallbackNode, digit: str) -> Jump | None:
+        if self._cb_mode == "confirm":
+            if digit == "1":
+                self._record(PathStep("key", "1"))
+                return self._callback_request(node, self._cb_number)
+            if digit == "2":
+                self._record(PathStep("key", "2"))
+                self._callback_ask_number(node, ())
+                return None
+            self._record(PathStep("invalid"))
+            return self._callback_retry(node)
+        if digit == "#":                              # a typed number, ended by #
+            return self._callback_number_typed(node)
+        if digit.isdigit():
+            self._digits.append(digit)
+        if len(self._digits) >= CALLBACK_NUMBER_MAX:
+            return self._callback_number_typed(node)
+        self._start_timer(node.timeout)
+        return None
+
+    def _callback_number_typed(self, node: CallbackNode) -> Jump | None:
+        self._cancel_timer()
+        typed, self._digits = "".join(self._digits), []
+        if len(typed) < CALLBACK_NUMBER_MIN:
+            self._record(PathStep("invalid" if typed else "timeout"))
+            return self._callback_retry(node)
+        self._cb_number = typed                        # never in the path: a phone number
+        self._callback_ask_confirm(node, ())
+        return None
+
+    def _callback_retry(self, node: CallbackNode) -> Jump | None:
+        self._attempts += 1
+        if self._attempts > node.retries:
+            self._record(PathStep("callback", f"{node.queue} not confirmed"))
+            return self._jump_or_goodbye(node.on_failure, "callback_not_confirmed")
+        if self._cb_mode == "confirm" and self._cb_number:
+            self._callback_ask_confirm(node, node.invalid_prompt)
+        else:
+            self._callback_ask_number(node, node.invalid_prompt)
+        return None
 
     def _enter_goto(self, node: GotoNode) -> Jump | None:
         if node.flow is None:

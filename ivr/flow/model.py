@@ -237,6 +237,23 @@ class CallbackNode(Node):
     queue: str
     variable: str | None = None              # None: the caller's number
     next: str | None = None
+    #: Ask the caller to confirm the number (1) or type another (2) before requesting the callback.
+    confirm: bool = False
+    #: "the number ending 1234: if correct press 1, press 2 to enter another" (``callback_number_end``
+    #: is the engine's variable holding the last four digits)
+    confirm_prompt: Prompts = (Prompt.of("sound:telephone-number"), Prompt.of("digits:{callback_number_end}"),
+                               Prompt.of("sound:if-correct-press"), Prompt.of("digits:1"),
+                               Prompt.of("sound:vm-press"), Prompt.of("digits:2"),
+                               Prompt.of("sound:vm-toenternumber"))
+    number_prompt: Prompts = (Prompt.of("sound:vm-enter-num-to-call"),)
+    invalid_prompt: Prompts = (Prompt.of("sound:pbx-invalid"),)
+    #: seconds to wait for the key / for each digit of a typed number (ended by #)
+    timeout: float = 6.0
+    retries: int = 2
+    #: where to go when the caller neither confirms nor types a usable number (default: polite hang-up,
+    #: nothing requested)
+    on_failure: str | None = None
+    barge_in: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, kw_only=True)

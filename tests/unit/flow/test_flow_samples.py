@@ -115,11 +115,11 @@ def test_pay_a_bill_with_a_secure_pin(samples):
      ("support:welcome > support:check_hours > support:check_tier > support:main_menu > timeout > key * > "
      "support:main_menu > timeout > timeout > timeout > support:operator > support:operator_transfer > "
      "transfer operator answered > end transferred")),
-    # Billing questions: queue timeout -> callback offer -> 1: callback request.
-    ({"customer": {}, "digits": ("1", "2", "1"), "queue_outcomes": ("timeout",)},
+    # Billing questions: queue timeout -> callback offer -> 1: callback request, the number confirmed with 1.
+    ({"customer": {}, "digits": ("1", "2", "1", "1"), "queue_outcomes": ("timeout",)},
      ("support:welcome > support:check_hours > support:check_tier > support:main_menu > key 1 > "
      "support:billing_menu > key 2 > support:billing_queue > queue billing timeout > support:offer_callback > "
-     "key 1 > support:request_callback > callback billing > support:callback_thanks > support:goodbye > "
+     "key 1 > support:request_callback > key 1 > callback billing > support:callback_thanks > support:goodbye > "
      "end hangup")),
 ])
 def test_support_paths(samples, script, path):
