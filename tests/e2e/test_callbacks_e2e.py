@@ -61,6 +61,9 @@ nodes:
 
 OTHER = "+441632960888"
 FLOW2 = FLOW.replace("cb_queue", "cb_queue2").replace(CUSTOMER, OTHER)
+FLOW_CONFIRM = FLOW.replace("cb_queue", "cb_confirm").replace("    variable: cbnum\n", "    variable: cbnum\n"
+                                                               "    confirm: true\n")
+TYPED = "07700900456"
 WEB_KEY = "website-key-for-tests"
 
 
@@ -89,7 +92,8 @@ def cb_cfg(cfg, tmp_path):
     (d / "cb_queue.yaml").write_text(FLOW)
     (d / "cb_live.yaml").write_text(LIVE)
     (d / "cb_queue2.yaml").write_text(FLOW2)
-    routes = {**cfg.flows.routes, "801": "cb_queue", "802": "cb_live", "803": "cb_queue2"}
+    (d / "cb_confirm.yaml").write_text(FLOW_CONFIRM)
+    routes = {**cfg.flows.routes, "801": "cb_queue", "802": "cb_live", "803": "cb_queue2", "804": "cb_confirm"}
     crm = {**cfg.crm, "sqlite": {**cfg.crm.get("sqlite", {}), "path": str(tmp_path / "crm.sqlite")}}
     cfg = dataclasses.replace(cfg, flows=dataclasses.replace(cfg.flows, dir=str(d), routes=routes),
                               storage=dataclasses.replace(cfg.storage, path=str(tmp_path / "ivr.sqlite")),
@@ -336,3 +340,24 @@ async def _api_tasks(http, base, auth, n: int):
             return None
         tasks = (await r.json())["tasks"]
         return tasks if len(tasks) >= n else None
+
+
+async def test_the_caller_types_another_number_and_confirms_it(cb_cfg, phones):
+    """confirm: true: the caller hears the number ending 0777, presses 2, types 07700 900456 #, hears it
+    read back, presses 1: the callback is for the typed number (as E.164), never in the path."""
+    phones("agent1")
+    async with running_app(cb_cfg) as app, ari_client(cb_cfg) as ari:
+        await wait_for(lambda: app.acd.router.agent_snapshot("agent1").registered, 10, what="registered")
+        await app.acd.agent_action("agent1", "pause", "meeting")
+        steps = [("pause", 3500), ("dtmf", "2"), ("pause", 1200)] + [("dtmf", d) for d in TYPED + "#"] \
+            + [("pause", 1500), ("dtmf", "1")]
+        r = await asyncio.to_thread(SippProcess(SippCaller("804", steps=steps, end="wait_bye"),
+                                                cb_cfg.asterisk.sip_port, 60).wait)
+        assert r.ok, r.stderr
+        task = await _task(app, TaskState.WAITING)
+        assert task.number == "+44" + TYPED[1:]
+        s = (await wait_for(lambda: list(app.recent_calls), 10, what="the call ended"))[-1]
+        path = [str(p) for p in s.runner.path]
+        assert "key 2" in path and path[path.index("key 1") + 1] == "callback billing", path
+        assert TYPED not in " ".join(path) and "0456" not in " ".join(path)
+        await assert_no_leaks(ari)
