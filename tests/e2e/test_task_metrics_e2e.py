@@ -138,6 +138,9 @@ async def _one_waiting_callback(cfg, app, http, exten: str, number: str):
         (1, 0, {"callback": 1, "web_callback": 0, "voicemail": 0})
     assert board["tasks_oldest_wait"] >= QUEUE_WAIT                     # its place: the caller's join time
     assert (board["waiting"], board["ringing"], board["oldest_wait"]) == (0, 0, 0)   # nobody on the line
+    async with http.get(f"http://127.0.0.1:{app.web.port}/wallboard") as r:
+        page = await r.text()
+    assert 'id="wb-billing-waiting">0</td><td id="wb-billing-tasks">1</td>' in page
     s = await _scrape(http, app)
     assert _v(s, "ivr_tasks_waiting") == 1 and _v(s, "ivr_tasks_scheduled") == 0
     assert _v(s, "ivr_tasks_oldest_wait_seconds") >= QUEUE_WAIT
