@@ -92,9 +92,9 @@ def component_config(data_dir: str | None = None, **callbacks: Any) -> Config:
                                admission={"enabled": False})
 
 
-def with_ari(cfg: Config, fake: FakeAri) -> Config:
+def with_ari(cfg: Config, fake: FakeAri, request_timeout: float = 2.0) -> Config:
     return with_overrides(cfg, ari={"url": fake.url, "user": fake.user, "password": fake.password,
-                                    "app": fake.app_name, "request_timeout": 2.0})
+                                    "app": fake.app_name, "request_timeout": request_timeout})
 
 
 def agent_endpoints(cfg: Config) -> dict[str, str]:
@@ -146,10 +146,10 @@ class Stack:
 
 
 @asynccontextmanager
-async def running_app(cfg: Config, fake: FakeAri) -> AsyncIterator[Stack]:
+async def running_app(cfg: Config, fake: FakeAri, *, request_timeout: float = 2.0) -> AsyncIterator[Stack]:
     """The real App on ``cfg`` against ``fake``: ready (connected, reconciled, tasks pumped) on entry,
-    stopped on exit."""
-    app = App(with_ari(cfg, fake))
+    stopped on exit. ``request_timeout``: the app's ARI request timeout (``fake.inject(delay=...)``)."""
+    app = App(with_ari(cfg, fake, request_timeout))
     task = asyncio.get_running_loop().create_task(app.run(), name="component-app")
     stack = Stack(fake, app, cfg)
     try:
@@ -162,9 +162,10 @@ async def running_app(cfg: Config, fake: FakeAri) -> AsyncIterator[Stack]:
 
 
 @asynccontextmanager
-async def component_stack(cfg: Config | None = None, **fake_options: Any) -> AsyncIterator[Stack]:
+async def component_stack(cfg: Config | None = None, *, request_timeout: float = 2.0,
+                          **fake_options: Any) -> AsyncIterator[Stack]:
     """A fake ARI with every agent's phone registered, and the App running against it."""
     cfg = cfg or component_config()
     async with FakeAri(password=cfg.ari.password, app=cfg.ari.app, endpoints=agent_endpoints(cfg),
-                       **fake_options) as fake, running_app(cfg, fake) as stack:
+                       **fake_options) as fake, running_app(cfg, fake, request_timeout=request_timeout) as stack:
         yield stack
