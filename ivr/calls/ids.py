@@ -6,6 +6,9 @@ from __future__ import annotations
 import re
 
 AGENT_LEG = re.compile(r"^(?P<call>.+)-a\d+$")
+#: a leg the app dials from a call: a flow's transfer target ``<caller>-t<n>``, a task's customer
+#: ``<task>-a<n>-t<m>``
+DIALLED_LEG = re.compile(r"^(?P<call>.+)-t\d+$")
 BRIDGE_PREFIX = "call-"
 
 

@@ -4,7 +4,9 @@ created while its call was already ending, an event lost in a reconnect).
 
 Every ``interval`` seconds (while ARI is connected) it lists Asterisk's channels and bridges and compares:
 * a bridge ``call-*`` that no live conversation of the app holds -> destroyed;
-* an agent leg ``<call>-a<n>`` the ACD does not track -> hung up;
+* an agent leg ``<call>-a<n>`` the ACD does not track, or a leg the app dialled (a transfer target
+  ``<caller>-t<n>``, a callback's customer ``<task>-a<n>-t<m>``) nobody tracks -> hung up (after a restart
+  such a leg may still ring outside Stasis);
 * a channel in our Stasis app that no session and no agent leg owns, with no event of its own still
   waiting to be handled -> hung up;
 * a session, agent leg or queued call of the app whose channel is gone from Asterisk -> ended as if its
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..ari import AriError, Bridge, Channel
-from .ids import AGENT_LEG, BRIDGE_PREFIX
+from .ids import AGENT_LEG, BRIDGE_PREFIX, DIALLED_LEG
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ def plan_sweep(channels: Iterable[Channel], bridges: Iterable[Bridge], claims: C
         live.add(c.id)
         if c.id in claims.sessions or c.id in claims.legs or pending(c.id):
             continue
-        if AGENT_LEG.match(c.id) or is_ours(c):
+        if AGENT_LEG.match(c.id) or DIALLED_LEG.match(c.id) or is_ours(c):
             now.add(("channel", c.id))
     for b in bridges:
         if b.id.startswith(BRIDGE_PREFIX) and b.id not in claims.bridges:

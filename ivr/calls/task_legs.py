@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..acd import Call, CallFinished, CallRequeued, CancelOffer, Decision, Offer
-from ..ari import AriError, ChannelDestroyed, Event, PlaybackFinished, StasisEnd, StasisStart
+from ..ari import AriError, ChannelDestroyed, Event, NotFound, PlaybackFinished, StasisEnd, StasisStart
 from ..logsafe import CallLog, mask_number
 from ..tasks import Task, TaskState
 from ..tasks.policy import CallbackPolicy
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 _seq = itertools.count(1)
 #: The dispatcher key of the book's wake-ups (held-back tasks due, windows closing).
 WAKE_KEY = "_tasks"
+#: Seconds after an originate that timed out to hang its leg up again (Asterisk may make it late).
+LEG_RECHECK = 2.0
 #: Q.850 cause of an agent leg that ended before answering -> the router's failure reason.
 _CAUSES = {17: "busy", 18: "no-answer", 19: "no-answer", 21: "rejected", 20: "unreachable", 3: "unreachable"}
 CUSTOMER_FAILED_MEDIA = "sound:number-not-answering"
@@ -63,9 +65,13 @@ class TaskRouter(Protocol):
     def call_ended(self, call_id: str) -> list[Decision]: ...
 
 
+class TaskAri(TransferAri, Protocol):
+    async def channel(self, channel_id: str) -> Any: ...
+
+
 @dataclass(frozen=True)
 class TaskLegDeps:
-    ari: TransferAri
+    ari: TaskAri
     book: TaskBook
     router: TaskRouter
     #: the ACD's executor of router decisions (agent states, wrap-up, the next offers)
@@ -177,6 +183,11 @@ class TaskLegs:
                 caller_id=f'"{_quote(name)}" <{_quote(task.number or "anonymous")}>')
         except AriError as e:
             w.log.info("agent leg to %s failed at once: %s", d.endpoint, e)
+            if _ours(e):     # a timeout: Asterisk may have made the leg all the same (or make it in a
+                # moment): it must not ring on at this agent's phone while the next agent gets the task
+                await self.deps.ari.hangup_quietly(leg)
+                asyncio.get_running_loop().call_later(
+                    LEG_RECHECK, self.deps.submit, internal(WAKE_KEY, ("hangup-leg", leg)))
             await self._agent_failed(w, "unreachable", agent_fault=not _ours(e))
             return
         self.deps.notify("offer", {"agent_id": d.agent_id, "call_id": task.id, "queue": d.queue,
@@ -215,7 +226,10 @@ class TaskLegs:
         end of an agent leg. True when it was ours."""
         if isinstance(ev, Internal):
             if ev.key == WAKE_KEY:
-                await self.pump()
+                if isinstance(ev.payload, tuple) and ev.payload[0] == "hangup-leg":
+                    await self.deps.ari.hangup_quietly(ev.payload[1])
+                else:
+                    await self.pump()
                 return True
             w = self._by_leg.get(ev.key)
             if w is None or not isinstance(ev.payload, tuple):
@@ -232,7 +246,7 @@ class TaskLegs:
                 return w is not None
             if w.state == "whisper":
                 task = self.deps.book.get(w.task_id)
-                if task is not None and task.state is TaskState.CONNECTING:
+                if task is not None and task.state is TaskState.CONNECTING and await self._still_up(w):
                     await self._dial(w, task)
             elif w.state == "closing":
                 await self.deps.ari.hangup_quietly(w.leg)
@@ -265,6 +279,18 @@ class TaskLegs:
         await self.deps.execute(self.deps.router.call_ended(w.task_id))
         self.deps.book.left_router(w.task_id)
         await self.pump()          # back at its place (agent dropped), or the next retry armed
+
+    async def _still_up(self, w: _Work) -> bool:
+        """Asterisk ends the playbacks of a channel that hangs up before its StasisEnd: a whisper that
+        finished may mean the agent is gone. Dial the customer only for an agent leg still there."""
+        try:
+            await self.deps.ari.channel(w.leg)
+            return True
+        except NotFound:
+            w.log.info("the agent hung up during the whisper; not dialling the customer")
+            return False
+        except AriError:
+            return True                 # cannot tell: dial; the agent's StasisEnd cancels it if need be
 
     # ---------------------------------------------------------------------------- customer
     async def _dial(self, w: _Work, task: Task) -> None:

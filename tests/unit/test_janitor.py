@@ -61,6 +61,13 @@ def test_an_agent_leg_is_a_leftover_even_outside_stasis():
     assert p.hangup == ("c9-a2",)
 
 
+def test_a_dialled_leg_nobody_tracks_is_a_leftover_even_outside_stasis():
+    """After a restart a transfer target or a callback's customer may still ring (not yet in Stasis)."""
+    legs = [other("c1-t3"), other("task-ab12-a1-t7"), other("c2-t4")]
+    p, _ = twice(legs, [], claims(legs=("c2-t4",)))
+    assert p.hangup == ("c1-t3", "task-ab12-a1-t7")
+
+
 def test_app_calls_whose_channel_is_gone_are_reported_gone():
     cl = claims(sessions={"s1"}, legs={"c2-a1"}, queued={"q1", "s1"})
     p, _ = twice([], [], cl, pending=())
