@@ -27,7 +27,7 @@ from .fake_ari import FakeAri
 from .stack import make_test_config
 
 #: The flows of the component tier: 400 plays a welcome and a one-key menu before the billing queue; 401 goes
-#: straight to the billing queue (races need no prompts).
+#: straight to the billing queue (races need no prompts); 402 plays one prompt, then the queue.
 FLOWS = {
     "comp.yaml": """\
 flow: comp
@@ -72,6 +72,25 @@ nodes:
   goodbye:
     type: hangup
 """,
+    "announce.yaml": """\
+flow: announce
+description: component tests, one prompt then the queue
+entry: welcome
+language: en
+nodes:
+  welcome:
+    type: play
+    prompt: sound:hello-world
+    next: billing
+  billing:
+    type: queue
+    queue: billing
+    on_timeout: goodbye
+    on_no_agents: goodbye
+    on_full: goodbye
+  goodbye:
+    type: hangup
+""",
 }
 TRUNK = TrunkConfig(name="carrier", host="127.0.0.1", port=5099)
 
@@ -87,7 +106,7 @@ def component_config(data_dir: str | None = None, **callbacks: Any) -> Config:
         with open(os.path.join(flow_dir, name), "w") as f:
             f.write(text)
     cfg = make_test_config(data_dir=data_dir, flows={"dir": flow_dir, "default": "comp",
-                                                     "routes": {"400": "comp", "401": "direct"}, "watch": False})
+                                                     "routes": {"400": "comp", "401": "direct", "402": "announce"}, "watch": False})
     return dataclasses.replace(cfg, crm={"backend": "none"}, trunks=(TRUNK,), callbacks=dict(callbacks),
                                admission={"enabled": False})
 

@@ -223,9 +223,19 @@ class FakeAri:
             raise AssertionError(f"channel {channel_id} was answered: hang it up instead")
         self.end_channel(ch, cause)
 
-    def hangup(self, channel_id: str, cause: int = 16) -> None:
-        """The far end hangs up (a caller, an agent, a customer)."""
-        self.end_channel(self._channel(channel_id), cause)
+    def hangup(self, channel_id: str, cause: int = 16, *, linger: bool = False) -> None:
+        """The far end hangs up (a caller, an agent, a customer). With ``linger`` only the first half
+        happens now (ChannelHangupRequest, its playbacks end) and the channel is still listed, as on a busy
+        Asterisk, until ``complete_hangup`` (StasisEnd, ChannelDestroyed)."""
+        ch = self._channel(channel_id)
+        if linger:
+            self._hangup_request(ch, cause)
+        else:
+            self.end_channel(ch, cause)
+
+    def complete_hangup(self, channel_id: str) -> None:
+        ch = self._channel(channel_id)
+        self.end_channel(ch, ch.hangup_cause or 16)
 
     def dtmf(self, channel_id: str, digits: str, duration_ms: int = 100) -> None:
         ch = self._channel(channel_id)
@@ -286,10 +296,17 @@ class FakeAri:
             raise AssertionError(f"no channel {channel_id} (live: {sorted(self.channels)})")
         return ch
 
-    def end_channel(self, ch: FakeChannel, cause: int) -> None:
-        """Asterisk's order: playbacks end, the channel leaves its bridge and the app, then is destroyed."""
+    def _hangup_request(self, ch: FakeChannel, cause: int) -> None:
+        if ch.hangup_cause is None:
+            ch.hangup_cause = cause
+            self.emit("ChannelHangupRequest", cause=cause, soft=False, channel=ch.json())
         for p in self.playing(ch.id):
             self.finish_playback(p.id)
+
+    def end_channel(self, ch: FakeChannel, cause: int) -> None:
+        """Asterisk's order: hang-up request, playbacks end, the channel leaves its bridge and the app, then
+        is destroyed."""
+        self._hangup_request(ch, cause)
         if ch.bridge is not None:
             self.leave_bridge(ch)
         if ch.in_stasis:

@@ -58,6 +58,7 @@ class FakeChannel:
     variables: dict[str, str] = field(default_factory=dict)
     moh: bool = False
     bridge: str | None = None
+    hangup_cause: int | None = None     # hanging up (``FakeAri.hangup(linger=True)``)
     created: str = field(default_factory=now_iso)
 
     def json(self) -> dict[str, Any]:
