@@ -40,13 +40,13 @@ from .calls.gate import AdmissionGate
 from .calls.janitor import Claims, Janitor, JanitorDeps
 from .calls.session import CallSession
 from .calls.task_book import TaskBook
-from .calls.task_legs import TaskLegDeps, TaskLegs
+from .calls.task_legs import Message, TaskLegDeps, TaskLegs
 from .calls.transfer import Target, TransferDeps, TransferLegs, resolve_target
 from .config import Config
 from .flow.model import Destinations
 from .metrics import Metrics, QueueSnapshot
 from .storage import Storage
-from .tasks import SqliteTaskStore
+from .tasks import SqliteTaskStore, Task
 from .tasks.policy import CallbackPolicy
 from .voicemail import RetentionPolicy, RetentionSweeper
 
@@ -157,9 +157,17 @@ class App:
         self.task_legs = TaskLegs(TaskLegDeps(
             ari=self.ari, book=self.task_book, router=acd.router, execute=acd.execute,
             transfer=TransferDeps(self.ari, self.transfer_legs, self.dispatcher.submit), dial=dial,
-            submit=self.dispatcher.submit, policy=policy, notify=acd.notify))
+            submit=self.dispatcher.submit, policy=policy, notify=acd.notify, voicemail=self._message_of))
         acd.tasks = self.task_legs
         self.task_book.start()
+
+    def _message_of(self, task: Task) -> Message | None:
+        """The voicemail a voicemail task is about (its source is ``voicemail:<id>``)."""
+        kind, _, ident = task.source.partition(":")
+        if kind != "voicemail" or not ident.isdigit() or self.storage is None:
+            return None
+        row = self.storage.voicemail(int(ident))
+        return None if row is None else Message(row["id"], row["recording"], float(row["duration"] or 0))
 
     # ------------------------------------------------------------------ live state (metrics provider)
     def queue_snapshots(self) -> list[QueueSnapshot]:

@@ -378,9 +378,13 @@ def _check(cfg: Config) -> None:
     except (AdmissionConfigError, TypeError) as e:
         raise ConfigError(str(e)) from None
     try:
-        RetentionPolicy.from_dict(cfg.voicemail)
+        vm = RetentionPolicy.from_dict(cfg.voicemail)
     except (VoicemailConfigError, TypeError) as e:
         raise ConfigError(str(e)) from None
+    known_queues = {str(q.get("name")) for q in cfg.queues}
+    for mailbox, queue in vm.queues.items():
+        if queue not in known_queues:
+            raise ConfigError(f"voicemail.queues.{mailbox}: no queue {queue!r}")
     try:
         cb = CallbackPolicy.from_dict(cfg.callbacks)
         web = WebCallbackPolicy.from_dict(cfg.web_callbacks)

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from .ari import AriError, NotFound
@@ -62,8 +62,14 @@ class RetentionPolicy:
     retention_days: float | None = None
     #: Seconds between sweeps.
     sweep_seconds: float = 3600.0
+    #: mailbox -> queue: a message left in that mailbox becomes work for that queue's agents
+    #: (docs/callbacks.md "Voicemail as work"); a mailbox not listed is only stored
+    queues: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.queues, Mapping) or not all(
+                isinstance(k, str) and k and isinstance(v, str) and v for k, v in self.queues.items()):
+            raise VoicemailConfigError("voicemail.queues: expected a map of mailbox -> queue name")
         d = self.retention_days
         if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d)
                               or d <= 0):

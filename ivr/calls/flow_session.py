@@ -226,6 +226,7 @@ class FlowSession:
                 vid = self.app.storage.add_voicemail(cmd.mailbox, cmd.caller, cmd.recording, cmd.duration,
                                                      self.channel_id, cmd.recorded_at.timestamp())
                 self.log.info("voicemail %d stored in mailbox %s (%.1fs)", vid, cmd.mailbox, cmd.duration)
+                self._voicemail_task(cmd, vid)
             return
         if isinstance(cmd, DiscardRecording):
             self.log.info("empty voicemail (%.1fs) discarded", cmd.duration)
@@ -320,6 +321,36 @@ class FlowSession:
             self._transfer = None
         return TransferResult(outcome)
 
+    def _voicemail_task(self, cmd: StoreVoicemail, voicemail_id: int) -> None:
+        """A message in a mailbox of ``voicemail.queues`` is work: a task for that queue's agents, at the
+        caller's place when they waited in that queue."""
+        queue = dict((self.app.cfg.voicemail or {}).get("queues") or {}).get(cmd.mailbox)
+        book, legs = self.app.task_book, self.app.task_legs
+        if queue is None or book is None or legs is None:
+            return
+        number = self.e164 or normalize(self.caller_raw or "", self._region()) or None
+        task = book.add(self._task_request(TaskKind.VOICEMAIL, queue, number, f"voicemail:{voicemail_id}"))
+        self.log.info("voicemail %d is task %s in queue %s", voicemail_id, task.id, queue)
+        legs.wake()
+
+    def _region(self) -> str:
+        return str((self.app.cfg.crm or {}).get("default_region", "GB"))
+
+    def _task_request(self, kind: TaskKind, queue: str, number: str | None, source: str) -> NewTask:
+        """A task at this caller's place in ``queue`` when they waited there (join time, skills, priority
+        with the CRM's hints), else at the back of it; with the customer card."""
+        joined, at = self._joined if self._joined is not None else (None, None)
+        same = joined is not None and joined.queue == queue
+        extra = dict(joined.required_skills) if same else {}
+        if same and self.hints is not None:
+            for s, lv in self.hints.extra_skills.items():
+                extra[s] = max(lv, extra.get(s, 0))
+        c = getattr(self.crm_result, "customer", None)
+        return NewTask(kind, queue, number=number, name=self.customer_name(), customer=_customer_card(c) or {},
+                       required_skills=extra, optional_skills=dict(joined.optional_skills) if same else {},
+                       priority=joined.priority if same else 0, position_time=at if same else None,
+                       source=source)
+
     def _request_callback(self, cmd: RequestCallback) -> None:
         """The flow's callback node: a callback task at this caller's place in the queue it waited in (its
         join time, skills and priority), else at the back of the named queue."""
@@ -328,22 +359,10 @@ class FlowSession:
             self.log.error("callback for %s requested but no task book (no queues or no storage): nobody "
                            "will call back", mask_number(cmd.number))
             return
-        region = str((self.app.cfg.crm or {}).get("default_region", "GB"))
-        number = normalize(cmd.number, region) or "".join(ch for ch in cmd.number if ch.isdigit() or ch == "+")
-        joined, at = self._joined if self._joined is not None else (None, None)
-        same = joined is not None and joined.queue == cmd.queue
-        extra = dict(joined.required_skills) if same else {}
-        if same and self.hints is not None:
-            for s, lv in self.hints.extra_skills.items():
-                extra[s] = max(lv, extra.get(s, 0))
-        c = getattr(self.crm_result, "customer", None)
-        task = book.add(NewTask(
-            TaskKind.CALLBACK, cmd.queue, number=number, name=self.customer_name(),
-            customer=_customer_card(c) or {}, required_skills=extra,
-            optional_skills=dict(joined.optional_skills) if same else {},
-            priority=joined.priority if same else 0, position_time=at if same else None, source=self.channel_id))
-        self.log.info("callback task %s for %s in queue %s%s", task.id, mask_number(number), cmd.queue,
-                      " at the caller's place" if same else "")
+        number = normalize(cmd.number, self._region()) or "".join(ch for ch in cmd.number
+                                                                   if ch.isdigit() or ch == "+")
+        task = book.add(self._task_request(TaskKind.CALLBACK, cmd.queue, number, self.channel_id))
+        self.log.info("callback task %s for %s in queue %s", task.id, mask_number(number), cmd.queue)
         legs.wake()
 
     def customer_name(self) -> str:

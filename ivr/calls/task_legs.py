@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from ..acd import Call, CallFinished, CallRequeued, CancelOffer, Decision, Offer
 from ..ari import AriError, ChannelDestroyed, Event, NotFound, PlaybackFinished, StasisEnd, StasisStart
 from ..logsafe import CallLog, mask_number
-from ..tasks import Task, TaskState
+from ..tasks import Task, TaskKind, TaskState
 from ..tasks.policy import CallbackPolicy
 from .internal import Internal, internal
 from .task_book import TaskBook
@@ -47,6 +47,17 @@ _seq = itertools.count(1)
 WAKE_KEY = "_tasks"
 #: Seconds after an originate that timed out to hang its leg up again (Asterisk may make it late).
 LEG_RECHECK = 2.0
+#: What an agent may do with a voicemail task once they have heard it.
+ACTIONS = ("call_back", "close")
+
+
+@dataclass(frozen=True)
+class Message:
+    """A voicemail a task is about (``TaskLegDeps.voicemail``)."""
+
+    id: int
+    recording: str
+    duration: float
 #: Q.850 cause of an agent leg that ended before answering -> the router's failure reason.
 _CAUSES = {17: "busy", 18: "no-answer", 19: "no-answer", 21: "rejected", 20: "unreachable", 3: "unreachable"}
 CUSTOMER_FAILED_MEDIA = "sound:number-not-answering"
@@ -83,6 +94,8 @@ class TaskLegDeps:
     policy: CallbackPolicy
     #: screen pops and state for the agent page: (kind, payload)
     notify: Callable[[str, dict[str, Any]], None] = lambda kind, payload: None
+    #: the voicemail a task of kind voicemail is about (from its ``source``), or None
+    voicemail: Callable[[Task], Message | None] = lambda task: None
     wall_clock: Callable[[], float] = time.time
 
 
@@ -94,7 +107,7 @@ class _Work:
     agent_id: str
     leg: str
     log: CallLog
-    state: str = "ringing"          # ringing, whisper, dialing, talking, closing
+    state: str = "ringing"          # ringing, whisper | listening, listened, dialing, talking, closing, closed
     attempt: TransferAttempt | None = None
     whisper: str = ""
     outcome: str = ""               # the customer's: answered, busy, no_answer, failed
@@ -191,7 +204,8 @@ class TaskLegs:
             await self._agent_failed(w, "unreachable", agent_fault=not _ours(e))
             return
         self.deps.notify("offer", {"agent_id": d.agent_id, "call_id": task.id, "queue": d.queue,
-                                   "explanation": d.explanation.as_dict(), "call": _screen(task)})
+                                   "explanation": d.explanation.as_dict(),
+                                   "call": _screen(task, self.deps.voicemail(task))})
 
     # -------------------------------------------------------------------------- leg events
     async def on_stasis_start(self, ev: StasisStart) -> bool:
@@ -207,6 +221,18 @@ class TaskLegs:
         task = self.deps.book.agent_answered(w.task_id)
         if task is None or task.state is not TaskState.CONNECTING:
             await self._close(w, "the task ended meanwhile")
+            return True
+        message = self.deps.voicemail(task) if task.kind is TaskKind.VOICEMAIL and task.attempts == 0 else None
+        if message is not None:
+            # a voicemail: the agent hears the message, then calls back or closes it (``act``)
+            w.state = "listening"
+            w.whisper = f"{w.leg}-message"
+            w.log.info("agent %s took voicemail %s; playing it", w.agent_id, message.id)
+            try:
+                await self.deps.ari.play(w.leg, w.whisper, f"recording:{message.recording}")
+            except AriError as e:
+                w.log.info("the message cannot be played (%s)", e)
+                w.state = "listened"
             return True
         w.log.info("agent %s took the task; whisper, then dialling %s", w.agent_id, mask_number(task.number or ""))
         w.whisper = f"{w.leg}-whisper"
@@ -239,6 +265,8 @@ class TaskLegs:
                 await w.attempt.on_event(kind, value)
             elif kind == "task_customer":
                 await self._customer(w, value)
+            elif kind == "task_action":
+                await self._act(w, *value)
             return True
         if isinstance(ev, PlaybackFinished):
             w = self._by_leg.get(ev.playback.channel_id or "")
@@ -248,6 +276,8 @@ class TaskLegs:
                 task = self.deps.book.get(w.task_id)
                 if task is not None and task.state is TaskState.CONNECTING and await self._still_up(w):
                     await self._dial(w, task)
+            elif w.state == "listening":
+                w.state = "listened"
             elif w.state == "closing":
                 await self.deps.ari.hangup_quietly(w.leg)
             return True
@@ -269,7 +299,7 @@ class TaskLegs:
         self._forget(w)                  # first: a second end event (StasisEnd, then ChannelDestroyed) is not ours
         if w.attempt is not None:
             await w.attempt.cancel()
-        if w.state in ("whisper", "dialing"):
+        if w.state in ("whisper", "dialing", "listening", "listened"):
             w.log.info("agent %s hung up before the customer answered; the task goes back to its place",
                        w.agent_id)
             self.deps.book.agent_dropped(w.task_id)
@@ -291,6 +321,38 @@ class TaskLegs:
             return False
         except AriError:
             return True                 # cannot tell: dial; the agent's StasisEnd cancels it if need be
+
+    # ------------------------------------------------------------------- the agent's actions
+    def action_refused(self, task_id: str, action: str) -> str | None:
+        """Why an agent's action on a task cannot be taken now (None: it can; ``request_action`` it)."""
+        if action not in ACTIONS:
+            return f"unknown action {action!r} (actions: {', '.join(ACTIONS)})"
+        w = self._by_task.get(task_id)
+        if w is None or w.state not in ("listening", "listened"):
+            return "the task is not with an agent who is listening to it"
+        return None
+
+    def request_action(self, task_id: str, action: str, disposition: str = "") -> None:
+        """Queue the action in the task's order (the agent leg's)."""
+        w = self._by_task[task_id]
+        self.deps.submit(internal(w.leg, ("task_action", (action, disposition))))
+
+    async def _act(self, w: _Work, action: str, disposition: str) -> None:
+        if w.state not in ("listening", "listened") or self._by_task.get(w.task_id) is not w:
+            return
+        if w.state == "listening":
+            await self.deps.ari.stop_playback(w.whisper)
+        task = self.deps.book.get(w.task_id)
+        if task is None:
+            return
+        if action == "call_back":
+            w.log.info("agent %s calls back %s", w.agent_id, mask_number(task.number or ""))
+            await self._dial(w, task)
+        else:
+            w.state = "closed"
+            self.deps.book.closed(w.task_id, disposition or "closed")
+            w.log.info("agent %s closed the task (%s)", w.agent_id, disposition or "closed")
+            await self.deps.ari.hangup_quietly(w.leg)
 
     # ---------------------------------------------------------------------------- customer
     async def _dial(self, w: _Work, task: Task) -> None:
@@ -346,10 +408,16 @@ def _ours(e: AriError) -> bool:
     return getattr(e, "status", 0) == 0
 
 
-def _screen(task: Task) -> dict[str, Any]:
+def _screen(task: Task, message: Message | None = None) -> dict[str, Any]:
     """The agent page's screen pop for a task (the shape of a caller's: ``FlowSession.screen_pop``): the
-    customer card, the number to call back, how long they have waited, what kind of work it is."""
-    return {"call_id": task.id, "caller": task.number, "customer": dict(task.customer) or None,
+    customer card, the number to call back, how long they have waited, what kind of work it is, and for a
+    voicemail the message (its length, where to stream it) and what the agent may do with it."""
+    extra: dict[str, Any] = {}
+    if message is not None:
+        extra = {"voicemail": {"id": message.id, "duration": message.duration,
+                               "audio": f"/api/voicemails/{message.id}/audio"},
+                 "actions": list(ACTIONS) if task.attempts == 0 else []}
+    return {**extra, "call_id": task.id, "caller": task.number, "customer": dict(task.customer) or None,
             "known": bool(task.customer), "queue": task.queue, "flow": task.kind.value, "did": None,
             "ivr_path": [], "keys": "", "waiting_since": task.position_time,
             "flags": [task.kind.value] + ([f"attempt {task.attempts + 1} of {task.max_attempts}"]

@@ -119,7 +119,7 @@ class WebServer:
             VoicemailApi(self.app.storage, self.app.ari).add_routes(r)
         book, legs = self.app.task_book, self.app.task_legs
         if book is not None and legs is not None:
-            TaskApi(book).add_routes(r)
+            TaskApi(book, legs).add_routes(r)
             policy = WebCallbackPolicy.from_dict(self.app.cfg.web_callbacks)
             if policy.topics:
                 WebCallbacks(policy, book, wake=legs.wake, estimate=self._queue_estimate).add_routes(r)

@@ -10,7 +10,15 @@ from aiohttp import web
 
 from ..logsafe import mask_number
 from ..tasks import Task, TaskKind, TaskState
-from .errors import bad_request, not_found
+from .errors import ApiError, bad_request, json_body, not_found
+
+ACTION_FIELDS = frozenset({"action", "disposition"})
+
+
+class TaskActions(Protocol):
+    def action_refused(self, task_id: str, action: str) -> str | None: ...
+
+    def request_action(self, task_id: str, action: str, disposition: str = "") -> None: ...
 
 
 class TaskQueries(Protocol):
@@ -25,10 +33,29 @@ class TaskQueries(Protocol):
 @dataclass(frozen=True)
 class TaskApi:
     book: TaskQueries
+    actions: TaskActions
 
     def add_routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/api/tasks", self.index)
         r.add_get("/api/tasks/{id}", self.one)
+        r.add_post("/api/tasks/{id}/actions", self.act)
+
+    async def act(self, request: web.Request) -> web.Response:
+        """The agent's action on a voicemail they are listening to: ``call_back`` (the customer is dialled
+        from the agent's line) or ``close`` with a ``disposition``."""
+        task_id = request.match_info["id"]
+        if self.book.get(task_id) is None:
+            raise not_found("task", task_id)
+        body = await json_body(request, ACTION_FIELDS)
+        action, disposition = body.get("action"), body.get("disposition", "")
+        if not isinstance(action, str) or not isinstance(disposition, str) or len(disposition) > 64 \
+                or not disposition.isprintable():
+            raise bad_request("invalid-request", "action is a string; disposition at most 64 printable characters")
+        why = self.actions.action_refused(task_id, action)
+        if why is not None:
+            raise ApiError(409, "task-not-actionable", why)
+        self.actions.request_action(task_id, action, disposition.strip())
+        return web.json_response({"id": task_id, "action": action}, status=202)
 
     async def index(self, request: web.Request) -> web.Response:
         q = request.query

@@ -64,6 +64,20 @@ FLOW2 = FLOW.replace("cb_queue", "cb_queue2").replace(CUSTOMER, OTHER)
 FLOW_CONFIRM = FLOW.replace("cb_queue", "cb_confirm").replace("    variable: cbnum\n", "    variable: cbnum\n"
                                                                "    confirm: true\n")
 TYPED = "07700900456"
+VOICEMAIL = """
+flow: cb_voicemail
+entry: queue
+nodes:
+  queue:
+    type: queue
+    queue: billing
+    max_wait: 2
+    on_timeout: message
+  message:
+    type: voicemail
+    mailbox: support
+    max_seconds: 15
+"""
 WEB_KEY = "website-key-for-tests"
 
 
@@ -93,7 +107,9 @@ def cb_cfg(cfg, tmp_path):
     (d / "cb_live.yaml").write_text(LIVE)
     (d / "cb_queue2.yaml").write_text(FLOW2)
     (d / "cb_confirm.yaml").write_text(FLOW_CONFIRM)
-    routes = {**cfg.flows.routes, "801": "cb_queue", "802": "cb_live", "803": "cb_queue2", "804": "cb_confirm"}
+    (d / "cb_voicemail.yaml").write_text(VOICEMAIL)
+    routes = {**cfg.flows.routes, "801": "cb_queue", "802": "cb_live", "803": "cb_queue2", "804": "cb_confirm",
+              "805": "cb_voicemail"}
     crm = {**cfg.crm, "sqlite": {**cfg.crm.get("sqlite", {}), "path": str(tmp_path / "crm.sqlite")}}
     cfg = dataclasses.replace(cfg, flows=dataclasses.replace(cfg.flows, dir=str(d), routes=routes),
                               storage=dataclasses.replace(cfg.storage, path=str(tmp_path / "ivr.sqlite")),
@@ -361,3 +377,58 @@ async def test_the_caller_types_another_number_and_confirms_it(cb_cfg, phones):
         assert "key 2" in path and path[path.index("key 1") + 1] == "callback billing", path
         assert TYPED not in " ".join(path) and "0456" not in " ".join(path)
         await assert_no_leaks(ari)
+
+
+async def test_a_voicemail_is_work_the_agent_hears_it_then_calls_back_or_closes_it(cb_cfg, phones, asterisk):
+    """voicemail.queues maps mailbox support to billing: a message left there is a task; the agent it
+    reaches hears the message on their phone (Asterisk's log: the recording streamed to the agent's
+    channel), then calls the customer back from the same line (the carrier gets the INVITE) or, for a
+    second message, closes it with a disposition (no call)."""
+    import re
+
+    import aiohttp
+    cfg = dataclasses.replace(cb_cfg, voicemail={"queues": {"support": "billing"}})
+    log = asterisk.host_dir / "log" / "messages.log"
+    phones("agent1")
+    carrier = CarrierUas(cfg.trunks[0].port, CarrierScenario(answer=200, hangup_after_ms=2500, echo=True),
+                         timeout=120)
+    try:
+        async with running_app(cfg) as app, ari_client(cfg) as ari, aiohttp.ClientSession() as http:
+            await wait_for(lambda: app.acd.router.agent_snapshot("agent1").registered, 10, what="registered")
+            api = f"http://127.0.0.1:{app.web.port}/api/tasks"
+            auth = {"Authorization": f"Bearer {cfg.http.admin_token}"}
+            for n, action in enumerate(("call_back", "close")):
+                await app.acd.agent_action("agent1", "pause", "meeting")
+                before = log.stat().st_size
+                caller = SippCaller("805", steps=[("pause", 2500), ("audio",), ("pause", 6000)],
+                                    caller_number=CUSTOMER if n == 0 else OTHER)
+                r = await asyncio.to_thread(SippProcess(caller, cfg.asterisk.sip_port, 40).wait)
+                assert r.ok, r.stderr
+                task = await wait_for(lambda: next((t for t in app.task_book.open_tasks()
+                                                    if t.kind is TaskKind.VOICEMAIL), None), 15,
+                                      what="the voicemail task")
+                assert task.number == (CUSTOMER if n == 0 else OTHER) and task.queue == "billing"
+                async with http.post(f"{api}/{task.id}/actions", json={"action": action}, headers=auth) as resp:
+                    assert resp.status == 409          # nobody is listening to it yet
+                await app.acd.agent_action("agent1", "unpause")
+                await wait_for(lambda: app.task_legs.action_refused(task.id, action) is None, 20,
+                               what="agent1 listening to the message")
+                leg = next(c for c in await ari.channels() if c.id.startswith(f"{task.id}-a"))
+
+                def heard() -> bool:
+                    text = log.read_bytes()[before:].decode(errors="replace")
+                    return bool(re.search(rf"<{re.escape(leg.name)}> Playing '[^']*vm-", text))
+                await wait_for(heard, 10, what="the message played to the agent's phone")
+                body = {"action": action} if action == "call_back" else {"action": "close", "disposition": "spam"}
+                async with http.post(f"{api}/{task.id}/actions", json=body, headers=auth) as resp:
+                    assert resp.status == 202, await resp.text()
+                done = await wait_for(lambda: _done(app, task.id), 30, what="the voicemail handled")
+                assert done.outcome == ("answered" if action == "call_back" else "spam")
+                await wait_for(lambda: app.acd.router.agent_snapshot("agent1").state.value == "available", 15,
+                               what="agent1 free again")
+            await assert_no_leaks(ari)
+        code, err = await asyncio.to_thread(carrier.wait)
+        assert code == 0, err
+        assert [i.dialled.lstrip("+") for i in carrier.invites()] == [CUSTOMER.lstrip("+")]   # the close: no call
+    finally:
+        carrier.stop()
