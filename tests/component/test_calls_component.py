@@ -160,3 +160,42 @@ async def test_a_caller_who_hangs_up_during_the_prompt_before_the_queue_rings_no
     await stack.settle()
     assert not fake.originates(), "an agent's phone rang for a caller who had hung up"
     assert_nothing_left(stack)
+
+
+async def test_a_call_that_ended_while_the_events_connection_was_down_is_ended_on_reconnect(stack: Stack) -> None:
+    fake = stack.fake
+    caller = fake.incoming_call(CALLER, "401")
+    leg = await stack.ringing_leg("PJSIP/agent1")
+    fake.answer(leg)
+    await stack.until(lambda: len(getattr(fake.bridges.get(f"call-{caller}"), "channels", ())) == 2, "bridged")
+    await fake.drop_connections()
+    fake.hangup(caller)                  # nobody is listening: the app never hears of it
+    await stack.until(lambda: stack.app.events.reconnects == 1 and stack.app.ready.is_set(), "reconnected")
+    await stack.until(lambda: not fake.channels and not fake.bridges, "the agent leg and the bridge ended")
+    await stack.settle()
+    filters = [r for r in fake.requests if r.method == "PUT" and r.path.endswith("/eventFilter")]
+    assert len(filters) == 2 and "endpoint:PJSIP/agent1" in fake.subscriptions["ivr"], "re-applied on reconnect"
+    assert stack.agent_state("agent1") is AgentState.WRAP_UP
+    assert_nothing_left(stack)
+
+
+def test_the_fake_serves_every_operation_the_client_can_make() -> None:
+    """Keeps the fake in step with ``ivr/ari/operations.py``: a new operation needs a handler here too."""
+    from aiohttp import web
+
+    from ivr.ari.operations import OPERATIONS
+    from tests.support.fake_ari import FakeAri
+    from tests.support.fake_ari_routes import add_routes
+
+    app = web.Application()
+    add_routes(app.router, FakeAri())
+    served = {(r.method, r.resource.canonical.removeprefix("/ari")) for r in app.router.routes()
+              if r.resource is not None}
+    missing = {name: (op.method, op.path) for name, op in OPERATIONS.items()
+               if (op.method, _canonical(op.path)) not in {(m, _canonical(p)) for m, p in served}}
+    assert not missing, f"the fake ARI lacks {missing}"
+
+
+def _canonical(path: str) -> str:
+    import re
+    return re.sub(r"\{\w+\}", "{}", path)

@@ -69,6 +69,7 @@ class FakeAri:
         self.event_filters: dict[str, tuple[set[str], set[str]]] = {}
         self.events_sent: list[dict[str, Any]] = []
         self.in_flight = 0
+        self.written = 0                # events written to the websockets, all connections
         self._connections: list[_Connection] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
@@ -173,6 +174,7 @@ class FakeAri:
                 return
             await conn.ws.send_str(json.dumps(msg))
             conn.sent += 1
+            self.written += 1
 
     def emit(self, event_type: str, *, source: str | None = None, **fields: Any) -> None:
         """Send an event to every connected app that wants it: its event filter lets it through, and for
