@@ -52,7 +52,8 @@ _ACTIVE_CALL_STATES = {"reserved", "on_call", "wrap_up"}   # the screen pop stay
 
 HTML_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                               "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+                               "connect-src 'self'; media-src blob:; base-uri 'none'; form-action 'none'; "
+                               "frame-ancestors 'none'",
     "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
 }
@@ -564,6 +565,8 @@ class WebServer:
             "flags": list(call.get("flags") or []), "waiting_since": since,
             "wait": round(time.time() - since, 1) if isinstance(since, (int, float)) else None,
             "offered_at": time.time(), "history": None,
+            # a voicemail task: the message (length, audio URL) and what the agent may do with it
+            "voicemail": call.get("voicemail"), "actions": list(call.get("actions") or []),
         }
 
     async def _add_history(self, agent_id: str, screen: dict[str, Any]) -> None:
@@ -711,6 +714,11 @@ section{border:1px solid #ccc;border-radius:.4em;padding:.6em 1em;margin:.8em 0}
 <dt>Account</dt><dd id="account">-</dd><dt>Language</dt><dd id="language">-</dd>
 <dt>Queue</dt><dd id="queue">-</dd><dt>Waited</dt><dd id="wait">-</dd>
 <dt>IVR path</dt><dd id="ivr-path">-</dd><dt>Notes</dt><dd id="notes">-</dd></dl>
+<div id="vm" hidden><h3>Voicemail</h3><p>Length: <span id="vm-length">-</span> s</p>
+<audio id="vm-audio" controls></audio>
+<p><button id="vm-call">Call back</button>
+<select id="vm-disposition"><option>handled</option><option>no action needed</option><option>wrong number</option>
+<option>spam</option></select><button id="vm-close">Close</button></p></div>
 <h3>Open tickets</h3><ul id="tickets"></ul>
 <h3>Recent history</h3><ul id="history"></ul></section>
 <script>
@@ -741,7 +749,31 @@ function showScreen(s) {
   text("ivr-path", s && s.ivr_path.join(" \u2192 ")); text("notes", c.notes);
   list("tickets", c.open_tickets, (t) => [t.id || t.ticket_id, t.subject || t.title, t.status].filter(Boolean).join(" \u2014 "));
   showHistory(s && s.history);
+  showVoicemail(s);
 }
+let current = null;
+async function showVoicemail(s) {
+  const vm = s && s.voicemail;
+  current = vm ? s : null;
+  $("vm").hidden = !vm;
+  if (!vm) return;
+  text("vm-length", Math.round(vm.duration));
+  for (const b of ["vm-call", "vm-close"]) $(b).disabled = !(s.actions || []).length;
+  try {     // the audio needs the token: fetched, then played from a blob
+    const r = await fetch(vm.audio, {headers: {Authorization: "Bearer " + token}});
+    if (r.ok) $("vm-audio").src = URL.createObjectURL(await r.blob());
+  } catch (e) { $("error").textContent = "cannot load the message"; }
+}
+async function taskAction(body) {
+  if (!current) return;
+  const r = await fetch("/api/tasks/" + encodeURIComponent(current.call_id) + "/actions", {method: "POST",
+    headers: {Authorization: "Bearer " + token, "Content-Type": "application/json"}, body: JSON.stringify(body)});
+  const j = await r.json();
+  $("error").textContent = r.ok ? "" : j.message;
+  if (r.ok) { $("vm-call").disabled = true; $("vm-close").disabled = true; $("vm").dataset.done = body.action; }
+}
+$("vm-call").onclick = () => taskAction({action: "call_back"});
+$("vm-close").onclick = () => taskAction({action: "close", disposition: $("vm-disposition").value});
 function showHistory(h) {
   list("history", h, (i) => new Date(i.at * 1000).toLocaleString() + " \u2014 " + (i.queue || "ivr") + " \u2014 " +
        (i.outcome || "") + (i.agent_id ? " (" + i.agent_id + ")" : ""));

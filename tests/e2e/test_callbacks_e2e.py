@@ -382,21 +382,26 @@ async def test_the_caller_types_another_number_and_confirms_it(cb_cfg, phones):
 async def test_a_voicemail_is_work_the_agent_hears_it_then_calls_back_or_closes_it(cb_cfg, phones, asterisk):
     """voicemail.queues maps mailbox support to billing: a message left there is a task; the agent it
     reaches hears the message on their phone (Asterisk's log: the recording streamed to the agent's
-    channel), then calls the customer back from the same line (the carrier gets the INVITE) or, for a
-    second message, closes it with a disposition (no call)."""
+    channel), then calls the customer back from the same line through the API (the carrier gets the
+    INVITE) or, for a second message, closes it from the agent page (Chromium: the message's length and
+    audio shown, a disposition chosen): no call."""
     import re
 
     import aiohttp
+
+    from tests.support.browser import Browser
     cfg = dataclasses.replace(cb_cfg, voicemail={"queues": {"support": "billing"}})
     log = asterisk.host_dir / "log" / "messages.log"
     phones("agent1")
     carrier = CarrierUas(cfg.trunks[0].port, CarrierScenario(answer=200, hangup_after_ms=2500, echo=True),
-                         timeout=120)
+                         timeout=150)
     try:
-        async with running_app(cfg) as app, ari_client(cfg) as ari, aiohttp.ClientSession() as http:
+        async with running_app(cfg) as app, ari_client(cfg) as ari, aiohttp.ClientSession() as http, \
+                Browser() as b:
             await wait_for(lambda: app.acd.router.agent_snapshot("agent1").registered, 10, what="registered")
             api = f"http://127.0.0.1:{app.web.port}/api/tasks"
             auth = {"Authorization": f"Bearer {cfg.http.admin_token}"}
+            await b.goto(f"http://127.0.0.1:{app.web.port}/agent/agent1#token={cfg.http.admin_token}")
             for n, action in enumerate(("call_back", "close")):
                 await app.acd.agent_action("agent1", "pause", "meeting")
                 before = log.stat().st_size
@@ -419,9 +424,17 @@ async def test_a_voicemail_is_work_the_agent_hears_it_then_calls_back_or_closes_
                     text = log.read_bytes()[before:].decode(errors="replace")
                     return bool(re.search(rf"<{re.escape(leg.name)}> Playing '[^']*vm-", text))
                 await wait_for(heard, 10, what="the message played to the agent's phone")
-                body = {"action": action} if action == "call_back" else {"action": "close", "disposition": "spam"}
-                async with http.post(f"{api}/{task.id}/actions", json=body, headers=auth) as resp:
-                    assert resp.status == 202, await resp.text()
+                if action == "call_back":
+                    async with http.post(f"{api}/{task.id}/actions", json={"action": "call_back"},
+                                         headers=auth) as resp:
+                        assert resp.status == 202, await resp.text()
+                else:                                   # from the agent page
+                    length = await b.wait_text("vm-length", lambda t: t.strip() not in ("", "-"))
+                    assert int(length) >= 2
+                    await wait_for(lambda: b.eval("document.getElementById('vm-audio').src.startsWith('blob:')"),
+                                   10, what="the message's audio loaded in the page")
+                    await b.eval("document.getElementById('vm-disposition').value = 'spam';"
+                                 "document.getElementById('vm-close').click()")
                 done = await wait_for(lambda: _done(app, task.id), 30, what="the voicemail handled")
                 assert done.outcome == ("answered" if action == "call_back" else "spam")
                 await wait_for(lambda: app.acd.router.agent_snapshot("agent1").state.value == "available", 15,
