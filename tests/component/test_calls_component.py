@@ -199,3 +199,46 @@ def test_the_fake_serves_every_operation_the_client_can_make() -> None:
 def _canonical(path: str) -> str:
     import re
     return re.sub(r"\{\w+\}", "{}", path)
+
+
+async def test_a_bridge_made_while_its_call_was_ending_is_destroyed_by_the_janitor(stack: Stack) -> None:
+    fake = stack.fake
+    caller = fake.incoming_call(CALLER, "401")
+    leg = await stack.ringing_leg("PJSIP/agent1")
+    await stack.settle()
+    fake.inject("POST", "/bridges/call-*", delay=0.05, apply=True)   # Asterisk slow to make the bridge
+    fake.answer(leg)
+    await stack.until(lambda: fake.in_flight, "the bridge being created")
+    fake.hangup(caller)                  # meanwhile the caller hangs up: the conversation is torn down
+    await stack.settle()
+    assert leg not in fake.channels and stack.agent_state("agent1") is AgentState.WRAP_UP
+    for _ in range(2):                   # whatever is left is a suspect at the first sweep, removed at the next
+        await stack.app.janitor.sweep()
+    await stack.settle()
+    assert_nothing_left(stack)
+
+
+async def test_a_callback_keeps_its_place_ahead_of_a_later_caller(stack: Stack) -> None:
+    from ivr.calls.task_book import NewTask
+    from ivr.tasks import TaskKind, TaskState
+
+    fake, app = stack.fake, stack.app
+    assert app.acd is not None and app.task_book is not None and app.task_legs is not None
+    fake.set_endpoint("PJSIP/agent3", "offline")                # one billing agent: agent1
+    await stack.until(lambda: not app.acd.router.agent_snapshot("agent3").registered, "agent3 unregistered")
+    await app.acd.agent_action("agent1", "pause", "lunch")
+    task = app.task_book.add(NewTask(TaskKind.CALLBACK, "billing", number="+447700900123", name="Ada"))
+    app.task_legs.wake()
+    await stack.settle()
+    caller = fake.incoming_call(CALLER, "401")                  # a later caller, same queue
+    await stack.settle()
+    assert not fake.originates(), "nobody to offer to while agent1 is paused"
+    await app.acd.agent_action("agent1", "unpause")
+    leg = await stack.ringing_leg("PJSIP/agent1")
+    assert leg.startswith(f"{task.id}-a"), "the callback, older, goes first"
+    assert app.task_book.get(task.id).state is TaskState.OFFERED    # type: ignore[union-attr]
+    assert fake.channels[caller].moh, "the caller waits with music"
+    fake.hangup(caller)
+    fake.fail(leg, cause=17)
+    await stack.settle()
+    assert not fake.channels

@@ -315,3 +315,52 @@ async def test_a_busy_customer_is_called_again_once_the_retry_delay_is_over() ->
         retried = await whisper_done(stack, again)
         fake.answer(retried)
         await stack.until(lambda: task(stack, task_id).state is TaskState.DONE, "done on the second attempt")
+
+
+_WITHDRAWN = ("task_legs._offer reports an originate that failed (AriError) with router.offer_failed(task) without "
+              "checking that this offer is still the current one (the ACD's _fail_offer checks qc.leg_id): if the "
+              "router withdrew it meanwhile (the phone unregistered) ")
+
+
+@pytest.mark.xfail(strict=True, reason=_WITHDRAWN + "and offered the task to another agent, that agent's offer is "
+                                                    "failed instead: a miss for them, their leg left ringing, the "
+                                                    "task back to waiting")
+async def test_a_failed_originate_of_a_withdrawn_offer_leaves_the_next_offer_alone(stack: Stack) -> None:
+    fake = stack.fake
+    # agent1's originate is slow and fails (its phone is going away); meanwhile the phone unregisters, the
+    # router withdraws that offer and offers the task to agent3
+    fake.inject("POST", "/channels/task-*-a*", delay=0.1, status=500)
+    task_id = add_callback(stack)
+    await stack.until(lambda: fake.in_flight, "agent1's originate in flight")
+    fake.set_endpoint("PJSIP/agent1", "offline")
+    leg3 = await offered_leg(stack, task_id, "PJSIP/agent3")
+    await asyncio.sleep(0.15)            # agent1's originate fails now
+    await stack.settle()
+    assert stack.app.dispatcher.handler_errors == 0
+    t = task(stack, task_id)
+    assert (t.state, t.agent_id) == (TaskState.OFFERED, "agent3"), \
+        f"agent3's offer stands (agent3 misses {stack.misses('agent3')}, its leg live: {leg3 in fake.channels})"
+    assert leg3 in fake.channels and stack.misses("agent3") == 0
+    fake.answer(leg3)
+    await stack.until(lambda: fake.playing(leg3), "agent3 hears the whisper")
+    assert task(stack, task_id).state is TaskState.CONNECTING
+
+
+@pytest.mark.xfail(strict=True, reason=_WITHDRAWN + "and nobody else can take it, offer_failed raises "
+                                                    "InvalidCallState ('waiting, not ringing'): the handler fails, "
+                                                    "the rest of the decisions and of the pump are skipped")
+async def test_a_failed_originate_of_a_withdrawn_offer_breaks_nothing(stack: Stack) -> None:
+    fake, acd = stack.fake, stack.app.acd
+    assert acd is not None
+    fake.set_endpoint("PJSIP/agent3", "offline")         # agent1 is the only billing agent
+    await stack.until(lambda: not acd.router.agent_snapshot("agent3").registered, "agent3 unregistered")
+    fake.inject("POST", "/channels/task-*-a*", delay=0.1, status=500)
+    task_id = add_callback(stack)
+    await stack.until(lambda: fake.in_flight, "agent1's originate in flight")
+    fake.set_endpoint("PJSIP/agent1", "offline")
+    await asyncio.sleep(0.15)
+    await stack.settle()
+    assert stack.app.dispatcher.handler_errors == 0
+    assert task(stack, task_id).state is TaskState.WAITING
+    fake.set_endpoint("PJSIP/agent1", "online")          # back: the task is offered again
+    await offered_leg(stack, task_id)
