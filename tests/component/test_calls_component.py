@@ -8,7 +8,7 @@ import pytest
 
 from ivr.acd import AgentState
 from ivr.calls import acd_service
-from tests.support.component_app import Stack
+from tests.support.component_app import Stack, component_stack
 
 CALLER = "+442071234567"
 
@@ -242,3 +242,18 @@ async def test_a_callback_keeps_its_place_ahead_of_a_later_caller(stack: Stack) 
     fake.fail(leg, cause=17)
     await stack.settle()
     assert not fake.channels
+
+
+async def test_an_agent_who_lets_the_call_ring_out_is_missed_and_the_next_agent_rung() -> None:
+    async with component_stack(ring_time_scale=0.01) as stack:   # Asterisk's originate timeout, 100x faster
+        fake = stack.fake
+        caller = fake.incoming_call(CALLER, "401")
+        first = await stack.ringing_leg("PJSIP/agent1")
+        second = await stack.ringing_leg("PJSIP/agent3", "the next agent rung after 15 (fake) seconds")
+        assert first not in fake.channels and stack.misses("agent1") == 1
+        fake.answer(second)
+        await stack.until(lambda: len(getattr(fake.bridges.get(f"call-{caller}"), "channels", ())) == 2, "bridged")
+        fake.hangup(caller)
+        await stack.until(lambda: not fake.channels and not fake.bridges, "everything torn down")
+        await stack.settle()
+        assert_nothing_left(stack)

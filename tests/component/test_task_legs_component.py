@@ -364,3 +364,18 @@ async def test_a_failed_originate_of_a_withdrawn_offer_breaks_nothing(stack: Sta
     assert task(stack, task_id).state is TaskState.WAITING
     fake.set_endpoint("PJSIP/agent1", "online")          # back: the task is offered again
     await offered_leg(stack, task_id)
+
+
+async def test_an_agent_who_lets_the_task_ring_out_is_missed_and_the_next_agent_rung() -> None:
+    # Asterisk ends the unanswered leg at the originate's timeout (the queue's ring_timeout, 15 s) with
+    # cause 19; the fake's ring clock runs 100 times faster
+    async with component_stack(component_config(retry_delay=RETRY), ring_time_scale=0.01) as stack:
+        fake = stack.fake
+        task_id = add_callback(stack)
+        leg = await offered_leg(stack, task_id)
+        assert [r.query["timeout"] for r in fake.originates()] == ["15"]
+        await offered_leg(stack, task_id, "PJSIP/agent3")
+        await stack.settle()
+        assert leg not in fake.channels and stack.misses("agent1") == 1
+        t = task(stack, task_id)
+        assert (t.state, t.agent_id, t.attempts) == (TaskState.OFFERED, "agent3", 0)

@@ -8,7 +8,9 @@ sends on ``/ari/events?app=...`` (honouring the app's event filter and its endpo
 The test plays the phones (``controls``): ``incoming_call`` is a caller the dialplan hands to the app
 (``Stasis(app,inbound)``), ``answer`` / ``fail`` an originated leg, ``hangup`` the far end, ``dtmf``,
 ``finish_playbacks``, ``set_endpoint``; ``inject`` makes the next requests of a path fail or hang. Nothing
-happens by itself (a ringing leg rings until the test says), except playbacks with ``playback_seconds``.
+happens by itself but Asterisk's own timers: an unanswered originated leg ends (cause 19) at its originate
+timeout times ``ring_time_scale`` (0.01: a 15 s ring is over in 0.15 s), and with ``playback_seconds`` a
+playback finishes after that long (else when the test says).
 """
 
 from __future__ import annotations
@@ -50,12 +52,16 @@ class _Connection:
 
 class FakeAri:
     def __init__(self, *, user: str = "ivr", password: str = "", app: str = "ivr",
-                 endpoints: dict[str, str] | None = None, playback_seconds: float | None = None) -> None:
+                 endpoints: dict[str, str] | None = None, playback_seconds: float | None = None,
+                 ring_time_scale: float | None = 1.0) -> None:
         self.user, self.password, self.app_name = user, password, app
         #: endpoint name (``PJSIP/agent1``) -> state (``online`` / ``offline``)
         self.endpoints: dict[str, str] = dict(endpoints or {})
         #: None: playbacks finish when the test says (``finish_playbacks``); else after that many seconds
         self.playback_seconds = playback_seconds
+        #: an originated leg nobody answers ends like Asterisk's originate timeout (cause 19) after its
+        #: ``timeout`` x this (0.1: ten times sooner, a fake clock for ring timeouts); None: it rings forever
+        self.ring_time_scale = ring_time_scale
         self.channels: dict[str, FakeChannel] = {}
         self.bridges: dict[str, FakeBridge] = {}
         self.playbacks: dict[str, FakePlayback] = {}
@@ -324,6 +330,14 @@ class FakeAri:
         if b is not None and ch.id in b.channels:
             b.channels.remove(ch.id)
             self.emit("ChannelLeftBridge", bridge=b.json(), channel=ch.json())
+
+    def ring(self, ch: FakeChannel) -> None:
+        """A leg just originated: it rings until answered, failed, hung up or its originate timeout."""
+        if ch.ring_timeout and self.ring_time_scale is not None:
+            def no_answer() -> None:
+                if self.channels.get(ch.id) is ch and not ch.in_stasis and ch.hangup_cause is None:
+                    self.end_channel(ch, 19)
+            self.later(ch.ring_timeout * self.ring_time_scale, no_answer)
 
     def play(self, playback_id: str, target_uri: str, media: tuple[str, ...]) -> FakePlayback:
         if playback_id in self.playbacks:

@@ -122,6 +122,7 @@ def add_routes(r: web.UrlDispatcher, fake: FakeAri) -> None:
         body = await req.json() if req.can_read_body else {}
         ch.variables.update({str(k): str(v) for k, v in (body.get("variables") or {}).items()})
         fake.channels[cid] = ch
+        fake.ring(ch)
         return _json(ch.json())
 
     async def hangup(req: web.Request) -> web.Response:
