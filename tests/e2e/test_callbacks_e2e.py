@@ -445,3 +445,55 @@ async def test_a_voicemail_is_work_the_agent_hears_it_then_calls_back_or_closes_
         assert [i.dialled.lstrip("+") for i in carrier.invites()] == [CUSTOMER.lstrip("+")]   # the close: no call
     finally:
         carrier.stop()
+
+
+async def test_a_scheduled_web_request_waits_for_its_window_and_one_left_unserved_expires(cb_cfg, phones):
+    """A request for "from in 4 s": agent1 is free but not offered it before then, and is after (the customer
+    is called); a second request whose window closes while nobody is free expires (no call)."""
+    import time as _time
+    from datetime import datetime, timezone
+
+    import aiohttp
+    cfg = dataclasses.replace(cb_cfg, web_callbacks={**cb_cfg.web_callbacks, "api_key": WEB_KEY,
+                                                     "min_window_minutes": 0.05})
+    iso = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat()     # noqa: E731
+    phones("agent1")
+    carrier = CarrierUas(cfg.trunks[0].port, CarrierScenario(answer=200, hangup_after_ms=1500), timeout=60)
+    try:
+        async with running_app(cfg) as app, ari_client(cfg) as ari, aiohttp.ClientSession() as http:
+            await wait_for(lambda: app.acd.router.agent_snapshot("agent1").registered, 10, what="registered")
+            url = f"http://127.0.0.1:{app.web.port}/api/callbacks"
+            auth = {"Authorization": f"Bearer {WEB_KEY}"}
+            now = _time.time()
+            body = {"topic": "billing", "number": CUSTOMER, "window": {"from": iso(now + 4), "to": iso(now + 600)}}
+            async with http.post(url, json=body, headers=auth) as r:
+                assert r.status == 202, await r.text()
+                first = await r.json()
+            await asyncio.sleep(2.5)
+            assert app.task_book.get(first["id"]).state is TaskState.WAITING          # held back: not offered
+            assert app.acd.router.agent_snapshot("agent1").state.value == "available"
+            done = await wait_for(lambda: _done(app, first["id"]), 30, what="served once its window opened")
+            offered_at = next(h.at for h in done.history if h.to_state is TaskState.OFFERED)
+            assert offered_at >= now + 4
+            await wait_for(lambda: app.acd.router.agent_snapshot("agent1").state.value == "available", 15,
+                           what="agent1 free again")
+            await app.acd.agent_action("agent1", "pause", "meeting")
+            now = _time.time()
+            body = {"topic": "billing", "number": OTHER, "window": {"from": iso(now), "to": iso(now + 4)}}
+            async with http.post(url, json=body, headers=auth) as r:
+                assert r.status == 202, await r.text()
+                second = await r.json()
+            expired = await wait_for(lambda: _state(app, second["id"], TaskState.EXPIRED), 15,
+                                     what="the unserved request expired")
+            assert expired.outcome == "window_closed" and app.acd.router.queue_snapshot("billing").calls == ()
+            await assert_no_leaks(ari)
+        code, err = await asyncio.to_thread(carrier.wait)
+        assert code == 0, err
+        assert [i.dialled.lstrip("+") for i in carrier.invites()] == [CUSTOMER.lstrip("+")]
+    finally:
+        carrier.stop()
+
+
+def _state(app, task_id: str, state: TaskState):
+    t = app.task_book.get(task_id)
+    return t if t is not None and t.state is state else None
