@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from ivr.acd import AgentState
+from ivr.calls import task_legs
 from ivr.calls.task_book import NewTask
 from ivr.tasks import Task, TaskKind, TaskState
 from tests.support.component_app import Stack, agent_endpoints, component_config, component_stack, running_app
@@ -282,24 +283,20 @@ async def test_a_restart_while_the_customer_rings_leaves_no_customer_leg_ringing
             assert customer not in fake.channels, "the customer's phone left ringing after the restart"
 
 
-@pytest.mark.xfail(strict=True, reason="an agent leg whose originate timed out (status 0) is hung up at once "
-                                       "(404: Asterisk has not made it yet) and forgotten; the task goes to the "
-                                       "next agent while Asterisk makes the leg a moment later and it rings on at "
-                                       "the first agent's phone (the ACD looks again after OFFER_CHECK_DELAY: "
-                                       "acd-offer-check); only the janitor ends it, 5-10 s later")
-async def test_an_agent_leg_whose_originate_timed_out_is_not_left_ringing() -> None:
+async def test_an_agent_leg_whose_originate_timed_out_is_not_left_ringing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(task_legs, "LEG_RECHECK", 0.5)
     async with component_stack(component_config(retry_delay=RETRY), request_timeout=0.2) as stack:
         fake = stack.fake
-        # Asterisk is slow: the app gives up on the originate after 0.2 s, Asterisk rings the phone at 0.5 s
-        fake.inject("POST", "/channels/task-*-a*", delay=0.5, apply=True)
+        # Asterisk is slow: the app gives up on the originate after 0.2 s, Asterisk rings the phone at 0.4 s
+        fake.inject("POST", "/channels/task-*-a*", delay=0.4, apply=True)
         task_id = add_callback(stack)
-        await stack.until(lambda: fake.legs_to("PJSIP/agent1"), "the late leg ringing at agent1", timeout=3)
-        await asyncio.sleep(0.3)
+        [late] = await stack.until(lambda: fake.legs_to("PJSIP/agent1"), "the late leg ringing at agent1")
+        await stack.until(lambda: late.id not in fake.channels, "the late leg hung up by the recheck", timeout=3)
         await stack.settle()
-        ringing = [c.id for c in fake.legs_to("PJSIP/agent1")]
         t = task(stack, task_id)
-        assert not ringing or (t.state is TaskState.OFFERED and t.agent_id == "agent1"), \
-            f"agent1's phone rings ({ringing}) for a task that is {t.state.value} with {t.agent_id}"
+        assert (t.state, t.agent_id) == (TaskState.OFFERED, "agent3"), "the next agent has the task"
+        assert stack.misses("agent1") == 0, "a timeout is not the agent's fault"
+        assert not fake.legs_to("PJSIP/agent1")
 
 
 async def test_a_busy_customer_is_called_again_once_the_retry_delay_is_over() -> None:
