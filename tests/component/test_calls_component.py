@@ -257,3 +257,20 @@ async def test_an_agent_who_lets_the_call_ring_out_is_missed_and_the_next_agent_
         await stack.until(lambda: not fake.channels and not fake.bridges, "everything torn down")
         await stack.settle()
         assert_nothing_left(stack)
+
+
+async def test_an_offer_withdrawn_while_its_leg_is_being_originated_leaves_no_leg_ringing(stack: Stack) -> None:
+    fake, acd = stack.fake, stack.app.acd
+    assert acd is not None
+    fake.inject("POST", "/channels/*-a*", delay=0.1, apply=True)          # Asterisk slow to make agent1's leg
+    caller = fake.incoming_call(CALLER, "401")
+    await stack.until(lambda: fake.in_flight, "agent1's originate in flight")
+    await acd.agent_action("agent1", "logout")                            # the offer is withdrawn meanwhile
+    await stack.until(lambda: not fake.in_flight, "the originate done")
+    await stack.settle()
+    assert not fake.legs_to("PJSIP/agent1"), "agent1's phone rings for a call withdrawn from them"
+    leg = await stack.ringing_leg("PJSIP/agent3", "the call offered to agent3")
+    fake.hangup(caller)
+    await stack.until(lambda: leg not in fake.channels, "the ringing leg cancelled")
+    await stack.settle()
+    assert_nothing_left(stack)
