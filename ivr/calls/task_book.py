@@ -166,8 +166,8 @@ class TaskBook:
                 log.info("task %s expired unserved (window closed)", t.id)
         return out
 
-    def offered(self, task_id: str, agent_id: str) -> Task | None:
-        return self._move(task_id, lambda t, now: t.offer(agent_id, now))
+    def offered(self, task_id: str, agent_id: str, why: str = "") -> Task | None:
+        return self._move(task_id, lambda t, now: t.offer(agent_id, now, why))
 
     def agent_missed(self, task_id: str, reason: str) -> Task | None:
         """The agent did not take it; the router has put it back at its place (still in the router)."""

@@ -183,7 +183,7 @@ class TaskLegs:
         task = self.deps.book.get(d.call_id)
         if task is None or not task.open:
             return
-        self.deps.book.offered(task.id, d.agent_id)
+        self.deps.book.offered(task.id, d.agent_id, _why(d))
         leg = f"{task.id}-a{next(_seq)}"
         w = _Work(task.id, d.agent_id, leg, CallLog(log, {"call": task.id}))
         self._by_leg[leg] = w
@@ -401,6 +401,14 @@ class TaskLegs:
         self._by_leg.pop(w.leg, None)
         if self._by_task.get(w.task_id) is w:
             self._by_task.pop(w.task_id, None)
+
+
+def _why(d: Offer) -> str:
+    """The router's explanation of an offer, for the task's history: fit, idle time, the candidates."""
+    e = d.explanation
+    cands = ", ".join(f"{c.agent_id} fit {c.score:g} idle {c.idle_for:.0f}s" for c in e.candidates)
+    return (f"{e.reason}; wait {e.wait:.0f}s, step {e.step}, needs [{e.requirement}], "
+            f"candidates [{cands}]" + (f" of {e.n_candidates}" if e.n_candidates > len(e.candidates) else ""))
 
 
 def _ours(e: AriError) -> bool:

@@ -125,10 +125,12 @@ class Task:
         step = Transition(at, self.state, to, reason, agent)
         return dataclasses.replace(self, state=to, history=(*self.history, step), **changes)
 
-    def offer(self, agent_id: str, at: float) -> Task:
+    def offer(self, agent_id: str, at: float, why: str = "") -> Task:
+        """Offered to ``agent_id``; ``why`` is the router's explanation (kept in the history, so a
+        supervisor can read after the fact why this agent was chosen)."""
         if self.assigned_agent is not None and agent_id != self.assigned_agent:
             raise InvalidTransition(f"task {self.id} is for {self.assigned_agent}, not {agent_id}")
-        return self.moved(TaskState.OFFERED, at, "offered", agent_id=agent_id)
+        return self.moved(TaskState.OFFERED, at, f"offered: {why}" if why else "offered", agent_id=agent_id)
 
     def agent_missed(self, at: float, reason: str = "no_answer") -> Task:
         """The agent did not take it: back at its place (same position time), for another agent."""

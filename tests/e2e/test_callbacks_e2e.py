@@ -160,6 +160,7 @@ async def test_a_callback_keeps_the_callers_place_and_reaches_the_customer_throu
             assert [h.to_state for h in done.history][-3:] == [TaskState.OFFERED, TaskState.CONNECTING,
                                                               TaskState.DONE]
             assert done.history[-3].agent_id == "agent1"
+            assert done.history[-3].reason.startswith("offered: ") and "candidates [agent1" in done.history[-3].reason
             # the customer hangs up after 4 s: the agent's leg goes too; then agent1 serves the live caller
             await wait_for(lambda: app.acd.router.agent_snapshot("agent1").call_id not in (None, task.id), 30,
                            what="agent1 takes the live caller next")
