@@ -91,7 +91,9 @@ class AriClient:
         return self._auth
 
     # ------------------------------------------------------------------------------------------ core
-    async def _op(self, op_name: str, /, **params: Any) -> Any:
+    async def _op(self, op_name: str, /, _raw: bool = False, **params: Any) -> Any:
+        """Call an operation of ``OPERATIONS``; with ``_raw`` the response is ``(bytes, content type)``
+        (a recording's audio) instead of parsed JSON."""
         name = op_name
         op = OPERATIONS[name]
         path_vals = {}
@@ -116,15 +118,17 @@ class AriClient:
             else:
                 raise TypeError(f"{name}: unknown parameter {k!r} (ARI takes {op.query + op.body})")
         path = op.path.format(**path_vals)
-        return await self._request(op.method, path, query, body)
+        return await self._request(op.method, path, query, body, raw=_raw)
 
     async def _request(self, method: str, path: str, query: list[tuple[str, str]],
-                       body: dict[str, Any] | None) -> Any:
+                       body: dict[str, Any] | None, raw: bool = False) -> Any:
         url = f"{self.base_url}/ari{path}"
         self.requests_made += 1
         t0 = time.monotonic()
         try:
             async with self.session.request(method, url, params=query, json=body, timeout=self._timeout) as r:
+                if raw and r.status < 300:
+                    return await r.read(), r.content_type
                 text = await r.text()
                 if r.status >= 300:
                     msg = text
@@ -322,18 +326,8 @@ class AriClient:
 
     async def stored_recording_file(self, name: str) -> tuple[bytes, str]:
         """A stored recording's audio and its content type (e.g. ``audio/wav``)."""
-        path = OPERATIONS["recordings.stored_file"].path.format(recordingName=quote(name, safe=""))
-        url = f"{self.base_url}/ari{path}"
-        self.requests_made += 1
-        try:
-            async with self.session.get(url, timeout=self._timeout) as r:
-                if r.status >= 300:
-                    raise error_for_status("GET", path, r.status, (await r.text())[:300])
-                return await r.read(), r.content_type
-        except AriError:
-            raise
-        except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            raise Unavailable("GET", path, 0, type(e).__name__ + (f": {e}" if str(e) else "")) from None
+        data, content_type = await self._op("recordings.stored_file", _raw=True, recordingName=name)
+        return data, content_type
 
     async def delete_stored_recording(self, name: str) -> None:
         await self._op("recordings.stored_delete", recordingName=name)
