@@ -58,7 +58,10 @@ SessionFactory = Callable[["App", StasisStart], CallSession | None]
 # sends (and we pay to parse it). Not needed: ChannelStateChange, PlaybackStarted, Dial, bridge
 # enter/leave, ChannelHangupRequest (StasisEnd / ChannelDestroyed say the same, once), ChannelVarset.
 EVENT_TYPES = ["StasisStart", "StasisEnd", "ChannelDestroyed", "ChannelDtmfReceived", "PlaybackFinished",
-               "RecordingFinished", "RecordingFailed", "EndpointStateChange", "ContactStatusChange"]
+               "RecordingFinished", "RecordingFailed", "EndpointStateChange", "ContactStatusChange",
+               # arrives before the playback ends and the StasisEnd of a channel that hangs up: a caller
+               # who hung up during a prompt must not go on in the flow (e.g. be queued and ring an agent)
+               "ChannelHangupRequest"]
 
 
 _BULK_LISTS = frozenset({"/channels", "/bridges", "/endpoints", "/deviceStates", "/sounds"})

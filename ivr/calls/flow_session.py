@@ -19,6 +19,7 @@ from ..ari import (
     AriError,
     Channel,
     ChannelDtmfReceived,
+    ChannelHangupRequest,
     Event,
     PlaybackFinished,
     RecordingFailed,
@@ -104,6 +105,7 @@ class FlowSession:
         self.transferred = False
         self._transfer: TransferAttempt | None = None
         self._joined: tuple[Enqueue, float] | None = None    # the last queue joined and when (wall clock)
+        self.hanging_up = False          # ChannelHangupRequest seen: the caller is going
 
     # ----------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -129,6 +131,14 @@ class FlowSession:
 
     async def on_event(self, ev: Event) -> None:
         if self.closed:
+            return
+        if isinstance(ev, ChannelHangupRequest):
+            # the caller is hanging up: what ends now (the prompt's playback, a timer) is no input; the
+            # StasisEnd that follows ends the flow (``ended``)
+            self.hanging_up = True
+            return
+        if self.hanging_up and (isinstance(ev, (PlaybackFinished, ChannelDtmfReceived)) or (
+                isinstance(ev, Internal) and isinstance(ev.payload, tuple) and ev.payload[0] == "timer")):
             return
         fe: Any = None
         if isinstance(ev, ChannelDtmfReceived):

@@ -31,8 +31,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..acd import Call, CallFinished, CallRequeued, CancelOffer, Decision, Offer
-from ..ari import AriError, ChannelDestroyed, Event, NotFound, PlaybackFinished, StasisEnd, StasisStart
+from ..acd import AcdError, Call, CallFinished, CallRequeued, CancelOffer, Decision, Offer
+from ..ari import (
+    AriError,
+    ChannelDestroyed,
+    ChannelHangupRequest,
+    Event,
+    NotFound,
+    PlaybackFinished,
+    StasisEnd,
+    StasisStart,
+)
 from ..logsafe import CallLog, mask_number
 from ..tasks import Task, TaskKind, TaskState
 from ..tasks.policy import CallbackPolicy
@@ -111,6 +120,7 @@ class _Work:
     attempt: TransferAttempt | None = None
     whisper: str = ""
     outcome: str = ""               # the customer's: answered, busy, no_answer, failed
+    hanging_up: bool = False        # ChannelHangupRequest seen on the agent's leg
 
 
 class TaskLegs:
@@ -196,12 +206,20 @@ class TaskLegs:
                 caller_id=f'"{_quote(name)}" <{_quote(task.number or "anonymous")}>')
         except AriError as e:
             w.log.info("agent leg to %s failed at once: %s", d.endpoint, e)
-            if _ours(e):     # a timeout: Asterisk may have made the leg all the same (or make it in a
-                # moment): it must not ring on at this agent's phone while the next agent gets the task
+            current = self._by_leg.get(leg) is w
+            if _ours(e) or not current:
+                # a timeout (or a withdrawn offer): Asterisk may have made the leg all the same, or make it
+                # in a moment; it must not ring on at this agent's phone while the task moves on
                 await self.deps.ari.hangup_quietly(leg)
                 asyncio.get_running_loop().call_later(
                     LEG_RECHECK, self.deps.submit, internal(WAKE_KEY, ("hangup-leg", leg)))
-            await self._agent_failed(w, "unreachable", agent_fault=not _ours(e))
+            if current:   # else the offer was withdrawn meanwhile: the task has moved on, fail nothing
+                await self._agent_failed(w, "unreachable", agent_fault=not _ours(e))
+            return
+        if self._by_leg.get(leg) is not w:
+            # the offer was withdrawn while we originated (its hang-up found no leg yet): end it now
+            w.log.info("offer withdrawn during the originate; hanging up %s", leg)
+            await self.deps.ari.hangup_quietly(leg)
             return
         self.deps.notify("offer", {"agent_id": d.agent_id, "call_id": task.id, "queue": d.queue,
                                    "explanation": d.explanation.as_dict(),
@@ -274,7 +292,8 @@ class TaskLegs:
                 return w is not None
             if w.state == "whisper":
                 task = self.deps.book.get(w.task_id)
-                if task is not None and task.state is TaskState.CONNECTING and await self._still_up(w):
+                if task is not None and task.state is TaskState.CONNECTING and not w.hanging_up \
+                        and await self._still_up(w):
                     await self._dial(w, task)
             elif w.state == "listening":
                 w.state = "listened"
@@ -287,6 +306,11 @@ class TaskLegs:
                 return False
             await self._agent_leg_gone(w, ev)
             return True
+        if isinstance(ev, ChannelHangupRequest):
+            w = self._by_leg.get(ev.channel.id)
+            if w is not None:
+                w.hanging_up = True    # before the whisper's end and the StasisEnd: do not dial now
+            return w is not None
         return ev.channel_id in self._by_leg
 
     async def _agent_leg_gone(self, w: _Work, ev: Event) -> None:
@@ -395,7 +419,12 @@ class TaskLegs:
 
     async def _agent_failed(self, w: _Work, reason: str, *, agent_fault: bool) -> None:
         self._forget(w)
-        await self.deps.execute(self.deps.router.offer_failed(w.task_id, reason, agent_fault=agent_fault))
+        try:
+            decisions = self.deps.router.offer_failed(w.task_id, reason, agent_fault=agent_fault)
+        except AcdError as e:       # the offer is no longer ringing (withdrawn, moved on): nothing to fail
+            w.log.info("offer_failed ignored: %s", e)
+            return
+        await self.deps.execute(decisions)
 
     def _forget(self, w: _Work) -> None:
         self._by_leg.pop(w.leg, None)

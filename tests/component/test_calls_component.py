@@ -148,10 +148,6 @@ async def test_an_agent_whose_phone_unregisters_is_not_rung(stack: Stack) -> Non
     assert_nothing_left(stack)
 
 
-@pytest.mark.xfail(strict=True, reason="FlowSession feeds the PlaybackFinished of a caller who hung up into the flow "
-                                       "(Asterisk ends a hung-up channel's playback before its StasisEnd): a queue "
-                                       "node next enqueues the gone caller and rings an agent, cancelled a moment "
-                                       "later when the StasisEnd is handled")
 async def test_a_caller_who_hangs_up_during_the_prompt_before_the_queue_rings_no_agent(stack: Stack) -> None:
     fake = stack.fake
     caller = fake.incoming_call(CALLER, "402")

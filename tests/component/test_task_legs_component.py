@@ -156,10 +156,6 @@ async def test_no_customer_is_dialled_once_the_agent_hung_up_during_the_whisper(
     assert not [r for r in fake.originates() if r.query["endpoint"] == CUSTOMER]
 
 
-@pytest.mark.xfail(strict=True, reason="the check before dialling (GET the agent leg after the whisper's "
-                                       "PlaybackFinished) races Asterisk's teardown: the channel is still listed "
-                                       "until it is destroyed, so a slow teardown still dials the customer; "
-                                       "ChannelHangupRequest (filtered out by the app) arrives first and would tell")
 async def test_no_customer_is_dialled_when_the_agent_hangs_up_during_the_whisper_on_a_slow_asterisk(
         stack: Stack) -> None:
     fake = stack.fake
@@ -314,14 +310,10 @@ async def test_a_busy_customer_is_called_again_once_the_retry_delay_is_over() ->
         await stack.until(lambda: task(stack, task_id).state is TaskState.DONE, "done on the second attempt")
 
 
-_WITHDRAWN = ("task_legs._offer reports an originate that failed (AriError) with router.offer_failed(task) without "
-              "checking that this offer is still the current one (the ACD's _fail_offer checks qc.leg_id): if the "
-              "router withdrew it meanwhile (the phone unregistered) ")
+# Regression: task_legs._offer once reported an originate that failed with router.offer_failed(task) without
+# checking that this offer was still the current one (the router may have withdrawn it meanwhile).
 
 
-@pytest.mark.xfail(strict=True, reason=_WITHDRAWN + "and offered the task to another agent, that agent's offer is "
-                                                    "failed instead: a miss for them, their leg left ringing, the "
-                                                    "task back to waiting")
 async def test_a_failed_originate_of_a_withdrawn_offer_leaves_the_next_offer_alone(stack: Stack) -> None:
     fake = stack.fake
     # agent1's originate is slow and fails (its phone is going away); meanwhile the phone unregisters, the
@@ -343,9 +335,6 @@ async def test_a_failed_originate_of_a_withdrawn_offer_leaves_the_next_offer_alo
     assert task(stack, task_id).state is TaskState.CONNECTING
 
 
-@pytest.mark.xfail(strict=True, reason=_WITHDRAWN + "and nobody else can take it, offer_failed raises "
-                                                    "InvalidCallState ('waiting, not ringing'): the handler fails, "
-                                                    "the rest of the decisions and of the pump are skipped")
 async def test_a_failed_originate_of_a_withdrawn_offer_breaks_nothing(stack: Stack) -> None:
     fake, acd = stack.fake, stack.app.acd
     assert acd is not None
@@ -378,10 +367,6 @@ async def test_an_agent_who_lets_the_task_ring_out_is_missed_and_the_next_agent_
         assert (t.state, t.agent_id, t.attempts) == (TaskState.OFFERED, "agent3", 0)
 
 
-@pytest.mark.xfail(strict=True, reason="task_legs._offer does not check, once the originate returns, that the offer "
-                                       "is still current (the ACD's _offer does: qc.leg_id != leg -> hang up): a "
-                                       "CancelOffer during the originate hangs up a leg that does not exist yet "
-                                       "(404) and the leg Asterisk then makes rings on until its timeout")
 async def test_an_offer_withdrawn_while_its_leg_is_being_originated_leaves_no_leg_ringing(stack: Stack) -> None:
     fake, acd = stack.fake, stack.app.acd
     assert acd is not None
