@@ -5,8 +5,8 @@ callback request) become on Asterisk. Agent first, then the customer:
    the caller ID shows "Callback" and the customer's name and number, the agent page gets the screen pop.
    The leg fails (no answer, busy, unregistered): ``offer_failed`` (a miss like any other), the task is
    back at its place for the next agent.
-2. The agent answers: the task is ``connecting``; the agent hears a short whisper (calling <number>, waited
-   <n> minutes), then ringback while the customer is dialled out through the configured trunk (a
+2. The agent answers: the task is ``connecting``; the agent hears a short whisper (calling <the number's
+   last four digits>, waited <n> minutes; the page shows the whole number and the customer), then ringback while the customer is dialled out through the configured trunk (a
    ``TransferAttempt`` from the agent's leg: the same originate-and-bridge as a flow's transfer).
 3. The customer answers: agent and customer are bridged; the task is ``done`` (answered). When either
    hangs up the other is hung up, and the agent goes to wrap-up as after any call.
@@ -255,7 +255,8 @@ class TaskLegs:
         w.log.info("agent %s took the task; whisper, then dialling %s", w.agent_id, mask_number(task.number or ""))
         w.whisper = f"{w.leg}-whisper"
         minutes = int(task.waited(self.deps.wall_clock()) // 60)
-        media = ["sound:calling"] + ([f"digits:{task.number.lstrip('+')}"] if task.number else [])
+        last4 = "".join(c for c in task.number or "" if c.isdigit())[-4:]
+        media = ["sound:calling"] + ([f"digits:{last4}"] if last4 else [])   # "calling ...0777": short
         if minutes:
             media += [f"number:{minutes}", "sound:minutes" if minutes > 1 else "sound:minute"]
         try:
