@@ -334,12 +334,13 @@ class Engine(Moves):
     # ------------------------------------------------------------------ internals: tasks
     def _task_cap(self, qrt: QueueRuntime) -> int:
         """How many of the queue's agents may be on tasks at once: ``task_agents_percent`` of its
-        logged-in members, at least one (cached until the agent population changes)."""
+        logged-in members whose phone is registered (those who can take a call), at least one (cached until
+        the agent population changes)."""
         hit = self._task_caps.get(qrt.name)
         if hit is not None and hit[0] == self._agents_version:
             return hit[1]
         agents = self._agents
-        n = sum(1 for aid in qrt.members if agents[aid].state is not _LOGGED_OUT)
+        n = sum(1 for aid in qrt.members if agents[aid].state is not _LOGGED_OUT and agents[aid].registered)
         cap = max(1, int(n * qrt.config.task_agents_percent / 100 + 1e-9))
         self._task_caps[qrt.name] = (self._agents_version, cap)
         return cap

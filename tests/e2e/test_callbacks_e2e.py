@@ -498,3 +498,44 @@ async def test_a_scheduled_web_request_waits_for_its_window_and_one_left_unserve
 def _state(app, task_id: str, state: TaskState):
     t = app.task_book.get(task_id)
     return t if t is not None and t.state is state else None
+
+
+async def test_at_most_the_queues_share_of_agents_work_callbacks_and_a_caller_is_served_meanwhile(cb_cfg, phones):
+    """task_agents_percent 50 with two agents: of two old callbacks and a later live caller, one agent
+    calls back the first, the other answers the caller (not the second callback); the second callback is
+    served once the first is done."""
+    cfg = with_queue_overrides(cb_cfg, task_agents_percent=50)
+    phones("agent1", "agent3")
+    carrier = CarrierUas(cfg.trunks[0].port, CarrierScenario(answer=200, hangup_after_ms=2000), timeout=90,
+                         calls=2)
+    try:
+        async with running_app(cfg) as app, ari_client(cfg) as ari:
+            for a in ("agent1", "agent3"):
+                await wait_for(lambda a=a: app.acd.router.agent_snapshot(a).registered, 10, what=f"{a} registered")
+                await app.acd.agent_action(a, "pause", "meeting")
+            for exten in ("801", "803"):
+                r = await asyncio.to_thread(_caller(cfg, exten=exten).wait)
+                assert r.ok, r.stderr
+            first, second = sorted(app.task_book.open_tasks(), key=lambda t: t.position_time)
+            live = SippProcess(SippCaller("802", steps=[("pause", 15000)]), cfg.asterisk.sip_port, 60)
+            await wait_for(lambda: len(app.acd.router.queue_snapshot("billing").calls) == 3, 15,
+                           what="two callbacks and a caller waiting")
+            assert [c.kind for c in app.acd.router.queue_snapshot("billing").calls] == ["callback", "callback", "call"]
+            await app.acd.agent_action("agent1", "unpause")
+            await wait_for(lambda: app.acd.router.agent_snapshot("agent1").call_id == first.id, 10,
+                           what="agent1 offered the oldest callback")
+            await app.acd.agent_action("agent3", "unpause")
+            callers = set(app.sessions)
+            await wait_for(lambda: app.acd.router.agent_snapshot("agent3").call_id in callers, 10,
+                           what="agent3 takes the caller, not the second callback")
+            assert app.task_book.get(second.id).state is TaskState.WAITING
+            await wait_for(lambda: _done(app, second.id), 60, what="the second callback served afterwards")
+            assert _done(app, first.id)
+            r = await asyncio.to_thread(live.wait)
+            assert r.ok, r.stderr
+            await wait_for(lambda: not _busy(app), 20, what="agents free")
+            await assert_no_leaks(ari)
+        code, err = await asyncio.to_thread(carrier.wait)
+        assert code == 0, err
+    finally:
+        carrier.stop()

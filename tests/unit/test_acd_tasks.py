@@ -153,3 +153,14 @@ def test_a_task_never_overflows_nor_leaves_when_nobody_can_serve_it():
     r.tick()
     assert [c.call_id for c in r.queue_snapshot("q").calls] == ["cb"]
     assert "a task waits" in r.call_snapshot("cb").note
+
+
+def test_the_cap_counts_only_agents_who_can_take_a_call():
+    q = QueueConfig("q", required_skills={"x": 1}, task_agents_percent=50)
+    r, clock = setup(q, 4)
+    r.set_registered("a3", False)
+    r.set_registered("a4", False)                                      # 2 of 4 can take calls: cap 1
+    r.enqueue(Call("cb0", "q", kind=CB), waiting_since=clock.t - 10)
+    r.enqueue(Call("cb1", "q", kind=CB), waiting_since=clock.t - 5)
+    offered = [r.call_snapshot(c).agent_id for c in ("cb0", "cb1")]
+    assert offered[0] is not None and offered[1] is None
