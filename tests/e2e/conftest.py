@@ -1,4 +1,5 @@
-"""e2e fixtures: flows copied to a temp dir (plus the test flows), agents as real pyVoIP softphones."""
+"""e2e fixtures: flows copied to a temp dir (plus the test flows), agents as real pyVoIP softphones, the
+callback flows and config (with a carrier trunk: ``callbacks_support.asterisk_with_trunks``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ivr.sim.softphone import AgentPhone
+from tests.e2e.callbacks_support import FLOWS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,6 +29,21 @@ def flow_cfg(cfg, tmp_path):
     return dataclasses.replace(cfg, flows=dataclasses.replace(cfg.flows, dir=str(d), routes=routes),
                                storage=dataclasses.replace(cfg.storage, path=str(tmp_path / "ivr.sqlite")),
                                crm=crm)
+
+
+@pytest.fixture
+def cb_cfg(flow_cfg):
+    """flow_cfg plus the callback flows (extensions 801-805 of ``callbacks_support.FLOWS``), callbacks
+    retried after 2 s at most twice, web requests for topic billing (no website key: add ``api_key``) and
+    short queues. Needs a module whose ``asterisk`` has the carrier trunk."""
+    d = Path(flow_cfg.flows.dir)
+    for name, text in FLOWS.values():
+        (d / f"{name}.yaml").write_text(text)
+    routes = {**flow_cfg.flows.routes, **{exten: name for exten, (name, _) in FLOWS.items()}}
+    cfg = dataclasses.replace(flow_cfg, flows=dataclasses.replace(flow_cfg.flows, routes=routes),
+                              callbacks={"retry_delay": 2, "max_attempts": 2, "ring_seconds": 8},
+                              web_callbacks={"topics": {"billing": "billing"}, "default_region": "GB"})
+    return with_queue_overrides(cfg, wrap_up=0, announce_frequency=None, retry=0)
 
 
 def with_queue_overrides(cfg, **overrides):

@@ -16,13 +16,13 @@ from ivr.config import TrunkConfig
 from ivr.sim.carrier import CarrierScenario, CarrierUas
 from ivr.sim.ports import free_udp_block
 from ivr.sim.sipp import SippCaller, SippProcess
-from tests.support.stack import ari_client, assert_no_leaks, make_test_config, running_app, wait_for
+from tests.e2e.callbacks_support import CALLER_ID, asterisk_with_trunks
+from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 NUMBER = "+441632960123"          # an outside number (Ofcom drama range)
-CALLER_ID = "+442079460000"       # what the trunk presents
 TRUNK_USER, TRUNK_PASSWORD = "acme-ivr", "s3cr3t-Pw"   # the 'secure' trunk's digest credentials
 
 INTERNAL = """
@@ -69,26 +69,15 @@ nodes:
 """
 
 
-@pytest.fixture(scope="module")
-def asterisk():
-    """This module's own Asterisk: its trunk 'carrier' points at a loopback port where the tests' sipp UAS
-    (the carrier) listens."""
-    from ivr.asterisk import AsteriskError, AsteriskInstance
+def _secure() -> TrunkConfig:
+    """The trunk 'secure': a carrier that challenges with digest auth."""
+    return TrunkConfig(name="secure", host="127.0.0.1", port=free_udp_block(2), caller_id=CALLER_ID,
+                       username=TRUNK_USER, password=TRUNK_PASSWORD, from_domain="acme.example")
 
-    base = make_test_config()
-    # below the kernel's ephemeral range and outside Asterisk's and the phones' RTP ranges (30000-60000), so
-    # nothing else binds it between the tests' carriers
-    trunk = TrunkConfig(name="carrier", host="127.0.0.1", port=free_udp_block(2), caller_id=CALLER_ID,
-                        caller_name="Acme Support")
-    secure = TrunkConfig(name="secure", host="127.0.0.1", port=free_udp_block(2), caller_id=CALLER_ID,
-                         username=TRUNK_USER, password=TRUNK_PASSWORD, from_domain="acme.example")
-    inst = AsteriskInstance(dataclasses.replace(base, trunks=(trunk, secure)))
-    try:
-        inst.start()
-    except AsteriskError as e:
-        pytest.fail(f"cannot start the real Asterisk for e2e tests: {e}")
-    yield inst
-    inst.remove()
+
+# this module's own Asterisk: its trunk 'carrier' (and 'secure') point at loopback ports where the tests'
+# sipp UAS (the carrier) listens
+asterisk = asterisk_with_trunks(_secure, caller_name="Acme Support")
 
 
 @pytest.fixture
