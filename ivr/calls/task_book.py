@@ -60,7 +60,9 @@ class TaskBook:
         self._open: dict[str, Task] = {}
         self._in_router: set[str] = set()
         #: called with (before, after) on every change: a new task (before None), a transition, an update
-        #: by a second request (metrics, the agent pages, the CRM history); a listener that raises is logged
+        #: by a second request (metrics, the agent pages, the CRM history); a listener that raises is logged.
+        #: ``start`` reports each reloaded task as (as stored, as reloaded): the same object when nothing
+        #: changed, else the transition back to its place (an offer or a connection cut by the restart)
         self.listeners: list[Callable[[Task | None, Task], None]] = []
 
     # ------------------------------------------------------------------------------ queries
@@ -115,7 +117,7 @@ class TaskBook:
                 self._store.save(back)
                 log.info("task %s: %s interrupted by the restart, back at its place", t.id, t.state.value)
             self._open[t.id] = back
-            self._changed(None, back)
+            self._changed(t, back)
         if self._open:
             log.info("%d open task(s) reloaded", len(self._open))
         return self.open_tasks()
@@ -166,8 +168,12 @@ class TaskBook:
                 log.info("task %s expired unserved (window closed)", t.id)
         return out
 
-    def offered(self, task_id: str, agent_id: str, why: str = "") -> Task | None:
-        return self._move(task_id, lambda t, now: t.offer(agent_id, now, why))
+    def offered(self, task_id: str, agent_id: str, why: str = "",
+                explanation: Mapping[str, Any] | None = None) -> Task | None:
+        """The router offered it to ``agent_id``: ``why`` in one line (the history), ``explanation`` the
+        router's whole one (``Offer.explanation.as_dict()``); both kept with the task as a routing
+        decision (``Task.decisions``, the store, ``GET /api/tasks/{id}``)."""
+        return self._move(task_id, lambda t, now: t.offer(agent_id, now, why, explanation))
 
     def agent_missed(self, task_id: str, reason: str) -> Task | None:
         """The agent did not take it; the router has put it back at its place (still in the router)."""

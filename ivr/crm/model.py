@@ -26,6 +26,7 @@ __all__ = [
     "Customer",
     "FlowValue",
     "Interaction",
+    "InteractionKind",
     "LookupResult",
     "LookupStatus",
     "Ticket",
@@ -179,9 +180,21 @@ UNKNOWN_FLOW_VARS: Mapping[str, FlowValue] = MappingProxyType(
 )
 
 
+class InteractionKind(StrEnum):
+    """What an entry of the interaction history is. Only ``call`` entries are contacts: the repeat-caller
+    flag, the last agent, first-contact resolution and the repeat-caller rate (``rules``) ignore the rest.
+
+    ``task``: one transition of a task about the customer (a callback, a voicemail to return, a web callback
+    request: requested, offered to an agent, connecting, done / failed / expired / cancelled), so the agent
+    sees in the customer's history what happened to it."""
+
+    CALL = "call"
+    TASK = "task"
+
+
 @dataclass(frozen=True)
 class Interaction:
-    """One call, as recorded in the interaction history.
+    """One call, or one step of a task (``kind``), as recorded in the interaction history.
 
     ``at`` is the call's arrival time in epoch seconds (UTC). ``ivr_path`` is the
     list of flow nodes visited and ``keys`` the DTMF the caller pressed; both
@@ -189,6 +202,10 @@ class Interaction:
     by a ``secure`` step (card numbers, PINs) — this module cannot tell them apart.
     ``caller`` is the E.164 number (None for withheld); a store fills it in from
     the number given to ``record_interaction``.
+
+    A ``task`` entry (``InteractionKind.TASK``): ``call_id`` is the task id, ``outcome`` a short line for the
+    agent's screen (``callback offered, attempt 1 of 3``), ``state`` the task's state after the step,
+    ``attempt`` the customer attempt it belongs to and ``detail`` the step's reason.
     """
 
     at: float
@@ -203,9 +220,19 @@ class Interaction:
     duration_seconds: float = 0.0
     customer_id: str | None = None
     caller: str | None = field(default=None, repr=False)
+    kind: str = InteractionKind.CALL
+    state: str = ""
+    attempt: int = 0
+    detail: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ivr_path", tuple(self.ivr_path))
+        object.__setattr__(self, "kind", str(self.kind or InteractionKind.CALL))
+
+    @property
+    def is_call(self) -> bool:
+        """A contact (a call), as opposed to a step of a task: what repeat-caller and FCR rules count."""
+        return self.kind == InteractionKind.CALL
 
     @property
     def identity(self) -> str | None:
@@ -231,6 +258,10 @@ class Interaction:
             "duration_seconds": self.duration_seconds,
             "customer_id": self.customer_id,
             "caller": self.caller,
+            "kind": str(self.kind),
+            "state": self.state,
+            "attempt": self.attempt,
+            "detail": self.detail,
         }
 
 

@@ -50,17 +50,22 @@ __all__ = [
 # --------------------------------------------------------------------------- history rules
 
 
+# Only calls are contacts: entries of another kind (a task's steps: ``InteractionKind.TASK``) are in the
+# customer's history for the agent to read, and ignored by every rule below.
+
+
 def is_repeat_caller(history: Iterable[Interaction], now: float, window_seconds: float) -> bool:
-    """True if any earlier interaction happened within ``window_seconds`` before ``now``."""
+    """True if any earlier call happened within ``window_seconds`` before ``now`` (task steps ignored)."""
     lo = now - window_seconds
-    return any(lo <= i.at <= now for i in history)
+    return any(lo <= i.at <= now for i in history if i.is_call)
 
 
 def last_agent(history: Iterable[Interaction]) -> str | None:
-    """The agent of the most recent interaction that reached an agent."""
+    """The agent of the most recent call that reached an agent (task steps ignored: an offer the agent
+    did not take is no service)."""
     best: Interaction | None = None
     for i in history:
-        if i.agent_id and (best is None or i.at > best.at):
+        if i.is_call and i.agent_id and (best is None or i.at > best.at):
             best = i
     return best.agent_id if best else None
 
@@ -92,12 +97,14 @@ def fcr(
     undecided. Calls with no identity (withheld number, no customer) and calls
     ``eligible`` rejects (e.g. abandoned in queue) are ``None``; later calls
     still count as call-backs for earlier ones whatever their eligibility.
+    Entries that are not calls (a task's steps) are ``None`` and never count as
+    a call-back.
     """
     if window_seconds <= 0:
         raise CrmConfigError("window_seconds must be > 0")
     by_identity: dict[str, list[float]] = defaultdict(list)
     for i in interactions:
-        if i.identity is not None:
+        if i.identity is not None and i.is_call:
             by_identity[i.identity].append(i.at)
     for times in by_identity.values():
         times.sort()
@@ -106,7 +113,7 @@ def fcr(
     resolved = decided = 0
     for i in interactions:
         ident = i.identity
-        if ident is None or (eligible is not None and not eligible(i)):
+        if ident is None or not i.is_call or (eligible is not None and not eligible(i)):
             verdicts.append(None)
             continue
         called_back = any(i.at < t <= i.at + window_seconds for t in by_identity[ident])
@@ -158,12 +165,13 @@ def contact_quality(
       a call is a repeat if the same caller had called (anything) within ``R`` before it.
 
     Give every interaction with ``at > now - W - R`` (earlier ones are ignored). Calls without identity
-    (withheld number, unknown customer) count in neither. Pure: ``now`` is passed in.
+    (withheld number, unknown customer) count in neither; entries that are not calls (a task's steps) are
+    ignored. Pure: ``now`` is passed in.
     """
     if window_seconds <= 0 or repeat_window_seconds <= 0:
         raise CrmConfigError("window_seconds and repeat_window_seconds must be > 0")
     w, r = float(window_seconds), float(repeat_window_seconds)
-    calls = sorted((i for i in interactions if now - w - r < i.at <= now), key=lambda i: i.at)
+    calls = sorted((i for i in interactions if i.is_call and now - w - r < i.at <= now), key=lambda i: i.at)
     times: dict[str, list[float]] = defaultdict(list)
     for i in calls:
         if i.identity is not None:

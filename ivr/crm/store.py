@@ -82,12 +82,25 @@ CREATE TABLE IF NOT EXISTS interactions (
     wait_seconds     REAL NOT NULL DEFAULT 0,
     agent_id         TEXT,
     outcome          TEXT NOT NULL DEFAULT '',
-    duration_seconds REAL NOT NULL DEFAULT 0
+    duration_seconds REAL NOT NULL DEFAULT 0,
+    kind             TEXT NOT NULL DEFAULT 'call',
+    state            TEXT NOT NULL DEFAULT '',
+    attempt          INTEGER NOT NULL DEFAULT 0,
+    detail           TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS interactions_by_number ON interactions(e164, at);
 CREATE INDEX IF NOT EXISTS interactions_by_customer ON interactions(customer_id, at);
 CREATE INDEX IF NOT EXISTS interactions_by_time ON interactions(at);
 """
+
+# Columns added since the first version of the interactions table: (name, SQL type and default). An older
+# file gets them on open (``_migrate``); its rows read as calls.
+_ADDED_INTERACTION_COLUMNS = (
+    ("kind", "TEXT NOT NULL DEFAULT 'call'"),
+    ("state", "TEXT NOT NULL DEFAULT ''"),
+    ("attempt", "INTEGER NOT NULL DEFAULT 0"),
+    ("detail", "TEXT NOT NULL DEFAULT ''"),
+)
 
 # How far back "last agent who served this caller" looks.
 DEFAULT_LAST_AGENT_WINDOW = 30 * 86400.0
@@ -127,6 +140,7 @@ class SqliteCrm:
             if self.path != ":memory:":
                 configure_file_db(self._db)
             self._db.executescript(_SCHEMA)
+            _migrate(self._db)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -191,14 +205,14 @@ class SqliteCrm:
         ).fetchone()
         customer = self._customer_from_row(db, row) if row else None
         since = now - max(self.repeat_window_seconds, self.last_agent_window_seconds)
-        history = self._history_sync(db, e164, since, MAX_RECENT)
+        history = self._history_sync(db, e164, since, MAX_RECENT, calls_only=True)
         return customer, history
 
     async def history_flags(self, e164: str) -> tuple[bool, str | None]:
         """(repeat caller?, last agent) for ``e164`` from the local history."""
         now = self._clock()
         since = now - max(self.repeat_window_seconds, self.last_agent_window_seconds)
-        history = await self._call(lambda db: self._history_sync(db, e164, since, MAX_RECENT))
+        history = await self._call(lambda db: self._history_sync(db, e164, since, MAX_RECENT, calls_only=True))
         return is_repeat_caller(history, now, self.repeat_window_seconds), last_agent(history)
 
     async def record_interaction(self, e164: str | None, interaction: Interaction) -> None:
@@ -222,7 +236,8 @@ class SqliteCrm:
             customer_id = row[0] if row else None
         db.execute(
             "INSERT INTO interactions (e164, customer_id, at, call_id, did, ivr_path, keys, queue,"
-            " wait_seconds, agent_id, outcome, duration_seconds) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            " wait_seconds, agent_id, outcome, duration_seconds, kind, state, attempt, detail)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 e164,
                 customer_id,
@@ -236,6 +251,10 @@ class SqliteCrm:
                 i.agent_id,
                 i.outcome,
                 float(i.duration_seconds),
+                str(i.kind),
+                i.state,
+                int(i.attempt),
+                i.detail,
             ),
         )
 
@@ -246,15 +265,18 @@ class SqliteCrm:
         return await self._call(lambda db: self._history_sync(db, e164, None, limit))
 
     def _history_sync(
-        self, db: sqlite3.Connection, e164: str, since: float | None, limit: int
+        self, db: sqlite3.Connection, e164: str, since: float | None, limit: int, *, calls_only: bool = False
     ) -> list[Interaction]:
+        # calls_only for the repeat-caller / last-agent flags: a task's steps must not crowd calls out of
+        # the LIMIT (the rules ignore them anyway)
+        kind = " AND kind = 'call'" if calls_only else ""
         if since is None:
             rows = db.execute(
-                "SELECT * FROM interactions WHERE e164 = ? ORDER BY at DESC, id DESC LIMIT ?", (e164, limit)
+                f"SELECT * FROM interactions WHERE e164 = ?{kind} ORDER BY at DESC, id DESC LIMIT ?", (e164, limit)
             ).fetchall()
         else:
             rows = db.execute(
-                "SELECT * FROM interactions WHERE e164 = ? AND at >= ? ORDER BY at DESC, id DESC LIMIT ?",
+                f"SELECT * FROM interactions WHERE e164 = ? AND at >= ?{kind} ORDER BY at DESC, id DESC LIMIT ?",
                 (e164, since, limit),
             ).fetchall()
         return [_interaction_from_row(r) for r in rows]
@@ -468,6 +490,14 @@ class SqliteCrm:
         return report
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a file written by an earlier version up to this schema (additive: new columns with defaults)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(interactions)")}
+    for name, decl in _ADDED_INTERACTION_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE interactions ADD COLUMN {name} {decl}")
+
+
 def _interaction_from_row(r: sqlite3.Row) -> Interaction:
     try:
         path = json.loads(r["ivr_path"] or "[]")
@@ -486,4 +516,8 @@ def _interaction_from_row(r: sqlite3.Row) -> Interaction:
         duration_seconds=r["duration_seconds"],
         customer_id=r["customer_id"],
         caller=r["e164"],
+        kind=r["kind"],
+        state=r["state"],
+        attempt=r["attempt"],
+        detail=r["detail"],
     )

@@ -77,6 +77,25 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class RoutingDecision:
+    """One routing decision about a task: the router offered it to ``agent_id`` at ``at`` (wall clock), for
+    customer attempt ``attempt`` (1-based), and why: ``summary`` (one line, as in the history) and, when the
+    glue passes it, the router's whole explanation (``ivr.acd.Explanation.as_dict()``: trigger, wait,
+    relaxation step, requirement, the ranked candidates with fit and idle time, the reason the winner won,
+    the preferred-agent note). Kept with the task, so a supervisor can read it after the fact."""
+
+    at: float
+    agent_id: str
+    attempt: int = 1
+    summary: str = ""
+    explanation: Mapping[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "agent_id": self.agent_id, "attempt": self.attempt, "summary": self.summary,
+                "explanation": None if self.explanation is None else dict(self.explanation)}
+
+
+@dataclass(frozen=True)
 class Task:
     id: str
     kind: TaskKind
@@ -99,6 +118,7 @@ class Task:
     source: str = ""                   # where it came from: the call id, the voicemail id, the web client
     outcome: str = ""                  # why it ended (``answered``, ``busy``, ``no_answer``, ``window_closed``...)
     history: tuple[Transition, ...] = ()
+    decisions: tuple[RoutingDecision, ...] = ()   # the router's offers of it, oldest first
 
     # ------------------------------------------------------------------------------ queries
     @property
@@ -125,12 +145,17 @@ class Task:
         step = Transition(at, self.state, to, reason, agent)
         return dataclasses.replace(self, state=to, history=(*self.history, step), **changes)
 
-    def offer(self, agent_id: str, at: float, why: str = "") -> Task:
-        """Offered to ``agent_id``; ``why`` is the router's explanation (kept in the history, so a
-        supervisor can read after the fact why this agent was chosen)."""
+    def offer(self, agent_id: str, at: float, why: str = "", explanation: Mapping[str, Any] | None = None
+              ) -> Task:
+        """Offered to ``agent_id``; ``why`` is the router's explanation in one line (kept in the history),
+        ``explanation`` the whole of it (``Explanation.as_dict()``); both are kept as a ``RoutingDecision``,
+        so a supervisor can read after the fact why this agent was chosen."""
         if self.assigned_agent is not None and agent_id != self.assigned_agent:
             raise InvalidTransition(f"task {self.id} is for {self.assigned_agent}, not {agent_id}")
-        return self.moved(TaskState.OFFERED, at, f"offered: {why}" if why else "offered", agent_id=agent_id)
+        decision = RoutingDecision(at, agent_id, self.attempts + 1, why,
+                                   None if explanation is None else MappingProxyType(dict(explanation)))
+        return self.moved(TaskState.OFFERED, at, f"offered: {why}" if why else "offered", agent_id=agent_id,
+                          decisions=(*self.decisions, decision))
 
     def agent_missed(self, at: float, reason: str = "no_answer") -> Task:
         """The agent did not take it: back at its place (same position time), for another agent."""

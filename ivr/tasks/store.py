@@ -3,7 +3,11 @@ implementation. A PostgreSQL implementation follows for the scale-out (../shared
 outside this module knows SQL, and every method is one short transaction.
 
 Live calls are not stored (their channel does not survive the process; restart adoption handles them);
-every other kind is, with its history of transitions (an append-only table).
+every other kind is, with its history of transitions and its routing decisions (the router's offers with
+their explanation): two append-only tables.
+
+Schema changes are additive (``CREATE ... IF NOT EXISTS`` of the new tables on open), so a file written by
+an earlier version opens as it is: its tasks simply have no decisions recorded.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from .model import CALLBACK_KINDS, TERMINAL, Task, TaskKind, TaskState, Transition
+from .model import CALLBACK_KINDS, TERMINAL, RoutingDecision, Task, TaskKind, TaskState, Transition
 
 
 class TaskStore(Protocol):
@@ -55,6 +59,10 @@ CREATE TABLE IF NOT EXISTS task_events (
   task_id TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL, from_state TEXT NOT NULL,
   to_state TEXT NOT NULL, reason TEXT NOT NULL, agent_id TEXT, PRIMARY KEY (task_id, seq)
 );
+CREATE TABLE IF NOT EXISTS task_decisions (
+  task_id TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL, agent_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL, summary TEXT NOT NULL, explanation TEXT, PRIMARY KEY (task_id, seq)
+);
 """
 
 _COLUMNS = ("id", "kind", "queue", "state", "position_time", "created_at", "priority", "number", "name",
@@ -78,7 +86,8 @@ def _row(task: Task) -> tuple[Any, ...]:
             task.outcome, callback_key(task))
 
 
-def _task(row: Mapping[str, Any], history: Iterable[Transition]) -> Task:
+def _task(row: Mapping[str, Any], history: Iterable[Transition],
+          decisions: Iterable[RoutingDecision] = ()) -> Task:
     return Task(
         id=row["id"], kind=TaskKind(row["kind"]), queue=row["queue"], state=TaskState(row["state"]),
         position_time=row["position_time"], created_at=row["created_at"], priority=row["priority"],
@@ -86,7 +95,17 @@ def _task(row: Mapping[str, Any], history: Iterable[Transition]) -> Task:
         required_skills=json.loads(row["required_skills"]), optional_skills=json.loads(row["optional_skills"]),
         not_before=row["not_before"], not_after=row["not_after"], attempts=row["attempts"],
         max_attempts=row["max_attempts"], agent_id=row["agent_id"], assigned_agent=row["assigned_agent"],
-        source=row["source"], outcome=row["outcome"], history=tuple(history))
+        source=row["source"], outcome=row["outcome"], history=tuple(history), decisions=tuple(decisions))
+
+
+def _explanation(text: str | None) -> Mapping[str, Any] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class SqliteTaskStore:
@@ -152,8 +171,12 @@ class SqliteTaskStore:
     def _load(self, row: dict[str, Any]) -> Task:
         events = self._db.execute("SELECT at, from_state, to_state, reason, agent_id FROM task_events "
                                   "WHERE task_id = ? ORDER BY seq", (row["id"],)).fetchall()
+        decisions = self._db.execute("SELECT at, agent_id, attempt, summary, explanation FROM task_decisions "
+                                     "WHERE task_id = ? ORDER BY seq", (row["id"],)).fetchall()
         return _task(row, (Transition(at, TaskState(f), TaskState(t), reason, agent)
-                           for at, f, t, reason, agent in events))
+                           for at, f, t, reason, agent in events),
+                     (RoutingDecision(at, agent, attempt, summary, _explanation(expl))
+                      for at, agent, attempt, summary, expl in decisions))
 
     def _write(self, task: Task) -> None:
         marks = ", ".join("?" * len(_COLUMNS))
@@ -166,6 +189,14 @@ class SqliteTaskStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(task.id, i, t.at, t.from_state.value, t.to_state.value, t.reason, t.agent_id)
              for i, t in enumerate(task.history) if i >= stored])
+        (known,) = self._db.execute("SELECT COUNT(*) FROM task_decisions WHERE task_id = ?",
+                                    (task.id,)).fetchone()
+        self._db.executemany(
+            "INSERT INTO task_decisions (task_id, seq, at, agent_id, attempt, summary, explanation) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(task.id, i, d.at, d.agent_id, d.attempt, d.summary,
+              None if d.explanation is None else json.dumps(dict(d.explanation), default=str))
+             for i, d in enumerate(task.decisions) if i >= known])
 
 
 class _Transaction:

@@ -142,3 +142,33 @@ def test_listeners_see_every_change_and_a_failing_listener_breaks_nothing():
     book.offered(t.id, "a1")
     book.cancel(t.id, "withdrawn")
     assert seen == [(None, "waiting"), ("waiting", "waiting"), ("waiting", "offered"), ("offered", "cancelled")]
+
+
+def test_the_routers_explanation_of_each_offer_is_kept_with_the_task_and_survives_a_restart(tmp_path):
+    path = tmp_path / "tasks.db"
+    router, book, clocks = world(SqliteTaskStore(path), agents=2)
+    t = book.add(NewTask(TaskKind.CALLBACK, "q", number="+33612345678"))
+    [offer] = [d for d in enqueue_due(router, book) if isinstance(d, Offer)]
+    book.offered(t.id, offer.agent_id, offer.explanation.reason, explanation=offer.explanation.as_dict())
+    [decision] = book.get(t.id).decisions
+    assert decision.agent_id == offer.agent_id and decision.attempt == 1
+    assert decision.explanation["reason"] == "agent id tiebreak (equal fit and idle time)"
+    assert {c["agent_id"] for c in decision.explanation["candidates"]} == {"a1", "a2"}
+    _, book2, _ = world(SqliteTaskStore(path), clocks, agents=0)
+    book2.start()
+    assert book2.get(t.id).decisions == (decision,)
+
+
+def test_a_restart_reports_each_task_as_stored_and_as_reloaded():
+    store = SqliteTaskStore()
+    router, book, clocks = world(store)
+    a = book.add(NewTask(TaskKind.CALLBACK, "q", number="+33600000001"))
+    book.add(NewTask(TaskKind.CALLBACK, "q", number="+33600000002"))
+    enqueue_due(router, book)
+    book.offered(a.id, "a1")
+    _, book2, _ = world(store, clocks, agents=0)
+    seen = []
+    book2.listeners.append(lambda before, after: seen.append((before.state.value, after.state.value,
+                                                              before is after)))
+    book2.start()
+    assert sorted(seen) == [("offered", "waiting", False), ("waiting", "waiting", True)]

@@ -122,3 +122,54 @@ def test_a_failed_write_changes_nothing(tmp_path):
     with pytest.raises(TypeError):
         s.save(bad)
     assert s.get("t1").state is TaskState.WAITING and s.get("t1").history == ()
+
+
+# ------------------------------------------------------------------------------ routing decisions
+EXPLANATION = {"call_id": "t1", "queue": "billing", "agent_id": "a1", "trigger": "call_joined", "wait": 12.5,
+               "step": 1, "requirement": "billing>=2", "reason": "best skill fit (7 > 5)",
+               "candidates": [{"agent_id": "a1", "score": 7.0, "idle_for": 30.0, "missed_before": False},
+                              {"agent_id": "a2", "score": 5.0, "idle_for": 90.0, "missed_before": False}]}
+
+
+def test_each_offer_is_kept_as_a_routing_decision_with_its_attempt_and_explanation():
+    t = cb().offer("a1", T0 + 1, "best skill fit", EXPLANATION)
+    t = t.agent_answered(T0 + 2).customer_failed(T0 + 3, "busy", retry_after=60)
+    t = t.offer("a2", T0 + 70, "only eligible agent")
+    first, second = t.decisions
+    assert (first.at, first.agent_id, first.attempt, first.summary) == (T0 + 1, "a1", 1, "best skill fit")
+    assert first.explanation["candidates"][1]["agent_id"] == "a2"
+    assert (second.agent_id, second.attempt, second.explanation) == ("a2", 2, None)
+    assert t.history[-1].reason == "offered: only eligible agent"
+    assert second.as_dict() == {"at": T0 + 70, "agent_id": "a2", "attempt": 2, "summary": "only eligible agent",
+                                "explanation": None}
+
+
+def test_the_store_keeps_the_decisions_across_a_reopen(tmp_path):
+    path = tmp_path / "tasks.db"
+    store = SqliteTaskStore(path)
+    t = store.add(cb(), T0)
+    t = t.offer("a1", T0 + 1, "best skill fit", EXPLANATION)
+    store.save(t)
+    t = t.agent_missed(T0 + 20, "no_answer").offer("a2", T0 + 21, "the others already missed this call")
+    store.save(t)
+    store.save(t)                                               # saving again appends nothing
+    again = SqliteTaskStore(path).get(t.id)
+    assert again == t
+    assert [d.agent_id for d in again.decisions] == ["a1", "a2"]
+    assert again.decisions[0].explanation == EXPLANATION
+
+
+def test_a_task_file_of_the_previous_schema_opens_and_its_tasks_have_no_decisions(tmp_path):
+    path = tmp_path / "tasks.db"
+    store = SqliteTaskStore(path)
+    store.save(store.add(cb(), T0).offer("a1", T0 + 1, "x"))
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE task_decisions")                     # as the file was before decisions existed
+    db.commit()
+    db.close()
+    old = SqliteTaskStore(path)
+    t = old.get("t1")
+    assert t is not None and t.state is TaskState.OFFERED and t.decisions == () and len(t.history) == 1
+    t = t.agent_missed(T0 + 20).offer("a2", T0 + 21, "y")
+    old.save(t)
+    assert [d.agent_id for d in SqliteTaskStore(path).get("t1").decisions] == ["a2"]
