@@ -58,6 +58,7 @@ from .queue import (
 from .record import CallOutcome, CallRecord
 from .router import Router
 from .views import AgentSnapshot, CallSnapshot, QueueSnapshot, QueueStats
+from .why_not import WhyNot, why_not
 
 __all__ = [
     "AUTO_PAUSE_ACTIONS",
@@ -105,6 +106,7 @@ __all__ = [
     "UnknownAgent",
     "UnknownCall",
     "UnknownQueue",
+    "WhyNot",
     "agent_from_dict",
     "agent_to_dict",
     "check_overflows",
@@ -113,4 +115,5 @@ __all__ = [
     "queue_from_dict",
     "queue_to_dict",
     "requirement_at",
+    "why_not",
 ]

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from heapq import heappop
 
 from .agent import Agent, AgentConfig, AgentEvent, AgentState
@@ -416,6 +416,28 @@ class Router(Engine):
     def agent_ids(self) -> tuple[str, ...]:
         return tuple(self._agents)
 
+    def queue_config(self, name: str) -> QueueConfig:
+        """The queue's definition (skills, relaxation, service level, media...). Raises UnknownQueue."""
+        qrt = self._queues.get(name)
+        if qrt is None:
+            raise UnknownQueue(name)
+        return qrt.config
+
+    def agent_config(self, agent_id: str) -> AgentConfig:
+        """The agent's definition (skills, queues, endpoint...). Raises UnknownAgent."""
+        return self._agent(agent_id).config
+
+    def agent_skills(self, agent_id: str) -> Mapping[str, int]:
+        """The agent's effective skills (languages folded in as ``lang:<code>``); read-only."""
+        return self._agent(agent_id).skills
+
+    def queue_members(self, name: str) -> tuple[str, ...]:
+        """Ids of the agents who serve ``name`` (whatever their state), sorted. Raises UnknownQueue."""
+        qrt = self._queues.get(name)
+        if qrt is None:
+            raise UnknownQueue(name)
+        return tuple(sorted(qrt.members))
+
     def call_snapshot(self, call_id: str) -> CallSnapshot:
         c = self._call(call_id)
         now = max(self._now, self._clock())
@@ -489,3 +511,22 @@ class Router(Engine):
             preferred_agent=c.pref_agent, offers=c.offers, rona_count=c.rona,
             estimated_wait=c.qrt.departures.estimate(pos, now), overflowed_from=c.moved_from,
             note=self._waiting_note(c, now) if c.state is _WAITING else None, kind=c.call.kind.value)
+
+    # ------------------------------------------------------------------ "why not this agent?" (``why_not``)
+    def call_requirement(self, call_id: str) -> tuple[tuple[tuple[tuple[str, int], ...], ...],
+                                                      tuple[tuple[str, float], ...], frozenset[str]]:
+        """What the call asks of an agent now: its requirement groups at the relaxation step in force (its
+        own skills merged; an agent qualifies with any group), the optional skills that rank the eligible
+        agents, and the agents that already missed it (ranked after the others). Raises UnknownCall."""
+        c = self._call(call_id)
+        k = bisect_right(c.step_at, max(self._now, self._clock()))
+        optional = c.qrt.reqs[k].optional if c.optional is None else c.optional[k]
+        return c.group.reqs(k), optional, frozenset(c.missed_by)
+
+    def task_slots(self, name: str) -> tuple[int, int]:
+        """(tasks of queue ``name`` ringing an agent or being worked now, how many may be at once:
+        ``task_agents_percent`` of its logged-in, registered members, at least one). Raises UnknownQueue."""
+        qrt = self._queues.get(name)
+        if qrt is None:
+            raise UnknownQueue(name)
+        return len(qrt.engaged_tasks), self._task_cap(qrt)

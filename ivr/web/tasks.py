@@ -1,13 +1,17 @@
-"""The task API (admin token): every callback, voicemail and web callback request with its state and its
-history of transitions; cancelling one."""
+"""The task API (admin token): every callback, voicemail and web callback request with its state, its
+history of transitions and the router's decisions about it (who it was offered to, when, why); the agent's
+action on a voicemail; why a given agent is not chosen for a task (``GET /api/tasks/{id}/why-not/{agent}``,
+the router's reasoning replayed by ``ivr.acd.why_not``)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from ..acd import Router, UnknownAgent, UnknownCall, why_not
 from ..logsafe import mask_number
 from ..tasks import Task, TaskKind, TaskState
 from .errors import ApiError, bad_request, json_body, not_found
@@ -34,11 +38,53 @@ class TaskQueries(Protocol):
 class TaskApi:
     book: TaskQueries
     actions: TaskActions
+    #: the ACD's router, for why-not answers; None: the one of ``actions`` (``TaskLegs.deps.router``) if any
+    router: Router | None = None
 
     def add_routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/api/tasks", self.index)
         r.add_get("/api/tasks/{id}", self.one)
         r.add_post("/api/tasks/{id}/actions", self.act)
+        r.add_get("/api/tasks/{id}/why-not/{agent_id}", self.why_not)
+
+    def _router(self) -> Router | None:
+        if self.router is not None:
+            return self.router
+        found = getattr(getattr(self.actions, "deps", None), "router", None)
+        return found if isinstance(found, Router) else None
+
+    async def why_not(self, request: web.Request) -> web.Response:
+        """Why this agent is not chosen for this task now (``ivr.acd.why_not``), with the task's past
+        decisions; a task that has ended is no longer routable: 409 ``task-not-routable`` with its decisions."""
+        task_id, agent_id = request.match_info["id"], request.match_info["agent_id"]
+        t = self.book.get(task_id)
+        if t is None:
+            raise not_found("task", task_id)
+        router = self._router()
+        if router is None:
+            raise ApiError(503, "routing-unavailable", "no ACD router to ask")
+        if agent_id not in router.agent_ids():
+            raise not_found("agent", agent_id)
+        decisions = [d.as_dict() for d in t.decisions]
+        if not t.open:
+            raise ApiError(409, "task-not-routable", f"task {task_id} is {t.state.value}: it is no longer routed; "
+                           f"details.decisions says who it was offered to, when and why",
+                           {"task_id": task_id, "state": t.state.value, "outcome": t.outcome or None,
+                            "agent_id": agent_id, "decisions": decisions,
+                            "offered_to_agent": [d for d in decisions if d["agent_id"] == agent_id]})
+        base = {"task_id": task_id, "agent_id": agent_id, "task_state": t.state.value, "queue": t.queue,
+                "decisions": decisions}
+        try:
+            if not self.book.in_router(task_id):
+                raise UnknownCall(task_id)
+            answer = why_not(router, task_id, agent_id).as_dict()
+        except UnknownCall:
+            return web.json_response({**base, "routable": True, "in_router": False, "chosen": False,
+                                      "reasons": [_held_back(t)]})
+        except UnknownAgent:                      # removed meanwhile
+            raise not_found("agent", agent_id) from None
+        answer.pop("call_id", None)
+        return web.json_response({**base, **answer, "routable": True, "in_router": True})
 
     async def act(self, request: web.Request) -> web.Response:
         """The agent's action on a voicemail they are listening to: ``call_back`` (the customer is dialled
@@ -83,7 +129,19 @@ def task_view(t: Task, history: bool = False) -> dict[str, Any]:
         "assigned_agent": t.assigned_agent, "outcome": t.outcome or None}
     if history:
         d["history"] = [h.as_dict() for h in t.history]
+        d["decisions"] = [x.as_dict() for x in t.decisions]
     return d
+
+
+def _held_back(t: Task) -> dict[str, Any]:
+    """The reason of an open task that is not in the router (held back until a time, or between steps)."""
+    if t.state is TaskState.WAITING and t.not_before is not None:
+        at = dt.datetime.fromtimestamp(t.not_before, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        why = "a retry after a failed attempt to reach the customer" if t.attempts else "a request for later"
+        return {"code": "held_back", "message": f"the task waits until {at} ({why}): no agent is chosen before",
+                "details": {"not_before": t.not_before, "attempts": t.attempts}}
+    return {"code": "not_in_router", "message": f"the task is {t.state.value} and not in the router now: it goes "
+                                                f"back at its next step"}
 
 
 
