@@ -34,10 +34,14 @@ from .ari import (
     StasisEnd,
     StasisStart,
 )
-from .calls.flow_session import FlowSession, utc_now
+from .calls.acd_service import AcdDeps, AcdService
+from .calls.adoption import AdoptedCall, AdoptedDeps
+from .calls.clock import LoopClock
+from .calls.flow_session import FlowSession, SessionDeps, utc_now
 from .calls.flows import FlowRegistry
 from .calls.gate import AdmissionGate
 from .calls.janitor import Claims, Janitor, JanitorDeps
+from .calls.saved_state import QueueState
 from .calls.session import CallSession
 from .calls.task_book import TaskBook
 from .calls.task_legs import Message, TaskLegDeps, TaskLegs
@@ -71,7 +75,7 @@ def default_session_factory(app: App, ev: StasisStart) -> CallSession | None:
     if ev.args[:1] == ("inbound",) and app.flows is not None:
         chosen = app.flows.flow_for(ev.channel.exten)
         if chosen is not None:
-            return FlowSession(app, ev.channel, chosen[0], chosen[1], app.wall_clock)
+            return FlowSession(app.session_deps, ev.channel, chosen[0], chosen[1], app.wall_clock)
     return None
 
 
@@ -115,10 +119,14 @@ class App:
             from .crm.rules import routing_from_dict
             self.routing = routing_from_dict(dict(cfg.routing))
         self.transfer_legs = TransferLegs()     # a flow's transfer legs, by leg id (ivr/calls/transfer.py)
-        self.acd = None
+        self.clock = LoopClock()
+        self.acd: AcdService | None = None
         if cfg.queues:
-            from .calls.acd_service import AcdService
-            self.acd = AcdService(self)
+            self.acd = AcdService(AcdDeps(
+                ari=self.ari, submit=self.dispatcher.submit, metrics=self.metrics, queues=tuple(cfg.queues),
+                agents=tuple(cfg.agents), options=dict(cfg.acd), store=self.storage, clock=self.clock,
+                subscribe=self.add_subscription, has_session=lambda cid: cid in self.sessions,
+                adopted_session=self._adopted_session))
         self.task_book: TaskBook | None = None   # callbacks, voicemails, web requests (ivr/calls/task_book.py)
         self.task_legs: TaskLegs | None = None
         if self.acd is not None and self.storage is not None:
@@ -141,6 +149,7 @@ class App:
         self.calls_started = 0
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
+        self.session_deps = self._session_deps()
         from .web.server import WebServer
         self.web = WebServer(self)   # admin API, metrics, agent page, wallboard (started in run())
 
@@ -163,6 +172,25 @@ class App:
             submit=self.dispatcher.submit, policy=policy, notify=acd.notify, voicemail=self._message_of))
         acd.tasks = self.task_legs
         self.task_book.start()
+
+    def _adopted_session(self, channel: Channel, state: QueueState | None) -> AdoptedCall:
+        """The session of a caller taken over after a restart, registered before any await (its hang-up
+        must find it)."""
+        acd = self.acd
+        session = AdoptedCall(AdoptedDeps(self.ari, self.dispatcher.submit,
+                                          acd.caller_gone if acd is not None else None, self.clock), channel, state)
+        self.sessions[channel.id] = session
+        return session
+
+    def _session_deps(self) -> SessionDeps:
+        cfg = self.cfg
+        return SessionDeps(
+            ari=self.ari, submit=self.dispatcher.submit, metrics=self.metrics, crm=self.crm, routing=self.routing,
+            storage=self.storage, acd=self.acd, task_book=self.task_book, task_legs=self.task_legs,
+            transfer_legs=self.transfer_legs, extensions=cfg.extensions,
+            phones=tuple(a.endpoint for a in cfg.agent_sip()), trunks=cfg.trunks,
+            voicemail_queues={str(k): str(v) for k, v in dict((cfg.voicemail or {}).get("queues") or {}).items()},
+            region=str((cfg.crm or {}).get("default_region", "GB")), clock=self.clock)
 
     def _message_of(self, task: Task) -> Message | None:
         """The voicemail a voicemail task is about (its source is ``voicemail:<id>``)."""
@@ -233,9 +261,7 @@ class App:
             self.ready.set()
         elif isinstance(ev, Disconnected):
             self.ready.clear()
-        elif self.task_legs is not None and await self.task_legs.on_event(ev):
-            pass
-        elif self.acd is not None and await self.acd.on_event(ev):
+        elif self.task_legs is not None and await self.task_legs.on_event(ev) or self.acd is not None and await self.acd.on_event(ev):
             pass
         else:
             cid = ev.channel_id

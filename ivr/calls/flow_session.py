@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..ari import (
+    AriClient,
     AriError,
     Channel,
     ChannelDtmfReceived,
@@ -25,6 +26,7 @@ from ..ari import (
     RecordingFailed,
     RecordingFinished,
 )
+from ..crm.phone import normalize
 from ..flow import (
     Answer,
     CallInfo,
@@ -54,25 +56,56 @@ from ..flow import (
 from ..flow import PlaybackFinished as FlowPlaybackFinished
 from ..flow import RecordingFinished as FlowRecordingFinished
 from ..flow.model import DTMF_KEYS
-from ..crm.phone import normalize
 from ..logsafe import CallLog, mask_number
 from ..tasks import TaskKind
-from .internal import Internal, internal
-from .task_book import NewTask
-from .transfer import TransferAttempt, TransferDeps, resolve_target
-
-if TYPE_CHECKING:
-    from ..app import App
+from .clock import Clock, LoopClock
+from .events import CrmAnswered, QueueDone, TimerDue, TransferDone, TransferLegEvent, TransferTimeout
+from .task_book import NewTask, TaskBook
+from .transfer import TransferAttempt, TransferDeps, TransferLegs, resolve_target
 
 log = logging.getLogger(__name__)
 _seq = itertools.count(1)
 
 
+class QueueService(Protocol):
+    """The ACD as a flow sees it."""
+
+    async def enqueue(self, session: Any, cmd: Enqueue) -> None: ...
+
+    async def caller_gone(self, session: Any) -> None: ...
+
+
+class TaskWaker(Protocol):
+    def wake(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SessionDeps:
+    """What a caller's flow needs from the rest of the app (``App.session_deps`` builds it once)."""
+
+    ari: AriClient
+    submit: Callable[[Event], None]              # the dispatcher: events in this call's order
+    metrics: Any = None                          # ``ivr.metrics.Metrics``
+    crm: Any = None                              # ``lookup_caller`` / ``record_interaction``
+    routing: Any = None                          # CRM routing rules: ``hints(result)``
+    storage: Any = None                          # ``add_voicemail``
+    acd: QueueService | None = None
+    task_book: TaskBook | None = None
+    task_legs: TaskWaker | None = None
+    transfer_legs: TransferLegs = field(default_factory=TransferLegs)
+    extensions: Mapping[str, Any] = field(default_factory=dict)
+    phones: tuple[str, ...] = ()                 # agents' endpoints (a transfer to an agent's phone)
+    trunks: Mapping[str, Any] = field(default_factory=dict)
+    voicemail_queues: Mapping[str, str] = field(default_factory=dict)   # mailbox -> queue (voicemail tasks)
+    region: str = "GB"                           # numbers typed without a country code
+    clock: Clock = field(default_factory=LoopClock)
+
+
 class FlowSession:
-    def __init__(self, app: App, channel: Channel, flowset: FlowSet, flow_name: str,
+    def __init__(self, deps: SessionDeps, channel: Channel, flowset: FlowSet, flow_name: str,
                  wall_clock: Callable[[], datetime]) -> None:
-        self.app = app
-        self.ari = app.ari
+        self.deps = deps
+        self.ari = deps.ari
         self.channel = channel
         self.channel_id = channel.id
         self.flow_name = flow_name
@@ -80,14 +113,14 @@ class FlowSession:
         self.log = CallLog(log, {"call": channel.id})
         self.caller_raw = channel.caller.number
         self.did = channel.exten
-        self.started_at = time.time()
+        self.started_at = deps.clock.wall()
         self.crm_result: Any = None
         self.hints: Any = None          # RoutingHints from the CRM result (priority, skills, preferred agent)
         self.e164: str | None = None
         self.runner = FlowRunner(
             flowset, flow_name,
             CallInfo(channel.id, caller=channel.caller.number, did=channel.exten,
-                     language=channel.language or None, customer_lookup=app.crm is not None),
+                     language=channel.language or None, customer_lookup=deps.crm is not None),
             clock=wall_clock)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._playbacks: dict[str, str] = {}     # ARI playback id -> runner playback id
@@ -111,9 +144,9 @@ class FlowSession:
     async def start(self) -> None:
         self.log.info("inbound call from %s to %s -> flow %s (version %s)", mask_number(self.caller_raw),
                       self.did, self.flow_name, self.flow_version)
-        if self.app.metrics is not None:
-            self.app.metrics.call_entered_flow(self.flow_name)
-        if self.app.crm is not None:
+        if self.deps.metrics is not None:
+            self.deps.metrics.call_entered_flow(self.flow_name)
+        if self.deps.crm is not None:
             self._crm_task = asyncio.create_task(self._lookup(), name=f"crm:{self.channel_id}")
         await self._run(self.runner.start())
 
@@ -121,13 +154,13 @@ class FlowSession:
     async def _lookup(self) -> None:
         # runs while the welcome prompt plays; the result comes back through the dispatcher in order
         try:
-            result = await self.app.crm.lookup_caller(self.caller_raw)
+            result = await self.deps.crm.lookup_caller(self.caller_raw)
         except asyncio.CancelledError:
             raise
         except Exception:   # the guarded lookup never raises; belt and braces for a call's sake
             self.log.exception("CRM lookup failed")
             return
-        self.app.dispatcher.submit(internal(self.channel_id, ("crm", result)))
+        self.deps.submit(CrmAnswered(key=self.channel_id, result=result))
 
     async def on_event(self, ev: Event) -> None:
         if self.closed:
@@ -137,8 +170,7 @@ class FlowSession:
             # StasisEnd that follows ends the flow (``ended``)
             self.hanging_up = True
             return
-        if self.hanging_up and (isinstance(ev, (PlaybackFinished, ChannelDtmfReceived)) or (
-                isinstance(ev, Internal) and isinstance(ev.payload, tuple) and ev.payload[0] == "timer")):
+        if self.hanging_up and isinstance(ev, (PlaybackFinished, ChannelDtmfReceived, TimerDue)):
             return
         fe: Any = None
         if isinstance(ev, ChannelDtmfReceived):
@@ -152,30 +184,27 @@ class FlowSession:
             fe = FlowRecordingFinished(ev.recording.name, float(ev.recording.duration))
         elif isinstance(ev, RecordingFailed):
             fe = FlowRecordingFinished(ev.recording.name, 0.0)
-        elif isinstance(ev, Internal):
-            kind, value = ev.payload
-            if kind == "timer":
-                if self._timers.pop(value, None) is not None:
-                    fe = TimerFired(value)
-            elif kind == "crm":
-                self.crm_result = value
-                self.e164 = getattr(value, "caller", None)
-                if self.app.routing is not None:
-                    self.hints = self.app.routing.hints(value)
-                    if self.hints.language and self._language is None:
-                        await self._set_language(self.hints.language)
-                self.log.info("CRM: %s%s", value.status.value if hasattr(value.status, "value") else value.status,
-                              f" (flags {sorted(self.hints.flags)})" if self.hints and self.hints.flags else "")
-                fe = CustomerData(value.as_flow_vars())
-            elif kind == "queue":
-                self.in_queue = False
-                fe = QueueResult(value)
-            elif kind == "transfer":
-                fe = self._transfer_result(value)
-            elif kind in ("transfer_leg", "transfer_timeout") and self._transfer is not None:
-                await self._transfer.on_event(kind, value)
-            elif kind == "callable":
-                await value()
+        elif isinstance(ev, TimerDue):
+            if self._timers.pop(ev.timer_id, None) is not None:
+                fe = TimerFired(ev.timer_id)
+        elif isinstance(ev, CrmAnswered):
+            value = ev.result
+            self.crm_result = value
+            self.e164 = getattr(value, "caller", None)
+            if self.deps.routing is not None:
+                self.hints = self.deps.routing.hints(value)
+                if self.hints.language and self._language is None:
+                    await self._set_language(self.hints.language)
+            self.log.info("CRM: %s%s", value.status.value if hasattr(value.status, "value") else value.status,
+                          f" (flags {sorted(self.hints.flags)})" if self.hints and self.hints.flags else "")
+            fe = CustomerData(value.as_flow_vars())
+        elif isinstance(ev, QueueDone):
+            self.in_queue = False
+            fe = QueueResult(ev.outcome)
+        elif isinstance(ev, TransferDone):
+            fe = self._transfer_result(ev.outcome)
+        elif isinstance(ev, (TransferLegEvent, TransferTimeout)) and self._transfer is not None:
+            await self._transfer.on_event(ev)
         if fe is not None:
             await self._run(self.runner.feed(fe))
 
@@ -186,16 +215,16 @@ class FlowSession:
         self.closed = True
         if self._crm_task is not None:
             self._crm_task.cancel()
-        if self.in_queue and self.app.acd is not None:
-            await self.app.acd.caller_gone(self)
+        if self.in_queue and self.deps.acd is not None:
+            await self.deps.acd.caller_gone(self)
         if self._transfer is not None:
-            if self._transfer.state == "ringing" and self.app.metrics is not None:
-                self.app.metrics.transfer_ended(self._transfer.target.kind, "abandoned")
+            if self._transfer.state == "ringing" and self.deps.metrics is not None:
+                self.deps.metrics.transfer_ended(self._transfer.target.kind, "abandoned")
             await self._transfer.cancel()
         if not self.runner.finished:
             await self._run(self.runner.feed(HungUp()), hung_up=True)
-            if self._node and self.app.metrics is not None:
-                self.app.metrics.node_exit(self._node[0], self._node[1], self._exit_of("hangup"))
+            if self._node and self.deps.metrics is not None:
+                self.deps.metrics.node_exit(self._node[0], self._node[1], self._exit_of("hangup"))
         for h in self._timers.values():
             h.cancel()
         self._timers.clear()
@@ -217,23 +246,23 @@ class FlowSession:
                 old.cancel()
             if isinstance(cmd, StartTimer) and not hung_up:
                 self._timers[cmd.timer_id] = asyncio.get_running_loop().call_later(
-                    cmd.seconds, self.app.dispatcher.submit, internal(self.channel_id, ("timer", cmd.timer_id)))
+                    cmd.seconds, self.deps.submit, TimerDue(key=self.channel_id, timer_id=cmd.timer_id))
             return
         if isinstance(cmd, NodeEntered):
-            if self._node and self.app.metrics is not None:
-                self.app.metrics.node_exit(self._node[0], self._node[1], "next")
+            if self._node and self.deps.metrics is not None:
+                self.deps.metrics.node_exit(self._node[0], self._node[1], "next")
             self._node = (cmd.flow, cmd.node)
             self.log.debug("node %s:%s (%s)", cmd.flow, cmd.node, cmd.kind)
             return
         if isinstance(cmd, FlowEnded):
             self.log.info("flow ended: %s; path: %s", cmd.reason, " > ".join(self.runner.visited_nodes))
-            if self._node and self.app.metrics is not None and cmd.reason != "hangup":
-                self.app.metrics.node_exit(self._node[0], self._node[1], self._exit_of(_exit_label(cmd.reason)))
+            if self._node and self.deps.metrics is not None and cmd.reason != "hangup":
+                self.deps.metrics.node_exit(self._node[0], self._node[1], self._exit_of(_exit_label(cmd.reason)))
                 self._node = None
             return
         if isinstance(cmd, StoreVoicemail):
-            if self.app.storage is not None:
-                vid = self.app.storage.add_voicemail(cmd.mailbox, cmd.caller, cmd.recording, cmd.duration,
+            if self.deps.storage is not None:
+                vid = self.deps.storage.add_voicemail(cmd.mailbox, cmd.caller, cmd.recording, cmd.duration,
                                                      self.channel_id, cmd.recorded_at.timestamp())
                 self.log.info("voicemail %d stored in mailbox %s (%.1fs)", vid, cmd.mailbox, cmd.duration)
                 self._voicemail_task(cmd, vid)
@@ -285,44 +314,43 @@ class FlowSession:
     def _escalated(self, to: str) -> None:
         if not self._escalated_to:
             self._escalated_to = to
-            if self.app.metrics is not None:
-                self.app.metrics.flow_escalated(self.flow_name, to)
+            if self.deps.metrics is not None:
+                self.deps.metrics.flow_escalated(self.flow_name, to)
 
     async def _enqueue(self, cmd: Enqueue) -> None:
         self._escalated("queue")
         self._queue_node = self._node
-        if self.app.acd is None:
+        if self.deps.acd is None:
             self.log.warning("queue %s: no ACD configured; continuing as no_agents", cmd.queue)
-            self.app.dispatcher.submit(internal(self.channel_id, ("queue", "no_agents")))
+            self.deps.submit(QueueDone(key=self.channel_id, outcome="no_agents"))
             return
         self.in_queue = True
         self.queue_name = cmd.queue
-        self._joined = (cmd, time.time())       # a callback from this queue keeps this place
-        await self.app.acd.enqueue(self, cmd)
+        self._joined = (cmd, self.deps.clock.wall())       # a callback from this queue keeps this place
+        await self.deps.acd.enqueue(self, cmd)
 
     async def _start_transfer(self, cmd: Transfer) -> None:
         self._escalated("transfer")
-        cfg = self.app.cfg
-        target = resolve_target(cmd.destination, external=cmd.external, trunk=cmd.trunk,
-                                extensions=cfg.extensions, phones=[a.endpoint for a in cfg.agent_sip()],
-                                trunks=cfg.trunks, caller_number=self.caller_raw or "")
+        d = self.deps
+        target = resolve_target(cmd.destination, external=cmd.external, trunk=cmd.trunk, extensions=d.extensions,
+                                phones=d.phones, trunks=d.trunks, caller_number=self.caller_raw or "")
         if target is None:     # the validator refuses these when the config is known; belt and braces
             self.log.warning("transfer to %s: not configured", "an outside number" if cmd.external
                              else cmd.destination)
             self._transfer = None
-            self.app.dispatcher.submit(internal(self.channel_id, ("transfer", "failed")))
+            self.deps.submit(TransferDone(key=self.channel_id, outcome="failed"))
             return
         self._transfer = TransferAttempt(
-            TransferDeps(self.ari, self.app.transfer_legs, self.app.dispatcher.submit), self.channel_id,
+            TransferDeps(self.ari, self.deps.transfer_legs, self.deps.submit), self.channel_id,
             next(_seq), target, cmd.timeout,
-            lambda outcome: self.app.dispatcher.submit(internal(self.channel_id, ("transfer", outcome))),
+            lambda outcome: self.deps.submit(TransferDone(key=self.channel_id, outcome=outcome)),
             self.log)
         await self._transfer.start()
 
     def _transfer_result(self, outcome: str) -> TransferResult:
         kind = self._transfer.target.kind if self._transfer is not None else "internal"
-        if self.app.metrics is not None:
-            self.app.metrics.transfer_ended(kind, outcome)
+        if self.deps.metrics is not None:
+            self.deps.metrics.transfer_ended(kind, outcome)
         if outcome == "answered":
             self.transferred = True
             self.outcome = "transferred"
@@ -334,8 +362,8 @@ class FlowSession:
     def _voicemail_task(self, cmd: StoreVoicemail, voicemail_id: int) -> None:
         """A message in a mailbox of ``voicemail.queues`` is work: a task for that queue's agents, at the
         caller's place when they waited in that queue."""
-        queue = dict((self.app.cfg.voicemail or {}).get("queues") or {}).get(cmd.mailbox)
-        book, legs = self.app.task_book, self.app.task_legs
+        queue = self.deps.voicemail_queues.get(cmd.mailbox)
+        book, legs = self.deps.task_book, self.deps.task_legs
         if queue is None or book is None or legs is None:
             return
         number = self.e164 or normalize(self.caller_raw or "", self._region()) or None
@@ -344,7 +372,7 @@ class FlowSession:
         legs.wake()
 
     def _region(self) -> str:
-        return str((self.app.cfg.crm or {}).get("default_region", "GB"))
+        return self.deps.region
 
     def _task_request(self, kind: TaskKind, queue: str, number: str | None, source: str) -> NewTask:
         """A task at this caller's place in ``queue`` when they waited there (join time, skills, priority
@@ -364,7 +392,7 @@ class FlowSession:
     def _request_callback(self, cmd: RequestCallback) -> None:
         """The flow's callback node: a callback task at this caller's place in the queue it waited in (its
         join time, skills and priority), else at the back of the named queue."""
-        book, legs = self.app.task_book, self.app.task_legs
+        book, legs = self.deps.task_book, self.deps.task_legs
         if book is None or legs is None:
             self.log.error("callback for %s requested but no task book (no queues or no storage): nobody "
                            "will call back", mask_number(cmd.number))
@@ -405,10 +433,10 @@ class FlowSession:
 
     def queue_outcome(self, outcome: str) -> None:
         """Called by the ACD: the queue stay ended (answered conversation over, timeout, full, ...)."""
-        self.app.dispatcher.submit(internal(self.channel_id, ("queue", outcome)))
+        self.deps.submit(QueueDone(key=self.channel_id, outcome=outcome))
 
     async def _write_history(self) -> None:
-        if self.app.crm is None:
+        if self.deps.crm is None:
             return
         from ..crm.model import Interaction
         try:
@@ -416,10 +444,10 @@ class FlowSession:
                 at=self.started_at, call_id=self.channel_id, did=self.did,
                 ivr_path=tuple(self.runner.visited_nodes), keys=self.runner.keys_pressed,
                 queue=self.queue_name, wait_seconds=self.queue_wait, agent_id=self.agent_id,
-                outcome=self.outcome, duration_seconds=time.time() - self.started_at,
+                outcome=self.outcome, duration_seconds=self.deps.clock.wall() - self.started_at,
                 customer_id=getattr(getattr(self.crm_result, "customer", None), "customer_id", None),
                 caller=self.e164)
-            await self.app.crm.record_interaction(self.e164, inter)
+            await self.deps.crm.record_interaction(self.e164, inter)
         except Exception:
             self.log.exception("could not record the interaction")
 

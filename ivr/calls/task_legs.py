@@ -45,7 +45,15 @@ from ..ari import (
 from ..logsafe import CallLog, mask_number
 from ..tasks import Task, TaskKind, TaskState
 from ..tasks.policy import CallbackPolicy
-from .internal import Internal, internal
+from .events import (
+    CustomerDialled,
+    HangupLegDue,
+    Internal,
+    TaskActionChosen,
+    TasksWake,
+    TransferLegEvent,
+    TransferTimeout,
+)
 from .task_book import TaskBook
 from .transfer import Target, TransferAri, TransferAttempt, TransferDeps
 
@@ -53,7 +61,6 @@ log = logging.getLogger(__name__)
 
 _seq = itertools.count(1)
 #: The dispatcher key of the book's wake-ups (held-back tasks due, windows closing).
-WAKE_KEY = "_tasks"
 #: Seconds after an originate that timed out to hang its leg up again (Asterisk may make it late).
 LEG_RECHECK = 2.0
 #: What an agent may do with a voicemail task once they have heard it.
@@ -144,7 +151,7 @@ class TaskLegs:
 
     def wake(self) -> None:
         """Ask for a pump soon, in the book's own order (from the web or a flow: a task was added)."""
-        self.deps.submit(internal(WAKE_KEY, ("tasks-wake", None)))
+        self.deps.submit(TasksWake())
 
     def _arm_wake(self) -> None:
         if self._wake is not None:
@@ -212,7 +219,7 @@ class TaskLegs:
                 # in a moment; it must not ring on at this agent's phone while the task moves on
                 await self.deps.ari.hangup_quietly(leg)
                 asyncio.get_running_loop().call_later(
-                    LEG_RECHECK, self.deps.submit, internal(WAKE_KEY, ("hangup-leg", leg)))
+                    LEG_RECHECK, self.deps.submit, HangupLegDue(leg=leg))
             if current:   # else the offer was withdrawn meanwhile: the task has moved on, fail nothing
                 await self._agent_failed(w, "unreachable", agent_fault=not _ours(e))
             return
@@ -269,23 +276,22 @@ class TaskLegs:
     async def on_event(self, ev: Event) -> bool:
         """Internal events keyed by an agent leg (the customer attempt's), the whisper's end, and the
         end of an agent leg. True when it was ours."""
+        if isinstance(ev, HangupLegDue):
+            await self.deps.ari.hangup_quietly(ev.leg)
+            return True
+        if isinstance(ev, TasksWake):
+            await self.pump()
+            return True
         if isinstance(ev, Internal):
-            if ev.key == WAKE_KEY:
-                if isinstance(ev.payload, tuple) and ev.payload[0] == "hangup-leg":
-                    await self.deps.ari.hangup_quietly(ev.payload[1])
-                else:
-                    await self.pump()
-                return True
             w = self._by_leg.get(ev.key)
-            if w is None or not isinstance(ev.payload, tuple):
-                return ev.key in self._by_leg
-            kind, value = ev.payload[0], ev.payload[1]
-            if kind in ("transfer_leg", "transfer_timeout") and w.attempt is not None:
-                await w.attempt.on_event(kind, value)
-            elif kind == "task_customer":
-                await self._customer(w, value)
-            elif kind == "task_action":
-                await self._act(w, *value)
+            if w is None:
+                return False
+            if isinstance(ev, (TransferLegEvent, TransferTimeout)) and w.attempt is not None:
+                await w.attempt.on_event(ev)
+            elif isinstance(ev, CustomerDialled):
+                await self._customer(w, ev.outcome)
+            elif isinstance(ev, TaskActionChosen):
+                await self._act(w, ev.action, ev.disposition)
             return True
         if isinstance(ev, PlaybackFinished):
             w = self._by_leg.get(ev.playback.channel_id or "")
@@ -360,7 +366,7 @@ class TaskLegs:
     def request_action(self, task_id: str, action: str, disposition: str = "") -> None:
         """Queue the action in the task's order (the agent leg's)."""
         w = self._by_task[task_id]
-        self.deps.submit(internal(w.leg, ("task_action", (action, disposition))))
+        self.deps.submit(TaskActionChosen(key=w.leg, action=action, disposition=disposition))
 
     async def _act(self, w: _Work, action: str, disposition: str) -> None:
         if w.state not in ("listening", "listened") or self._by_task.get(w.task_id) is not w:
@@ -389,7 +395,7 @@ class TaskLegs:
         w.state = "dialing"
         w.attempt = TransferAttempt(
             self.deps.transfer, w.leg, next(_seq), target, self.deps.policy.ring_seconds,
-            lambda outcome: self.deps.submit(internal(w.leg, ("task_customer", outcome))), w.log)
+            lambda outcome: self.deps.submit(CustomerDialled(key=w.leg, outcome=outcome)), w.log)
         await w.attempt.start()
 
     async def _customer(self, w: _Work, outcome: str) -> None:

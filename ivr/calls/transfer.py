@@ -29,8 +29,8 @@ from typing import Any, Protocol
 from ..ari import AriError, ChannelDestroyed, Event, StasisEnd, StasisStart
 from ..config import TrunkConfig
 from ..logsafe import CallLog
+from .events import TransferLegEvent, TransferTimeout
 from .ids import bridge_id as call_bridge_id
-from .internal import Internal, internal
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +115,12 @@ class TransferLegs:
     def bridges(self) -> frozenset[str]:
         return frozenset(self._bridges.values())
 
-    def route(self, ev: Event) -> Internal | None:
+    def route(self, ev: Event) -> TransferLegEvent | None:
         """A leg's StasisStart / StasisEnd / ChannelDestroyed as an event for its caller's queue."""
         if isinstance(ev, (StasisStart, StasisEnd, ChannelDestroyed)):
             caller = self._callers.get(ev.channel.id)
             if caller is not None:
-                return internal(caller, ("transfer_leg", ev))
+                return TransferLegEvent(key=caller, event=ev)
         return None
 
 
@@ -166,16 +166,18 @@ class TransferAttempt:
             await self._fail("failed")
             return
         self._timer = asyncio.get_running_loop().call_later(
-            self.timeout, self.deps.submit, internal(self.caller, ("transfer_timeout", self.leg)))
+            self.timeout, self.deps.submit, TransferTimeout(key=self.caller, leg=self.leg))
         self.log.info("transfer: ringing %s (%s, up to %gs)", self.target.label, self.leg, self.timeout)
 
-    async def on_event(self, kind: str, value: Any) -> None:
-        """``transfer_leg`` (an ARI event of the leg) or ``transfer_timeout`` (the ring timer)."""
-        if kind == "transfer_timeout":
-            if value == self.leg and self.state == "ringing":
+    async def on_event(self, ev: TransferLegEvent | TransferTimeout) -> None:
+        """An ARI event of the leg, or the ring timer."""
+        if isinstance(ev, TransferTimeout):
+            if ev.leg == self.leg and self.state == "ringing":
                 self.log.info("transfer: %s did not answer within %gs", self.target.label, self.timeout)
                 await self._fail("no_answer")
-        elif isinstance(value, StasisStart):
+            return
+        value = ev.event
+        if isinstance(value, StasisStart):
             await self._answered()
         elif isinstance(value, (StasisEnd, ChannelDestroyed)):
             if self.state == "ringing":

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ivr.acd import AgentState
-from ivr.calls import acd_service
+from ivr.calls import live_offers
 from tests.support.component_app import Stack, component_stack
 
 CALLER = "+442071234567"
@@ -117,7 +117,7 @@ async def test_a_busy_agent_leg_goes_to_the_next_agent(stack: Stack) -> None:
 
 async def test_an_originate_asterisk_fails_is_looked_up_and_offered_again_without_a_miss(
         stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(acd_service, "OFFER_CHECK_DELAY", 0.05)
+    monkeypatch.setattr(live_offers, "OFFER_CHECK_DELAY", 0.05)
     fake = stack.fake
     fake.inject("POST", "/channels/*-a*", status=500)     # Asterisk's trouble (5xx), not the agent's
     caller = fake.incoming_call(CALLER, "401")

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from ivr.acd import AgentState
-from ivr.calls.adoption import QUEUE_VAR, QueueState
+from ivr.calls.saved_state import QUEUE_VAR, QueueState
 from ivr.sim.sipp import SippCaller, SippProcess
 from tests.e2e.conftest import with_queue_overrides
 from tests.support.app_process import AppProcess

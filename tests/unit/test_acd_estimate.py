@@ -7,7 +7,7 @@ import pytest
 
 from ivr.acd import AgentConfig, Call, QueueConfig, Router
 from ivr.acd.estimate import MIN_SPAN, WINDOW, DepartureRate
-from ivr.calls.acd_service import announcement_media
+from ivr.calls.waiting_media import announcement_media
 
 
 class Clock:

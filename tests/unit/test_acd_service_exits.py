@@ -11,8 +11,9 @@ from types import SimpleNamespace
 
 from ivr.acd import AgentState
 from ivr.ari import Channel, StasisEnd, StasisStart
-from ivr.calls.adoption import QUEUE_VAR, QueueState
-from ivr.calls.internal import internal
+from ivr.calls.saved_state import QUEUE_VAR, QueueState
+from ivr.calls import adoption
+from ivr.calls.events import MaxWaitDue
 from ivr.flow import Enqueue
 from tests.unit.test_acd_service_faults import make_service
 
@@ -24,6 +25,11 @@ def session(cid: str):
                         agent_id=None, queue_wait=0.0, closed=False, results=[])
     s.queue_outcome = s.results.append
     return s
+
+
+async def _adopt_waiting(acd, channel, state):
+    deps = adoption.AdoptionDeps(acd.ari, acd.clock, lambda ch, st: session(ch.id))
+    await adoption.adopt_waiting(acd, deps, channel, state)
 
 
 def pause_all(acd):
@@ -42,7 +48,7 @@ def test_flow_max_wait_while_waiting_goes_back_to_the_flow_as_timeout():
         s = session("c1")
         await acd.enqueue(s, Enqueue("technical", max_wait=60))
         assert acd.calls["c1"].moh
-        await acd.on_event(internal("c1", ("acd-max-wait", None)))
+        await acd.on_event(MaxWaitDue(key="c1"))
         assert s.results == ["timeout"] and s.outcome == "timeout"
         assert not acd.calls and acd.router.queue_snapshot("technical").waiting == 0
         assert ("moh_stop", ("c1",)) in app.ari.calls
@@ -59,7 +65,7 @@ def test_flow_max_wait_while_an_agent_rings_cancels_the_leg_and_goes_back_to_the
         qc = acd.calls["c1"]
         leg = qc.leg_id
         assert leg and acd.router.agent_snapshot(qc.agent_id).state == AgentState.RESERVED
-        await acd.on_event(internal("c1", ("acd-max-wait", None)))
+        await acd.on_event(MaxWaitDue(key="c1"))
         assert s.results == ["timeout"]
         assert ("hangup_quietly", (leg,)) in app.ari.calls and leg not in acd.legs
         assert acd.router.agent_snapshot(qc.agent_id).state == AgentState.AVAILABLE
@@ -102,7 +108,7 @@ def test_the_caller_hanging_up_or_a_failed_bridge_hands_nothing_back():
         s2 = session("c2")
         await acd.enqueue(s2, Enqueue("billing"))
         qc2 = acd.calls["c2"]
-        await acd._end_conversation(qc2, by="error")
+        await acd.end_conversation(qc2, by="error")
         assert s2.results == [] and ("hangup_quietly", ("c2",)) in app.ari.calls
     run(go())
 
@@ -139,7 +145,7 @@ def test_a_caller_adopted_after_a_restart_keeps_its_optional_skills():
         _app, acd = make_service()
         pause_all(acd)
         state = QueueState("technical", time.time() - 5, 0, {}, "", "support", "100", {"vip": 5.0})
-        await acd._adopt_waiting(Channel("c7"), state)
+        await _adopt_waiting(acd, Channel("c7"), state)
         assert dict(acd.router._calls["c7"].call.optional_skills) == {"vip": 5.0}
     run(go())
 
@@ -163,7 +169,7 @@ def test_a_saved_state_with_levels_off_the_scale_drops_them_with_a_warning(caplo
         pause_all(acd)
         state = QueueState("technical", time.time() - 5, 0, {"technical": 80, "support": 0, "lang:fr": 1},
                            "", "support", "100")
-        await acd._adopt_waiting(Channel("c8"), state)
+        await _adopt_waiting(acd, Channel("c8"), state)
         assert dict(acd.router._calls["c8"].call.extra_skills) == {"lang:fr": 1}
     with caplog.at_level("WARNING"):
         run(go())

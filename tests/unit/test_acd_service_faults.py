@@ -9,7 +9,8 @@ from unittest.mock import MagicMock
 
 from ivr.acd import AgentState
 from ivr.ari import NotFound, Unavailable
-from ivr.calls.acd_service import AcdService
+from ivr.calls.acd_service import AcdDeps, AcdService
+from ivr.calls.events import OfferCheckDue
 from ivr.config import load_config
 from ivr.flow import Enqueue
 
@@ -31,9 +32,9 @@ class FakeAri:
 
 def make_service():
     cfg = load_config(CONFIG, env={})
-    app = SimpleNamespace(cfg=cfg, ari=FakeAri(), metrics=MagicMock(), dispatcher=MagicMock(), storage=None,
-                          sessions={}, add_subscription=lambda s: None)
-    acd = AcdService(app)
+    app = SimpleNamespace(cfg=cfg, ari=FakeAri(), metrics=MagicMock(), dispatcher=MagicMock())
+    acd = AcdService(AcdDeps(ari=app.ari, submit=app.dispatcher.submit, metrics=app.metrics,
+                             queues=tuple(cfg.queues), agents=tuple(cfg.agents), options=dict(cfg.acd)))
     for aid in acd.router.agent_ids():
         acd.router.set_registered(aid, True)
     return app, acd
@@ -43,12 +44,11 @@ def session(cid: str):
     return SimpleNamespace(channel_id=cid, caller_raw="+447700900123", customer_name=lambda: "",
                            channel=SimpleNamespace(caller=SimpleNamespace(name="")), hints=None,
                            flow_name="support", did="100", screen_pop=dict, queue_outcome=lambda o: None,
-                           e164=None, outcome="ivr", agent_id=None, queue_wait=0.0)
+                           e164=None, outcome="ivr", agent_id=None, queue_wait=0.0, closed=False)
 
 
 def test_an_originate_timeout_is_not_the_agents_miss_and_retries_are_paced():
     async def go():
-        from ivr.calls.internal import internal
         app, acd = make_service()
         app.ari.fail["originate"] = Unavailable("POST", "/channels/x", 0, "TimeoutError")
         await acd.enqueue(session("c1"), Enqueue("billing"))
@@ -58,11 +58,11 @@ def test_an_originate_timeout_is_not_the_agents_miss_and_retries_are_paced():
         assert agent.state == AgentState.RESERVED and agent.misses == 0
         leg = qc.leg_id                               # the scheduled check, run by hand:
         # the leg does exist after all: nothing changes, its own events will tell
-        await acd.on_event(internal("c1", ("acd-offer-check", leg)))
+        await acd.on_event(OfferCheckDue(key="c1", leg=leg))
         assert qc.leg_id == leg
         # it does not: the offer fails without a miss and the call is offered again
         app.ari.fail["channel"] = NotFound("GET", "/channels/x", 404)
-        await acd.on_event(internal("c1", ("acd-offer-check", leg)))
+        await acd.on_event(OfferCheckDue(key="c1", leg=leg))
         assert len(qc.legs_tried) == 2 and qc.leg_id != leg
         for aid in acd.router.agent_ids():
             snap = acd.router.agent_snapshot(aid)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ivr.calls.acd_service import _quote
+from ivr.calls.live_offers import _quote
 from ivr.crm.importer import CsvImportError, customer_from_dict, parse_csv, parse_yaml
 from ivr.crm.mapping import CustomerMapping, MappingError
 from ivr.crm.model import MAX_NOTES, MAX_TEXT, Customer, Ticket, clean_text

@@ -11,7 +11,7 @@ import pytest
 
 from ivr.ari import AriError, Channel, ChannelDestroyed, StasisEnd, StasisStart
 from ivr.asterisk.runner import render_configs
-from ivr.calls.internal import Internal
+from ivr.calls.events import Internal, TransferLegEvent, TransferTimeout
 from ivr.calls.transfer import Target, TransferAttempt, TransferDeps, TransferLegs, resolve_target
 from ivr.config import Config, ConfigError, TrunkConfig, load_config
 from ivr.logsafe import CallLog
@@ -135,12 +135,12 @@ async def test_answered_target_is_bridged_and_its_hangup_ends_the_call():
     assert ari.calls[1][:3] == ("originate", "caller-t1", "PJSIP/agent3")
     assert legs.legs() == {"caller-t1"} and legs.bridges() == {"call-caller-t1"}
     routed = legs.route(_stasis_start("caller-t1"))
-    assert routed is not None and routed.key == "caller" and routed.payload[0] == "transfer_leg"
-    await a.on_event(*routed.payload)
+    assert isinstance(routed, TransferLegEvent) and routed.key == "caller"
+    await a.on_event(routed)
     assert ari.names()[2:] == ["stop_playback", "create_bridge", "add_channel"]
     assert ari.calls[4] == ("add_channel", "call-caller-t1", ["caller", "caller-t1"])
     assert reports == ["answered"] and a.state == "bridged"
-    await a.on_event("transfer_leg", _destroyed("caller-t1", 16))      # the operator hangs up
+    await a.on_event(TransferLegEvent(key="caller", event=_destroyed("caller-t1", 16)))      # the operator hangs up
     assert ("destroy_bridge", "call-caller-t1") in ari.calls and ("hangup_quietly", "caller") in ari.calls
     assert not legs.legs() and not legs.bridges() and reports == ["answered"]
     a._cancel_timer()
@@ -152,7 +152,7 @@ async def test_a_leg_ending_before_answer_reports_its_outcome(cause, outcome):
     ari = FakeAri()
     a, legs, _, reports = _attempt(ari)
     await a.start()
-    await a.on_event("transfer_leg", _destroyed("caller-t1", cause))
+    await a.on_event(TransferLegEvent(key="caller", event=_destroyed("caller-t1", cause)))
     assert reports == [outcome] and a.state == "done" and not legs.legs()
     assert ("stop_playback", "caller-ringback-1") in ari.calls and "destroy_bridge" not in ari.names()
 
@@ -169,10 +169,10 @@ async def test_ring_timeout_hangs_up_the_leg_and_reports_no_answer():
     a, _, submitted, reports = _attempt(ari, timeout=0.01)
     await a.start()
     await asyncio.sleep(0.05)
-    assert submitted and submitted[0].payload == ("transfer_timeout", "caller-t1")
-    await a.on_event(*submitted[0].payload)
+    assert submitted and submitted[0] == TransferTimeout(key="caller", leg="caller-t1")
+    await a.on_event(submitted[0])
     assert reports == ["no_answer"] and ("hangup_quietly", "caller-t1") in ari.calls
-    await a.on_event("transfer_leg", _stasis_start("caller-t1"))      # answering too late: hung up
+    await a.on_event(TransferLegEvent(key="caller", event=_stasis_start("caller-t1")))      # answering too late: hung up
     assert ari.calls[-1] == ("hangup_quietly", "caller-t1") and reports == ["no_answer"]
 
 
@@ -180,7 +180,7 @@ async def test_bridging_failure_cleans_up_and_reports_failed():
     ari = FakeAri(fail={"add_channel"})
     a, _, _, reports = _attempt(ari)
     await a.start()
-    await a.on_event("transfer_leg", _stasis_start("caller-t1"))
+    await a.on_event(TransferLegEvent(key="caller", event=_stasis_start("caller-t1")))
     assert reports == ["failed"]
     assert ("destroy_bridge", "call-caller-t1") in ari.calls and ("hangup_quietly", "caller-t1") in ari.calls
 
@@ -191,12 +191,12 @@ async def test_caller_gone_while_ringing_or_bridged_leaves_nothing():
         a, legs, _, reports = _attempt(ari)
         await a.start()
         if answered:
-            await a.on_event("transfer_leg", _stasis_start("caller-t1"))
+            await a.on_event(TransferLegEvent(key="caller", event=_stasis_start("caller-t1")))
         await a.cancel()
         await a.cancel()                        # idempotent
         assert ari.names().count("hangup_quietly") == 1 and not legs.legs() and not legs.bridges()
         assert ("destroy_bridge" in ari.names()) is answered
-        await a.on_event("transfer_leg", StasisEnd(type="StasisEnd", channel=Channel("caller-t1")))
+        await a.on_event(TransferLegEvent(key="caller", event=StasisEnd(type="StasisEnd", channel=Channel("caller-t1"))))
         assert reports == (["answered"] if answered else [])
 
 
