@@ -2,7 +2,8 @@
 task keeps the caller's place in the queue; when it reaches an agent, the agent's phone (pyVoIP) rings
 first, then the customer is dialled out through the configured trunk, where a sipp UAS stands in for the
 carrier (it must get the customer's number); audio flows both ways. A busy customer is retried after the
-delay, then the task fails. Nothing leaks."""
+delay, then the task fails. Nothing leaks. (Voicemail as work: test_voicemail_e2e.py; web requests:
+test_web_callbacks_e2e.py; the trunk Asterisk, cb_cfg and helpers: callbacks_support.py, conftest.py.)"""
 
 from __future__ import annotations
 
