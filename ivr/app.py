@@ -44,6 +44,7 @@ from .calls.janitor import Claims, Janitor, JanitorDeps
 from .calls.saved_state import QueueState
 from .calls.session import CallSession
 from .calls.task_book import TaskBook
+from .calls.task_history import TaskHistory
 from .calls.task_legs import Message, TaskLegDeps, TaskLegs
 from .calls.transfer import Target, TransferDeps, TransferLegs, resolve_target
 from .config import Config
@@ -128,6 +129,7 @@ class App:
                 subscribe=self.add_subscription, has_session=lambda cid: cid in self.sessions,
                 adopted_session=self._adopted_session))
         self.task_book: TaskBook | None = None   # callbacks, voicemails, web requests (ivr/calls/task_book.py)
+        self.task_history: TaskHistory | None = None    # each task step in the customer's CRM history
         self.task_legs: TaskLegs | None = None
         if self.acd is not None and self.storage is not None:
             self._start_tasks(cfg)
@@ -160,6 +162,9 @@ class App:
         self.task_book = TaskBook(SqliteTaskStore(cfg.path(cfg.storage.path)), policy, wall_clock=time.time,
                                   router_clock=time.monotonic)
         self.task_book.listeners.append(self.metrics.tasks.on_change)     # ivr_tasks_* (ivr/task_metrics.py)
+        if self.crm is not None:
+            self.task_history = TaskHistory(self.crm.record_interaction)
+            self.task_book.listeners.append(self.task_history)
         self.metrics.tasks.set_source(self.task_book.open_tasks)
         trunks = cfg.trunks
 
@@ -363,6 +368,8 @@ class App:
                     self.acd.close()
                 if self.task_legs is not None:
                     self.task_legs.close()
+                if self.task_history is not None:
+                    self.task_history.close()
                 if self.crm is not None:
                     await self.crm.close()
                 if self.storage is not None:

@@ -200,7 +200,7 @@ class TaskLegs:
         task = self.deps.book.get(d.call_id)
         if task is None or not task.open:
             return
-        self.deps.book.offered(task.id, d.agent_id, _why(d))
+        self.deps.book.offered(task.id, d.agent_id, _why(d), d.explanation.as_dict())
         leg = f"{task.id}-a{next(_seq)}"
         w = _Work(task.id, d.agent_id, leg, CallLog(log, {"call": task.id}))
         self._by_leg[leg] = w

@@ -24,7 +24,6 @@ import hashlib
 import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +45,12 @@ from .model import (
     Destinations,
     Flow,
     FlowSet,
-    Node,
     Prompt,
     Reference,
     Rule,
     SourcePos,
 )
+from .parsed import ParsedFlow
 from .schedule import (
     WEEKDAYS,
     Holiday,
@@ -64,6 +63,7 @@ from .schedule import (
     zone,
 )
 from .template import TemplateError, template_names
+from .validate import validate_flows
 
 #: Proficiency scale of required skills: the ACD's (``ivr.acd.agent.SKILL_MIN``/``SKILL_MAX``, agents' and
 #: queues' levels too); ivr.flow imports nothing outside itself, a unit test checks they agree.
@@ -104,34 +104,6 @@ class _Invalid:
 
 
 INVALID: Any = _Invalid()
-
-
-@dataclass
-class ParsedFlow:
-    """One file after stage 1: the model parts that parsed, plus what the validator needs.
-
-    ``node_pos``/``node_kind`` list every declared node, even one with errors, so that a
-    typo inside a node does not also turn every jump to it into an "unknown node" error.
-    """
-
-    file: str
-    name: str | None = None
-    name_pos: SourcePos | None = None
-    entry: str | None = None
-    language: str = "en"
-    node_pos: dict[str, SourcePos] = field(default_factory=dict)
-    node_kind: dict[str, str | None] = field(default_factory=dict)
-    nodes: dict[str, Node] = field(default_factory=dict)
-    schedules: dict[str, Schedule] = field(default_factory=dict)
-    schedule_names: set[str] = field(default_factory=set)     # declared, valid or not
-    references: list[Reference] = field(default_factory=list)
-    prompts: list[Prompt] = field(default_factory=list)
-    values: dict[str, Any] = field(default_factory=dict)       # valid top-level values
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not any(d.is_error for d in self.diagnostics)
 
 
 def _default_of(cls: type, name: str) -> Any:
@@ -983,7 +955,6 @@ def load_flow_sources(
     known_destinations: Destinations | None = None,
 ) -> tuple[FlowSet | None, list[Diagnostic]]:
     """Load (file name, text) pairs as one FlowSet; None when any file has an error."""
-    from .validate import validate_flows
 
     sources = list(sources)
     parsed = [parse_flow_text(text, file) for file, text in sources]
@@ -1009,7 +980,6 @@ def load_flow_text(
     known_destinations: Destinations | None = None,
 ) -> tuple[Flow | None, list[Diagnostic]]:
     """Load one flow from text. ``goto`` to other flows is not checked (there are none)."""
-    from .validate import validate_flows
 
     parsed = parse_flow_text(text, file)
     diagnostics = parsed.diagnostics + validate_flows(

@@ -11,13 +11,11 @@ from __future__ import annotations
 import difflib
 from collections import defaultdict, deque
 from collections.abc import Collection, Hashable, Iterable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from .diagnostics import Diagnostic, Severity
 from .model import ANY_LANGUAGE, NODE_CLASSES, Destinations, MenuNode, SourcePos
-
-if TYPE_CHECKING:
-    from .loader import ParsedFlow
+from .parsed import ParsedFlow
 
 # Node kinds that move on without waiting for the caller or an outside result.
 PASS_THROUGH_KINDS = frozenset(kind for kind, cls in NODE_CLASSES.items() if not cls.waits_for_caller)
