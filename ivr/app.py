@@ -36,7 +36,7 @@ from .ari import (
 )
 from .calls.acd_service import AcdDeps, AcdService
 from .calls.adoption import AdoptedCall, AdoptedDeps
-from .calls.clock import LoopClock
+from .calls.clock import Clock, LoopClock
 from .calls.flow_session import FlowSession, SessionDeps, utc_now
 from .calls.flows import FlowRegistry
 from .calls.gate import AdmissionGate
@@ -86,9 +86,11 @@ class StartupError(RuntimeError):
 
 class App:
     def __init__(self, cfg: Config, session_factory: SessionFactory | None = None, *,
-                 wall_clock: Callable[[], datetime] = utc_now, load_flows: bool = True) -> None:
+                 wall_clock: Callable[[], datetime] = utc_now, load_flows: bool = True,
+                 clock: Clock | None = None) -> None:
         self.cfg = cfg
         self.wall_clock = wall_clock
+        self.clock: Clock = clock or LoopClock()    # the glue's clock and timers (a fake one in component tests)
         self._extra_subscriptions: list[str] = []
         self.ari = AriClient(cfg.ari_url, cfg.ari.user, cfg.ari.password, cfg.ari.app,
                              timeout=cfg.ari.request_timeout)
@@ -120,7 +122,6 @@ class App:
             from .crm.rules import routing_from_dict
             self.routing = routing_from_dict(dict(cfg.routing))
         self.transfer_legs = TransferLegs()     # a flow's transfer legs, by leg id (ivr/calls/transfer.py)
-        self.clock = LoopClock()
         self.acd: AcdService | None = None
         if cfg.queues:
             self.acd = AcdService(AcdDeps(
@@ -159,8 +160,8 @@ class App:
         acd = self.acd
         assert acd is not None
         policy = CallbackPolicy.from_dict(cfg.callbacks)
-        self.task_book = TaskBook(SqliteTaskStore(cfg.path(cfg.storage.path)), policy, wall_clock=time.time,
-                                  router_clock=time.monotonic)
+        self.task_book = TaskBook(SqliteTaskStore(cfg.path(cfg.storage.path)), policy, wall_clock=self.clock.wall,
+                                  router_clock=self.clock.now)
         self.task_book.listeners.append(self.metrics.tasks.on_change)     # ivr_tasks_* (ivr/task_metrics.py)
         if self.crm is not None:
             self.task_history = TaskHistory(self.crm.record_interaction)

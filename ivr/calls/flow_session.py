@@ -58,7 +58,7 @@ from ..flow import RecordingFinished as FlowRecordingFinished
 from ..flow.model import DTMF_KEYS
 from ..logsafe import CallLog, mask_number
 from ..tasks import TaskKind
-from .clock import Clock, LoopClock
+from .clock import Cancellable, Clock, LoopClock
 from .events import CrmAnswered, QueueDone, TimerDue, TransferDone, TransferLegEvent, TransferTimeout
 from .task_book import NewTask, TaskBook
 from .transfer import TransferAttempt, TransferDeps, TransferLegs, resolve_target
@@ -122,7 +122,7 @@ class FlowSession:
             CallInfo(channel.id, caller=channel.caller.number, did=channel.exten,
                      language=channel.language or None, customer_lookup=deps.crm is not None),
             clock=wall_clock)
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._timers: dict[str, Cancellable] = {}
         self._playbacks: dict[str, str] = {}     # ARI playback id -> runner playback id
         self._language: str | None = None
         self._escalated_to: str | None = None       # queue / transfer: the call needed people (metrics)
@@ -245,7 +245,7 @@ class FlowSession:
             if old is not None:
                 old.cancel()
             if isinstance(cmd, StartTimer) and not hung_up:
-                self._timers[cmd.timer_id] = asyncio.get_running_loop().call_later(
+                self._timers[cmd.timer_id] = self.deps.clock.call_later(
                     cmd.seconds, self.deps.submit, TimerDue(key=self.channel_id, timer_id=cmd.timer_id))
             return
         if isinstance(cmd, NodeEntered):

@@ -9,6 +9,7 @@ import pytest
 from ivr.acd import AgentState
 from ivr.calls import live_offers
 from tests.support.component_app import Stack, component_stack
+from tests.support.fake_clock import FakeClock
 
 CALLER = "+442071234567"
 
@@ -270,3 +271,30 @@ async def test_an_offer_withdrawn_while_its_leg_is_being_originated_leaves_no_le
     await stack.until(lambda: leg not in fake.channels, "the ringing leg cancelled")
     await stack.settle()
     assert_nothing_left(stack)
+
+
+async def test_on_the_fake_clock_a_phone_that_rings_forever_is_given_up_and_the_next_agent_rung() -> None:
+    """The router's ring safety net (ring timeout + grace) runs on the injected clock: nothing happens
+    before it is due, the leg is hung up and the next agent rung as soon as it is, in milliseconds."""
+    clock = FakeClock()
+    async with component_stack(ring_time_scale=None, clock=clock) as stack:   # Asterisk never gives up
+        fake = stack.fake
+        caller = fake.incoming_call(CALLER, "401")
+        first = await stack.ringing_leg("PJSIP/agent1")
+        await stack.settle()
+        clock.advance(10.0)                               # ring timeout 15 s (+ grace): not yet
+        await stack.settle()
+        assert first in fake.channels and not fake.legs_to("PJSIP/agent3")
+        clock.advance(30.0)
+        second = await stack.ringing_leg("PJSIP/agent3", "the next agent rung once the ring timed out")
+        await stack.until(lambda: first not in fake.channels, "the first leg hung up")
+        assert stack.agent_state("agent1") is not AgentState.RESERVED
+        fake.answer(second)
+        await stack.until(lambda: len(getattr(fake.bridges.get(f"call-{caller}"), "channels", ())) == 2, "bridged")
+        session = stack.app.sessions[caller]
+        await stack.until(lambda: session.agent_id == "agent3", "the caller's session told who answered")
+        assert session.queue_wait == pytest.approx(40.0, abs=0.5)   # fake seconds, on the injected clock
+        fake.hangup(caller)
+        await stack.until(lambda: not fake.channels and not fake.bridges, "everything torn down")
+        await stack.settle()
+        assert_nothing_left(stack)

@@ -21,6 +21,7 @@ from typing import Any
 
 from ivr.acd import AgentState
 from ivr.app import App
+from ivr.calls.clock import Clock
 from ivr.config import Config, TrunkConfig, with_overrides
 
 from .fake_ari import FakeAri
@@ -165,10 +166,12 @@ class Stack:
 
 
 @asynccontextmanager
-async def running_app(cfg: Config, fake: FakeAri, *, request_timeout: float = 2.0) -> AsyncIterator[Stack]:
+async def running_app(cfg: Config, fake: FakeAri, *, request_timeout: float = 2.0,
+                      clock: Clock | None = None) -> AsyncIterator[Stack]:
     """The real App on ``cfg`` against ``fake``: ready (connected, reconciled, tasks pumped) on entry,
-    stopped on exit. ``request_timeout``: the app's ARI request timeout (``fake.inject(delay=...)``)."""
-    app = App(with_ari(cfg, fake, request_timeout))
+    stopped on exit. ``request_timeout``: the app's ARI request timeout (``fake.inject(delay=...)``);
+    ``clock``: the glue's clock (``tests/support/fake_clock.FakeClock``: its timers run on ``advance``)."""
+    app = App(with_ari(cfg, fake, request_timeout), clock=clock)
     task = asyncio.get_running_loop().create_task(app.run(), name="component-app")
     stack = Stack(fake, app, cfg)
     try:
@@ -181,10 +184,10 @@ async def running_app(cfg: Config, fake: FakeAri, *, request_timeout: float = 2.
 
 
 @asynccontextmanager
-async def component_stack(cfg: Config | None = None, *, request_timeout: float = 2.0,
+async def component_stack(cfg: Config | None = None, *, request_timeout: float = 2.0, clock: Clock | None = None,
                           **fake_options: Any) -> AsyncIterator[Stack]:
     """A fake ARI with every agent's phone registered, and the App running against it."""
     cfg = cfg or component_config()
     async with FakeAri(password=cfg.ari.password, app=cfg.ari.app, endpoints=agent_endpoints(cfg),
-                       **fake_options) as fake, running_app(cfg, fake, request_timeout=request_timeout) as stack:
+                       **fake_options) as fake, running_app(cfg, fake, request_timeout=request_timeout, clock=clock) as stack:
         yield stack
