@@ -174,8 +174,9 @@ class App:
                                   trunks=trunks)
         self.task_legs = TaskLegs(TaskLegDeps(
             ari=self.ari, book=self.task_book, router=acd.router, execute=acd.execute,
-            transfer=TransferDeps(self.ari, self.transfer_legs, self.dispatcher.submit), dial=dial,
-            submit=self.dispatcher.submit, policy=policy, notify=acd.notify, voicemail=self._message_of))
+            transfer=TransferDeps(self.ari, self.transfer_legs, self.dispatcher.submit, self.clock), dial=dial,
+            submit=self.dispatcher.submit, policy=policy, notify=acd.notify, voicemail=self._message_of,
+            clock=self.clock))
         acd.tasks = self.task_legs
         self.task_book.start()
 

@@ -341,7 +341,7 @@ class FlowSession:
             self.deps.submit(TransferDone(key=self.channel_id, outcome="failed"))
             return
         self._transfer = TransferAttempt(
-            TransferDeps(self.ari, self.deps.transfer_legs, self.deps.submit), self.channel_id,
+            TransferDeps(self.ari, self.deps.transfer_legs, self.deps.submit, self.deps.clock), self.channel_id,
             next(_seq), target, cmd.timeout,
             lambda outcome: self.deps.submit(TransferDone(key=self.channel_id, outcome=outcome)),
             self.log)

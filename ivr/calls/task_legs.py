@@ -23,12 +23,10 @@ lives and cleans whatever outlives it).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..acd import AcdError, Call, CallFinished, CallRequeued, CancelOffer, Decision, Offer
@@ -45,6 +43,7 @@ from ..ari import (
 from ..logsafe import CallLog, mask_number
 from ..tasks import Task, TaskKind, TaskState
 from ..tasks.policy import CallbackPolicy
+from .clock import Cancellable, Clock, LoopClock
 from .events import (
     CustomerDialled,
     HangupLegDue,
@@ -112,7 +111,7 @@ class TaskLegDeps:
     notify: Callable[[str, dict[str, Any]], None] = lambda kind, payload: None
     #: the voicemail a task of kind voicemail is about (from its ``source``), or None
     voicemail: Callable[[Task], Message | None] = lambda task: None
-    wall_clock: Callable[[], float] = time.time
+    clock: Clock = field(default_factory=LoopClock)
 
 
 @dataclass
@@ -135,7 +134,7 @@ class TaskLegs:
         self.deps = deps
         self._by_leg: dict[str, _Work] = {}
         self._by_task: dict[str, _Work] = {}
-        self._wake: asyncio.TimerHandle | None = None
+        self._wake: Cancellable | None = None
 
     # ------------------------------------------------------------------------- the book's pump
     async def pump(self) -> None:
@@ -159,8 +158,8 @@ class TaskLegs:
             self._wake = None
         at = self.deps.book.next_wakeup()
         if at is not None:
-            delay = max(0.0, at - self.deps.wall_clock()) + 0.01
-            self._wake = asyncio.get_running_loop().call_later(delay, self.wake)
+            delay = max(0.0, at - self.deps.clock.wall()) + 0.01
+            self._wake = self.deps.clock.call_later(delay, self.wake)
 
     def close(self) -> None:
         if self._wake is not None:
@@ -218,8 +217,7 @@ class TaskLegs:
                 # a timeout (or a withdrawn offer): Asterisk may have made the leg all the same, or make it
                 # in a moment; it must not ring on at this agent's phone while the task moves on
                 await self.deps.ari.hangup_quietly(leg)
-                asyncio.get_running_loop().call_later(
-                    LEG_RECHECK, self.deps.submit, HangupLegDue(leg=leg))
+                self.deps.clock.call_later(LEG_RECHECK, self.deps.submit, HangupLegDue(leg=leg))
             if current:   # else the offer was withdrawn meanwhile: the task has moved on, fail nothing
                 await self._agent_failed(w, "unreachable", agent_fault=not _ours(e))
             return
@@ -261,7 +259,7 @@ class TaskLegs:
             return True
         w.log.info("agent %s took the task; whisper, then dialling %s", w.agent_id, mask_number(task.number or ""))
         w.whisper = f"{w.leg}-whisper"
-        minutes = int(task.waited(self.deps.wall_clock()) // 60)
+        minutes = int(task.waited(self.deps.clock.wall()) // 60)
         last4 = "".join(c for c in task.number or "" if c.isdigit())[-4:]
         media = ["sound:calling"] + ([f"digits:{last4}"] if last4 else [])   # "calling ...0777": short
         if minutes:

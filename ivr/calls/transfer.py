@@ -20,15 +20,15 @@ lives and destroys whatever outlives it (the bridge starts with ``call-``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..ari import AriError, ChannelDestroyed, Event, StasisEnd, StasisStart
 from ..config import TrunkConfig
 from ..logsafe import CallLog
+from .clock import Cancellable, Clock, LoopClock
 from .events import TransferLegEvent, TransferTimeout
 from .ids import bridge_id as call_bridge_id
 
@@ -129,6 +129,7 @@ class TransferDeps:
     ari: TransferAri
     legs: TransferLegs
     submit: Callable[[Event], None]          # the dispatcher: events for the caller's queue
+    clock: Clock = field(default_factory=LoopClock)
 
 
 class TransferAttempt:
@@ -146,7 +147,7 @@ class TransferAttempt:
         self._report = report
         self.log = call_log
         self.state = "new"              # new, ringing, bridged, done
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Cancellable | None = None
         self._bridge_made = False
 
     async def start(self) -> None:
@@ -165,8 +166,8 @@ class TransferAttempt:
             self.log.info("transfer to %s failed at once: %s", self.target.label, e)
             await self._fail("failed")
             return
-        self._timer = asyncio.get_running_loop().call_later(
-            self.timeout, self.deps.submit, TransferTimeout(key=self.caller, leg=self.leg))
+        self._timer = self.deps.clock.call_later(self.timeout, self.deps.submit,
+                                                 TransferTimeout(key=self.caller, leg=self.leg))
         self.log.info("transfer: ringing %s (%s, up to %gs)", self.target.label, self.leg, self.timeout)
 
     async def on_event(self, ev: TransferLegEvent | TransferTimeout) -> None:
