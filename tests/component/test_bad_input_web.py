@@ -13,7 +13,8 @@ import logging
 import aiohttp
 import pytest
 
-from ivr.web.server import MAX_BODY, WS_MAX_MESSAGE
+from ivr.web.live import WS_MAX_MESSAGE
+from ivr.web.server import MAX_BODY
 from tests.component import test_web_api as _api
 
 web_stack, http = _api.web_stack, _api.http      # the shared fixtures
@@ -487,15 +488,14 @@ async def test_ws_many_connections_for_unknown_agents(web_stack, http):
 
 
 # ------------------------------------------------------------------------------------------- logging
-async def test_screen_pop_with_hostile_customer_and_failing_history_logs_no_number(web_stack, http, monkeypatch,
-                                                                                   caplog):
+async def test_screen_pop_with_hostile_customer_and_failing_history_logs_no_number(web_stack, http, caplog):
     caplog.set_level(logging.DEBUG)
     caller = "+442079460034"
 
     class FailingCrm:
         async def recent_interactions(self, number, limit):
             raise RuntimeError(f"CRM refused the history of {number}")     # a backend that names the number
-    monkeypatch.setattr(web_stack.app, "crm", FailingCrm())
+    await _api.restart_with(web_stack, crm=FailingCrm())
     ws = await _connect(web_stack, http, "agent1")
     evil = {"customer_id": "C1", "name": "<img src=x onerror=alert(1)>\r\nX: y", "notes": "</script><script>"}
     offer = {"agent_id": "agent1", "call_id": "chan-9", "queue": "billing",

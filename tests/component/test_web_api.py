@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from ivr.app import App
+from ivr.web.deps import WebDeps
 from ivr.web.server import MAX_BODY, WebServer
 from tests.support.stack import make_test_config
 
@@ -27,18 +28,27 @@ async def web_stack(tmp_path):
     cfg = _replace(cfg, "flows", dir=str(flow_dir))
     cfg = _replace(cfg, "http", port=0, bind_address="127.0.0.1")
     app = App(cfg)
-    server = WebServer(app)
+    server = WebServer(WebDeps.from_app(app))
     await server.start()
+    stack = SimpleNamespace(app=app, server=server, url=f"http://127.0.0.1:{server.port}",
+                            headers={"Authorization": f"Bearer {cfg.http.admin_token}"}, cfg=cfg,
+                            flow_dir=flow_dir)
     try:
-        yield SimpleNamespace(app=app, server=server, url=f"http://127.0.0.1:{server.port}",
-                              headers={"Authorization": f"Bearer {cfg.http.admin_token}"}, cfg=cfg,
-                              flow_dir=flow_dir)
+        yield stack
     finally:
-        await server.stop()
+        await stack.server.stop()
         if app.crm is not None:
             await app.crm.close()
         if app.storage is not None:
             app.storage.close()
+
+
+async def restart_with(web_stack, **deps) -> None:
+    """Serve the same App with some of the server's deps replaced (e.g. a failing CRM)."""
+    await web_stack.server.stop()
+    web_stack.server = WebServer(dataclasses.replace(web_stack.server.deps, **deps))
+    await web_stack.server.start()
+    web_stack.url = f"http://127.0.0.1:{web_stack.server.port}"
 
 
 @pytest.fixture
@@ -100,7 +110,7 @@ async def test_api_refuses_missing_or_wrong_token(web_stack, http, headers):
 
 
 async def test_api_disabled_without_configured_token(web_stack, http):
-    web_stack.app.cfg = _replace(web_stack.app.cfg, "http", admin_token="")
+    await restart_with(web_stack, http=dataclasses.replace(web_stack.server.deps.http, admin_token=""))
     async with http.get(web_stack.url + "/api/agents", headers={"Authorization": "Bearer "}) as r:
         assert r.status == 503
         assert (await _json(r))["error_id"] == "admin-disabled"
@@ -187,10 +197,10 @@ async def test_oversized_body_is_413(web_stack, http):
         assert (await _json(r))["error_id"] == "payload-too-large"
 
 
-async def test_internal_error_has_no_traceback(web_stack, http, monkeypatch):
+async def test_internal_error_has_no_traceback(web_stack, http):
     def boom():
         raise RuntimeError("secret internals")
-    monkeypatch.setattr(web_stack.app, "ari_connected", boom)
+    await restart_with(web_stack, ari_connected=boom)
     async with http.get(web_stack.url + "/healthz") as r:
         assert r.status == 500
         body = await _json(r)

@@ -1,0 +1,128 @@
+"""The agent routes of the admin API: list, read, change state, replace an agent's definition. The agent
+websocket (ivr/web/live.py) acts through the same `AgentApi.action`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ..acd.errors import AcdError, ConfigError, UnknownAgent
+from ..acd.views import AgentSnapshot
+from .deps import AcdView
+from .errors import ApiError, bad_request, json_body, not_found
+
+AGENT_ACTIONS = ("login", "logout", "pause", "unpause", "available", "end_wrap_up")
+ACTION_FIELDS = frozenset({"action", "reason"})      # a state change body / websocket message
+AGENT_NAME_MAX = 64
+PAUSE_REASONS = ("break", "lunch", "meeting", "training", "coaching", "admin", "other")
+
+
+def require_acd(acd: AcdView | None) -> AcdView:
+    if acd is None:
+        raise ApiError(503, "acd-disabled", "no queues configured")
+    return acd
+
+
+@dataclass(frozen=True)
+class AgentApi:
+    acd: AcdView | None
+
+    def add_routes(self, r: web.UrlDispatcher) -> None:
+        r.add_get("/api/agents", self.agents)
+        r.add_get("/api/agents/{id}", self.agent)
+        r.add_post("/api/agents/{id}/state", self.agent_state)
+        r.add_put("/api/agents/{id}", self.agent_update)
+
+    # ---------------------------------------------------------------------------------- queries
+    def snapshot(self, agent_id: str) -> dict[str, Any]:
+        """The agent as the API shows it; 404 ``agent-not-found``, 503 ``acd-disabled``."""
+        acd = require_acd(self.acd)
+        if agent_id not in acd.router.agent_ids():
+            raise not_found("agent", agent_id)
+        return agent_view(acd.router.agent_snapshot(agent_id))
+
+    def agent_ids(self) -> tuple[str, ...]:
+        return self.acd.router.agent_ids() if self.acd is not None else ()
+
+    async def action(self, agent_id: str, body: dict[str, Any]) -> None:
+        """A state change ``{"action", "reason"}`` (the API's body or a websocket message)."""
+        action, reason = body.get("action"), body.get("reason")
+        if action not in AGENT_ACTIONS:
+            raise bad_request("invalid-request", f"action must be one of {', '.join(AGENT_ACTIONS)}")
+        if reason is not None and (not isinstance(reason, str) or not 0 < len(reason) <= 32
+                                   or not reason.isprintable()):
+            raise bad_request("invalid-request", "reason must be a printable string of 1-32 characters")
+        try:
+            await require_acd(self.acd).agent_action(agent_id, action, reason)
+        except UnknownAgent:
+            raise not_found("agent", agent_id) from None
+        except AcdError as e:
+            raise ApiError(409, "illegal-transition", str(e)) from None
+        except ValueError as e:
+            raise bad_request("invalid-request", str(e)) from None
+
+    # ----------------------------------------------------------------------------------- routes
+    async def agents(self, request: web.Request) -> web.Response:
+        if self.acd is None:
+            return web.json_response({"agents": []})
+        return web.json_response({"agents": [agent_view(a) for a in self.acd.router.agents_snapshot()]})
+
+    async def agent(self, request: web.Request) -> web.Response:
+        return web.json_response(self.snapshot(request.match_info["id"]))
+
+    async def agent_state(self, request: web.Request) -> web.Response:
+        agent_id = request.match_info["id"]
+        self.snapshot(agent_id)            # 404 before looking at the body
+        body = await json_body(request, ACTION_FIELDS)
+        await self.action(agent_id, body)
+        return web.json_response(self.snapshot(agent_id))
+
+    async def agent_update(self, request: web.Request) -> web.Response:
+        """Replace an agent's definition (skills, languages, team, queues, wrap_up, max_misses)."""
+        agent_id = request.match_info["id"]
+        self.snapshot(agent_id)
+        body = await json_body(request)
+        if body.get("id", agent_id) != agent_id:
+            raise bad_request("invalid-request", "the body's id must match the URL")
+        check_agent_body(body)
+        try:
+            await require_acd(self.acd).update_agent({**body, "id": agent_id})
+        except UnknownAgent:
+            raise not_found("agent", agent_id) from None
+        except ConfigError as e:
+            raise bad_request("invalid-agent", str(e)) from None
+        except AcdError as e:
+            raise ApiError(409, "agent-conflict", str(e)) from None
+        return web.json_response(self.snapshot(agent_id))
+
+
+def agent_view(snap: AgentSnapshot) -> dict[str, Any]:
+    """An agent snapshot for the API, plus ``status``: what a supervisor should read at a glance. An agent
+    whose phone is not registered cannot take a call whatever its state, so it is ``unregistered``, not
+    ``available``; an available agent resting after a failed offer is ``resting``."""
+    d = snap.as_dict()
+    state = d["state"]
+    d["status"] = ("unregistered" if not snap.registered and state != "logged_out"
+                   else "resting" if snap.resting and state == "available" else state)
+    return d
+
+
+def check_agent_body(body: dict[str, Any]) -> None:
+    """Types the ACD's agent_from_dict would coerce silently (str() of anything) are refused here, and so are
+    keys the ACD would drop silently (sip_password, login: Asterisk's and start-up config, not run time)."""
+    ignored = sorted(set(body) & {"sip_password", "login"})
+    if ignored:
+        raise bad_request("invalid-agent", f"{', '.join(ignored)} cannot be changed at run time")
+    name = body.get("name")
+    if name is not None and (not isinstance(name, str) or not 0 < len(name) <= AGENT_NAME_MAX
+                             or not name.isprintable()):
+        raise bad_request("invalid-agent", f"name must be a printable string of 1-{AGENT_NAME_MAX} characters")
+    team = body.get("team")
+    if team is not None and (not isinstance(team, str) or len(team) > AGENT_NAME_MAX or not team.isprintable()):
+        raise bad_request("invalid-agent", "team must be a printable string or null")
+    for key in ("languages", "queues"):
+        items = body.get(key)
+        if isinstance(items, list) and not all(isinstance(x, str) and x.isprintable() for x in items):
+            raise bad_request("invalid-agent", f"{key} must be a list of names")
