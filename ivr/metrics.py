@@ -44,6 +44,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from . import staffing as erlang
 from .acd.decisions import AUTO_PAUSE_ACTIONS
+from .acd.record import LEFT_OUTCOMES, REFUSAL_OUTCOMES
 from .admission import REASONS as ADMISSION_REASONS
 from .task_metrics import TaskMetrics
 
@@ -62,9 +63,9 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: counts in each of them).
 AGENT_STATES = ("logged_in", "available", "reserved", "on_call", "wrap_up", "paused")
 #: How a call left a queue it had joined (``ivr.acd.record.CallOutcome`` minus the refusals at join).
-QUEUE_OUTCOMES = ("answered", "abandoned", "timeout", "overflow", "no_agents")
+QUEUE_OUTCOMES = tuple(o.value for o in LEFT_OUTCOMES)
 #: A call refused at join never entered the queue: ``queue_refused`` counts it, not ``queue_entered``.
-REFUSAL_REASONS = ("full", "no_agents")
+REFUSAL_REASONS = tuple(o.value for o in REFUSAL_OUTCOMES)
 #: Where a call went when it left a flow node. ``hangup`` = the caller hung up while in that node.
 NODE_EXITS = ("next", "hangup", "queue", "transfer", "voicemail", "callback", "goto", "invalid", "timeout",
               "failure", "error", "answered", "no_agents", "full", "overflow", "default", "end", "other")

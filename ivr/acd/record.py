@@ -19,12 +19,31 @@ from typing import Any
 
 
 class CallOutcome(str, enum.Enum):
+    """How a stay in the ACD ended: the one vocabulary of queue outcomes (router, glue, flow, metrics,
+    records). The flow's queue node branches on ``flow_result``; metrics count ``LEFT_OUTCOMES`` for calls
+    that joined and ``REFUSAL_OUTCOMES`` for calls refused at join."""
+
     ANSWERED = "answered"
     ABANDONED = "abandoned"
     TIMEOUT = "timeout"
     OVERFLOW = "overflow"
     FULL = "full"
     NO_AGENTS = "no_agents"
+
+    @property
+    def flow_result(self) -> CallOutcome:
+        """What the flow sees: the flow's own ``max_wait`` pulling the caller out (``overflow``) is its
+        ``timeout``; every other outcome is itself."""
+        return CallOutcome.TIMEOUT if self is CallOutcome.OVERFLOW else self
+
+
+#: how a call that joined a queue left it
+LEFT_OUTCOMES = (CallOutcome.ANSWERED, CallOutcome.ABANDONED, CallOutcome.TIMEOUT, CallOutcome.OVERFLOW,
+                 CallOutcome.NO_AGENTS)
+#: why a call was refused at join (not offered, not waiting)
+REFUSAL_OUTCOMES = (CallOutcome.FULL, CallOutcome.NO_AGENTS)
+#: the results a flow's queue node can get (``on_timeout``, ``on_full``, ...)
+FLOW_RESULTS = tuple(o for o in CallOutcome if o.flow_result is o)
 
 
 @dataclass(frozen=True)

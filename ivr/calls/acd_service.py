@@ -378,7 +378,7 @@ class AcdService:
         session = qc.session
         if outcome is CallOutcome.ABANDONED or qc.caller_hung_up or session.closed:
             return
-        result = FLOW_OUTCOME.get(outcome, "timeout")
+        result = outcome.flow_result.value
         await self.media.stop(qc)
         if not qc.refused:
             await self._persist(qc, None)
@@ -498,9 +498,4 @@ class AcdService:
                 fn(kind, payload)
             except Exception:
                 log.exception("listener failed")
-
-
-# the router's outcome of a finished call -> the flow's QueueResult (a flow max_wait is the router's overflow)
-FLOW_OUTCOME = {CallOutcome.ANSWERED: "answered", CallOutcome.TIMEOUT: "timeout",
-                CallOutcome.OVERFLOW: "timeout", CallOutcome.FULL: "full", CallOutcome.NO_AGENTS: "no_agents"}
 

@@ -143,6 +143,8 @@ MEDIA_SCHEMES = ("sound", "recording", "digits", "number", "characters", "tone")
 # Hangup causes ARI accepts on DELETE /channels/{id}?reason=
 HANGUP_REASONS = ("normal", "busy", "congestion", "no_answer", "rejected", "unallocated")
 
+# The ACD's outcomes as a flow sees them (``ivr.acd.record.CallOutcome.flow_result``; the flow core imports
+# nothing outside ivr.flow, so a unit test holds the two lists together)
 QUEUE_OUTCOMES = ("answered", "timeout", "no_agents", "full", "abandoned")
 
 TRANSFER_OUTCOMES = ("answered", "busy", "no_answer", "failed")

@@ -175,3 +175,15 @@ def test_a_saved_state_with_levels_off_the_scale_drops_them_with_a_warning(caplo
         run(go())
     dropped = [r.getMessage() for r in caplog.records if "dropping required skill" in r.getMessage()]
     assert len(dropped) == 2 and any("'technical' level 80" in m for m in dropped)
+
+
+def test_one_vocabulary_of_queue_outcomes():
+    """The flow's queue results, the metrics' outcomes and the router's are the same words."""
+    from ivr.acd.record import FLOW_RESULTS, LEFT_OUTCOMES, REFUSAL_OUTCOMES, CallOutcome
+    from ivr.flow.schema import QUEUE_OUTCOMES as FLOW_OUTCOMES
+    from ivr.metrics import QUEUE_OUTCOMES, REFUSAL_REASONS
+    assert set(FLOW_OUTCOMES) == {o.value for o in FLOW_RESULTS}
+    assert {o.flow_result.value for o in CallOutcome} <= set(FLOW_OUTCOMES)
+    assert CallOutcome.OVERFLOW.flow_result is CallOutcome.TIMEOUT
+    assert QUEUE_OUTCOMES == tuple(o.value for o in LEFT_OUTCOMES)
+    assert REFUSAL_REASONS == tuple(o.value for o in REFUSAL_OUTCOMES)
