@@ -54,6 +54,8 @@ from .storage import Storage
 from .tasks import SqliteTaskStore, Task
 from .tasks.policy import CallbackPolicy
 from .voicemail import RetentionPolicy, RetentionSweeper
+from .web.deps import WebDeps
+from .web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +155,12 @@ class App:
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
         self.session_deps = self._session_deps()
-        from .web.server import WebServer
-        self.web = WebServer(self)   # admin API, metrics, agent page, wallboard (started in run())
+        self.web = WebServer(WebDeps(   # admin API, metrics, agent page, wallboard (started in run())
+            http=cfg.http, redacted_config=cfg.redacted, ari_connected=self.ari_connected,
+            render_metrics=self.metrics.render, tasks_waiting=self.metrics.tasks.waiting_by_queue,
+            sessions=self.sessions, acd=self.acd, flows=self.flows, records=self.storage,
+            voicemails=self.storage, recordings=self.ari if self.storage is not None else None,
+            task_book=self.task_book, task_legs=self.task_legs, web_callbacks=cfg.web_callbacks, crm=self.crm))
 
     def _start_tasks(self, cfg: Config) -> None:
         acd = self.acd

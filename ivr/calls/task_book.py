@@ -16,37 +16,17 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..acd import Call
 from ..logsafe import mask_number
-from ..tasks import CALLBACK_KINDS, Task, TaskKind, TaskState, TaskStore
+from ..tasks import CALLBACK_KINDS, NewTask, Task, TaskKind, TaskState, TaskStore
 from ..tasks.policy import CallbackPolicy
 
 log = logging.getLogger(__name__)
 
 #: How long an assigned task waits for its one agent (router-clock seconds: "for good").
 ASSIGNED_FOREVER = 10.0 ** 9
-
-
-@dataclass(frozen=True)
-class NewTask:
-    """What a request for work says (the IVR's callback node, a voicemail, the web)."""
-
-    kind: TaskKind
-    queue: str
-    number: str | None = None
-    name: str = ""
-    customer: Mapping[str, Any] = field(default_factory=dict)
-    required_skills: Mapping[str, int] = field(default_factory=dict)
-    optional_skills: Mapping[str, int] = field(default_factory=dict)
-    priority: int = 0
-    position_time: float | None = None       # wall clock; None: now
-    not_before: float | None = None
-    not_after: float | None = None
-    assigned_agent: str | None = None
-    source: str = ""
 
 
 class TaskBook:
@@ -248,5 +228,5 @@ class TaskBook:
         for fn in list(self.listeners):
             try:
                 fn(before, after)
-            except Exception:                  # noqa: BLE001 - a listener must never break the task
+            except Exception:
                 log.exception("task listener failed")

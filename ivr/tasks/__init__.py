@@ -4,6 +4,7 @@ routed work. ``model`` is the pure life cycle; ``store`` keeps the ones that out
 from .model import (
     CALLBACK_KINDS,
     InvalidTransition,
+    NewTask,
     RoutingDecision,
     Task,
     TaskKind,
@@ -13,5 +14,5 @@ from .model import (
 )
 from .store import SqliteTaskStore, TaskStore
 
-__all__ = ["CALLBACK_KINDS", "InvalidTransition", "RoutingDecision", "SqliteTaskStore", "Task", "TaskKind",
+__all__ = ["CALLBACK_KINDS", "InvalidTransition", "NewTask", "RoutingDecision", "SqliteTaskStore", "Task", "TaskKind",
            "TaskState", "TaskStore", "Transition", "order_key"]

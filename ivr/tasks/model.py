@@ -96,6 +96,25 @@ class RoutingDecision:
 
 
 @dataclass(frozen=True)
+class NewTask:
+    """What a request for work says (the IVR's callback node, a voicemail, the web)."""
+
+    kind: TaskKind
+    queue: str
+    number: str | None = None
+    name: str = ""
+    customer: Mapping[str, Any] = field(default_factory=dict)
+    required_skills: Mapping[str, int] = field(default_factory=dict)
+    optional_skills: Mapping[str, int] = field(default_factory=dict)
+    priority: int = 0
+    position_time: float | None = None       # wall clock; None: now
+    not_before: float | None = None
+    not_after: float | None = None
+    assigned_agent: str | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Task:
     id: str
     kind: TaskKind

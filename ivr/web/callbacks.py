@@ -24,10 +24,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from ..calls.task_book import NewTask
 from ..crm.phone import normalize
 from ..logsafe import mask_number
-from ..tasks import Task, TaskKind
+from ..tasks import NewTask, Task, TaskKind
 from ..tasks.policy import WebCallbackPolicy
 from .errors import ApiError, bad_request, json_body, printable
 from .ratelimit import RateLimit

@@ -159,15 +159,3 @@ class WebDeps:
     web_callbacks: Mapping[str, Any] | None = None     # the ``web_callbacks`` config section (parsed at start)
     crm: CallHistory | None = None
 
-    @classmethod
-    def from_app(cls, app: Any) -> WebDeps:
-        """The deps of an ``ivr.app.App`` (read structurally: no import of ivr.app here)."""
-        storage = app.storage
-        return cls(
-            http=app.cfg.http, redacted_config=app.cfg.redacted, ari_connected=app.ari_connected,
-            render_metrics=app.metrics.render, tasks_waiting=app.metrics.tasks.waiting_by_queue,
-            sessions=app.sessions, acd=app.acd, flows=app.flows,
-            records=storage, voicemails=storage, recordings=app.ari if storage is not None else None,
-            task_book=app.task_book, task_legs=app.task_legs, web_callbacks=app.cfg.web_callbacks,
-            crm=app.crm)
-

@@ -47,8 +47,6 @@ APP_KEY = web.AppKey("ivr_web", object)
 
 class WebServer:
     def __init__(self, deps: WebDeps) -> None:
-        if not isinstance(deps, WebDeps):    # transitional: ivr.app still passes itself
-            deps = WebDeps.from_app(deps)
         self.deps = deps
         self.agents = AgentApi(deps.acd)
         self.live = AgentLive(self.agents, deps.acd, deps.crm, self._check_token)

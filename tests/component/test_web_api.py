@@ -10,7 +10,6 @@ import aiohttp
 import pytest
 
 from ivr.app import App
-from ivr.web.deps import WebDeps
 from ivr.web.server import MAX_BODY, WebServer
 from tests.support.stack import make_test_config
 
@@ -28,7 +27,7 @@ async def web_stack(tmp_path):
     cfg = _replace(cfg, "flows", dir=str(flow_dir))
     cfg = _replace(cfg, "http", port=0, bind_address="127.0.0.1")
     app = App(cfg)
-    server = WebServer(WebDeps.from_app(app))
+    server = WebServer(app.web.deps)     # the deps the App declared for its own server
     await server.start()
     stack = SimpleNamespace(app=app, server=server, url=f"http://127.0.0.1:{server.port}",
                             headers={"Authorization": f"Bearer {cfg.http.admin_token}"}, cfg=cfg,
