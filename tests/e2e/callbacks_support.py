@@ -162,3 +162,60 @@ async def api_tasks(http, base: str, admin_token: str, query: str = "") -> list[
     async with http.get(f"{base}/api/tasks{'?' + query if query else ''}",
                         headers={"Authorization": f"Bearer {admin_token}"}) as r:
         return (await r.json())["tasks"] if r.status == 200 else None
+
+
+# ------------------------------------------------------------------- routing decisions, why-not, CRM history
+
+
+async def api_get(http, cfg, path: str) -> tuple[int, dict]:
+    """``GET path`` on the app's HTTP port with the admin token: (status, JSON body)."""
+    async with http.get(f"http://127.0.0.1:{cfg.http.port}{path}",
+                        headers={"Authorization": f"Bearer {cfg.http.admin_token}"}) as r:
+        return r.status, await r.json()
+
+
+async def why_not(http, cfg, task_id: str, agent_id: str) -> tuple[int, dict]:
+    """``GET /api/tasks/{task_id}/why-not/{agent_id}``: (status, JSON body)."""
+    return await api_get(http, cfg, f"/api/tasks/{task_id}/why-not/{agent_id}")
+
+
+def reasons_by_code(answer: dict) -> dict[str, dict]:
+    """The reasons of a why-not answer, by code."""
+    return {r["code"]: r for r in answer.get("reasons", ())}
+
+
+async def task_decisions(http, cfg, task_id: str) -> list[dict]:
+    """The routing decisions ``GET /api/tasks/{id}`` returns, each checked for what docs/api.md promises: when,
+    to whom, for which attempt, a one-line summary and the router's whole explanation of that offer."""
+    status, body = await api_get(http, cfg, f"/api/tasks/{task_id}")
+    assert status == 200, body
+    decisions = body["decisions"]
+    for d in decisions:
+        assert set(d) >= {"at", "agent_id", "attempt", "summary", "explanation"}, d
+        assert isinstance(d["at"], (int, float)) and d["summary"].strip(), d
+        e = d["explanation"]
+        assert isinstance(e, dict) and e.get("agent_id") == d["agent_id"] and e.get("queue") == body["queue"], d
+        assert e.get("trigger") and e.get("reason") and e.get("requirement"), d
+        assert d["agent_id"] in [c["agent_id"] for c in e.get("candidates", ())], d   # the winner was a candidate
+    return decisions
+
+
+async def assert_not_routable(http, cfg, task_id: str, agent_id: str, state: str, outcome: str,
+                              decisions: list[dict]) -> None:
+    """why-not on a task that has ended: 409 task-not-routable with the task's stored decisions, those that
+    chose ``agent_id`` under ``offered_to_agent``."""
+    status, body = await why_not(http, cfg, task_id, agent_id)
+    assert status == 409 and body["error_id"] == "task-not-routable", body
+    details = body["details"]
+    assert details["task_id"] == task_id and details["state"] == state and details["outcome"] == outcome, details
+    assert details["decisions"] == decisions, details
+    assert details["offered_to_agent"] == [d for d in decisions if d["agent_id"] == agent_id], details
+
+
+async def screen_of(http, cfg, agent_id: str, call_id: str):
+    """The agent's screen pop (``GET /api/agents/{id}/screen``) once it is for ``call_id``, else None (for
+    ``wait_for``); its ``history`` is the caller's CRM history (the page's "Recent history")."""
+    status, body = await api_get(http, cfg, f"/api/agents/{agent_id}/screen")
+    screen = body.get("screen") if status == 200 else None
+    return screen if screen is not None and screen.get("call_id") == call_id \
+        and screen.get("history") is not None else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from ivr.sim.carrier import CarrierScenario, CarrierUas
@@ -22,11 +23,16 @@ from tests.e2e.callbacks_support import (
     agents_busy,
     api_tasks,
     assert_audio_both_ways,
+    assert_not_routable,
     asterisk_with_trunks,
     bridge_of,
     callback_caller,
     callback_task,
+    reasons_by_code,
+    screen_of,
+    task_decisions,
     task_in,
+    why_not,
 )
 from tests.e2e.conftest import with_queue_overrides
 from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
@@ -40,7 +46,7 @@ async def test_a_callback_keeps_the_callers_place_and_reaches_the_customer_throu
     phones("agent1")
     carrier = CarrierUas(cb_cfg.trunks[0].port, CarrierScenario(answer=200, hangup_after_ms=4000, echo=True), timeout=60)
     try:
-        async with running_app(cb_cfg) as app, ari_client(cb_cfg) as ari:
+        async with running_app(cb_cfg) as app, ari_client(cb_cfg) as ari, aiohttp.ClientSession() as http:
             await wait_for(lambda: app.acd.router.agent_snapshot("agent1").registered, 10, what="registered")
             await app.acd.agent_action("agent1", "pause", "meeting")
             # the caller waits 2 s, asks for a callback, hears goodbye, is hung up
@@ -50,8 +56,27 @@ async def test_a_callback_keeps_the_callers_place_and_reaches_the_customer_throu
             assert task.number == CUSTOMER and task.queue == "billing"
             snap = app.acd.router.call_snapshot(task.id)
             assert snap.kind == "callback" and snap.wait >= 2.0          # its place: the caller's join time
-            # a caller who joins now waits behind the callback
-            later = SippProcess(SippCaller("802", steps=[("pause", 20000)]), cb_cfg.asterisk.sip_port, 60)
+            # why not agent1 while the task waits: paused (for its meeting); nothing offered yet
+            status, answer = await why_not(http, cb_cfg, task.id, "agent1")
+            assert status == 200 and answer["task_state"] == "waiting" and answer["in_router"] is True, answer
+            assert answer["chosen"] is False and answer["decisions"] == [], answer
+            paused = reasons_by_code(answer).get("paused")
+            assert paused is not None and paused["details"]["pause_reason"] == "meeting", answer
+            # agent2 has no billing skill; agent3 has, but its phone is not registered in this test
+            status, answer = await why_not(http, cb_cfg, task.id, "agent2")
+            missing = reasons_by_code(answer).get("missing_skill")
+            assert status == 200 and missing is not None, answer
+            assert missing["details"]["missing"] == [[{"skill": "billing", "required": 1, "has": 0}]], answer
+            status, answer = await why_not(http, cb_cfg, task.id, "agent3")
+            assert status == 200 and "not_registered" in reasons_by_code(answer), answer
+            status, body = await why_not(http, cb_cfg, task.id, "nobody")
+            assert status == 404 and body["error_id"] == "agent-not-found", body
+            status, body = await why_not(http, cb_cfg, "task-doesnotexist", "agent1")
+            assert status == 404 and body["error_id"] == "task-not-found", body
+            # a caller who joins now waits behind the callback: the customer themself calls in (their CRM
+            # history already holds the callback's request: a task step, not a call, so no repeat caller)
+            later = SippProcess(SippCaller("802", steps=[("pause", 20000)], caller_number=CUSTOMER),
+                                cb_cfg.asterisk.sip_port, 60)
             await wait_for(lambda: len(app.acd.router.queue_snapshot("billing").calls) == 2, 15,
                            what="a live caller behind the callback")
             assert [c.kind for c in app.acd.router.queue_snapshot("billing").calls] == ["callback", "call"]
@@ -66,9 +91,28 @@ async def test_a_callback_keeps_the_callers_place_and_reaches_the_customer_throu
                                                               TaskState.DONE]
             assert done.history[-3].agent_id == "agent1"
             assert done.history[-3].reason.startswith("offered: ") and "candidates [agent1" in done.history[-3].reason
+            # the offer is stored with the task as a routing decision, with the router's explanation
+            decisions = await task_decisions(http, cb_cfg, task.id)
+            assert [(d["agent_id"], d["attempt"]) for d in decisions] == [("agent1", 1)], decisions
+            assert decisions[0]["explanation"]["call_id"] == task.id, decisions
+            # the task has ended: why-not is 409 task-not-routable with those decisions
+            await assert_not_routable(http, cb_cfg, task.id, "agent1", "done", "answered", decisions)
+            await assert_not_routable(http, cb_cfg, task.id, "agent3", "done", "answered", decisions)
             # the customer hangs up after 4 s: the agent's leg goes too; then agent1 serves the live caller
-            await wait_for(lambda: app.acd.router.agent_snapshot("agent1").call_id not in (None, task.id), 30,
-                           what="agent1 takes the live caller next")
+            live_id = await wait_for(lambda: _other_call(app, "agent1", task.id), 30,
+                                     what="agent1 takes the live caller next")
+            # agent1's screen pop for the customer's own call: their CRM history has the callback's steps
+            # (kind task, the task id as call_id), and they do not make the caller a repeat caller
+            screen = await wait_for(lambda: screen_of(http, cb_cfg, "agent1", live_id), 10,
+                                    what="agent1's screen pop with the caller's history")
+            assert screen["caller"] == CUSTOMER, screen
+            assert screen["repeat_caller"] is False and screen["last_agent"] is None, screen
+            steps = [h for h in screen["history"] if h["call_id"] == task.id]
+            assert steps and all(h["kind"] == "task" for h in steps), screen["history"]
+            assert [h["state"] for h in steps] == ["done", "connecting", "offered", "waiting"], steps   # newest first
+            assert steps[0]["outcome"].startswith("callback done (answered), attempt 1 of "), steps
+            assert steps[2]["agent_id"] == "agent1" and steps[2]["queue"] == "billing", steps
+            assert steps[3]["detail"].startswith("requested"), steps
             r = await asyncio.to_thread(later.wait)
             assert r.ok, r.stderr
             await assert_no_leaks(ari)
@@ -110,6 +154,12 @@ async def test_a_busy_customer_is_retried_after_the_delay_then_the_task_fails(cb
         await assert_no_leaks(ari)
 
 
+def _other_call(app, agent_id: str, task_id: str) -> str | None:
+    """The id of the call the agent is on or rung for, if it is not ``task_id``."""
+    call_id = app.acd.router.agent_snapshot(agent_id).call_id
+    return call_id if call_id not in (None, task_id) else None
+
+
 def _attempts(app, task_id: str, n: int):
     t = app.task_book.get(task_id)
     return t if t is not None and t.attempts >= n else None
@@ -120,7 +170,7 @@ async def test_an_agent_who_does_not_answer_misses_and_the_task_goes_to_the_next
     phones(agent1="ignore", agent3="answer")
     carrier = CarrierUas(cfg.trunks[0].port, CarrierScenario(answer=200, hangup_after_ms=2000), timeout=60)
     try:
-        async with running_app(cfg) as app, ari_client(cfg) as ari:
+        async with running_app(cfg) as app, ari_client(cfg) as ari, aiohttp.ClientSession() as http:
             for a in ("agent1", "agent3"):
                 await wait_for(lambda a=a: app.acd.router.agent_snapshot(a).registered, 10, what=f"{a} registered")
             await app.acd.agent_action("agent3", "pause", "meeting")
@@ -132,9 +182,33 @@ async def test_an_agent_who_does_not_answer_misses_and_the_task_goes_to_the_next
             missed = await wait_for(lambda: _missed(app, task.id), 20, what="agent1's ring-no-answer")
             assert missed.attempts == 0                                  # the customer was never dialled
             assert app.acd.router.agent_snapshot("agent1").misses >= 1   # a miss like any other offer
+            # the task still waits for an agent: why not agent3? paused (its meeting); agent1's offer is stored
+            status, answer = await why_not(http, cfg, task.id, "agent3")
+            assert status == 200 and answer["routable"] is True and answer["chosen"] is False, answer
+            paused = reasons_by_code(answer).get("paused")
+            assert paused is not None and paused["details"]["pause_reason"] == "meeting", answer
+            assert answer["decisions"] and answer["decisions"][0]["agent_id"] == "agent1", answer
+            status, answer = await why_not(http, cfg, task.id, "agent1")
+            assert status == 200, answer
+            codes = reasons_by_code(answer)
+            assert answer["chosen"] or "missed_before" in codes, answer   # rung again, or ranked after its miss
             await app.acd.agent_action("agent3", "unpause")
             done = await wait_for(lambda: task_in(app, task.id, TaskState.DONE), 40, what="agent3 calls the customer back")
             assert done.history[-3].agent_id == "agent3"
+            # every offer is a stored decision: agent1's (missed, maybe more than once), then agent3's
+            decisions = await task_decisions(http, cfg, task.id)
+            agents = [d["agent_id"] for d in decisions]
+            assert agents[0] == "agent1" and agents[-1] == "agent3" and set(agents) == {"agent1", "agent3"}, decisions
+            assert all(d["attempt"] == 1 for d in decisions), decisions   # no customer attempt was used up
+            assert len(decisions) == sum(h.to_state is TaskState.OFFERED for h in done.history), decisions
+            await assert_not_routable(http, cfg, task.id, "agent1", "done", "answered", decisions)
+            # each step of the task is in the customer's CRM history (kind task), in order
+            await app.task_history.flush()
+            steps = [i for i in await app.crm.recent_interactions(CUSTOMER, 50) if i.call_id == task.id]
+            assert steps and all(str(i.kind) == "task" for i in steps), steps
+            assert [i.state for i in reversed(steps)] == ["waiting", *(h.to_state.value for h in done.history)], steps
+            offered_to = [i.agent_id for i in reversed(steps) if i.state == "offered"]
+            assert offered_to == agents, steps      # each offer's step names its agent, as the decisions do
             await wait_for(lambda: not agents_busy(app), 15, what="agents free")
             await assert_no_leaks(ari)
         code, err = await asyncio.to_thread(carrier.wait)
