@@ -37,12 +37,13 @@ from .ari import (
 from .calls.acd_service import AcdDeps, AcdService
 from .calls.adoption import AdoptedCall, AdoptedDeps
 from .calls.clock import Clock, LoopClock
-from .calls.flow_session import FlowSession, SessionDeps, utc_now
+from .calls.flow_session import FlowSession, utc_now
 from .calls.flows import FlowRegistry
 from .calls.gate import AdmissionGate
 from .calls.janitor import Claims, Janitor, JanitorDeps
 from .calls.saved_state import QueueState
 from .calls.session import CallSession
+from .calls.session_deps import SessionDeps
 from .calls.task_book import TaskBook
 from .calls.task_history import TaskHistory
 from .calls.task_legs import Message, TaskLegDeps, TaskLegs

@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from ..ari import (
-    AriClient,
     AriError,
     Channel,
     ChannelDtmfReceived,
@@ -57,48 +55,14 @@ from ..flow import PlaybackFinished as FlowPlaybackFinished
 from ..flow import RecordingFinished as FlowRecordingFinished
 from ..flow.model import DTMF_KEYS
 from ..logsafe import CallLog, mask_number
-from ..tasks import TaskKind
-from .clock import Cancellable, Clock, LoopClock
+from ..tasks import NewTask, TaskKind
+from .clock import Cancellable
 from .events import CrmAnswered, QueueDone, TimerDue, TransferDone, TransferLegEvent, TransferTimeout
-from .task_book import NewTask, TaskBook
-from .transfer import TransferAttempt, TransferDeps, TransferLegs, resolve_target
+from .session_deps import SessionDeps, customer_card, task_request
+from .transfer import TransferAttempt, TransferDeps, resolve_target
 
 log = logging.getLogger(__name__)
 _seq = itertools.count(1)
-
-
-class QueueService(Protocol):
-    """The ACD as a flow sees it."""
-
-    async def enqueue(self, session: Any, cmd: Enqueue) -> None: ...
-
-    async def caller_gone(self, session: Any) -> None: ...
-
-
-class TaskWaker(Protocol):
-    def wake(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class SessionDeps:
-    """What a caller's flow needs from the rest of the app (``App.session_deps`` builds it once)."""
-
-    ari: AriClient
-    submit: Callable[[Event], None]              # the dispatcher: events in this call's order
-    metrics: Any = None                          # ``ivr.metrics.Metrics``
-    crm: Any = None                              # ``lookup_caller`` / ``record_interaction``
-    routing: Any = None                          # CRM routing rules: ``hints(result)``
-    storage: Any = None                          # ``add_voicemail``
-    acd: QueueService | None = None
-    task_book: TaskBook | None = None
-    task_legs: TaskWaker | None = None
-    transfer_legs: TransferLegs = field(default_factory=TransferLegs)
-    extensions: Mapping[str, Any] = field(default_factory=dict)
-    phones: tuple[str, ...] = ()                 # agents' endpoints (a transfer to an agent's phone)
-    trunks: Mapping[str, Any] = field(default_factory=dict)
-    voicemail_queues: Mapping[str, str] = field(default_factory=dict)   # mailbox -> queue (voicemail tasks)
-    region: str = "GB"                           # numbers typed without a country code
-    clock: Clock = field(default_factory=LoopClock)
 
 
 class FlowSession:
@@ -375,19 +339,8 @@ class FlowSession:
         return self.deps.region
 
     def _task_request(self, kind: TaskKind, queue: str, number: str | None, source: str) -> NewTask:
-        """A task at this caller's place in ``queue`` when they waited there (join time, skills, priority
-        with the CRM's hints), else at the back of it; with the customer card."""
-        joined, at = self._joined if self._joined is not None else (None, None)
-        same = joined is not None and joined.queue == queue
-        extra = dict(joined.required_skills) if same else {}
-        if same and self.hints is not None:
-            for s, lv in self.hints.extra_skills.items():
-                extra[s] = max(lv, extra.get(s, 0))
-        c = getattr(self.crm_result, "customer", None)
-        return NewTask(kind, queue, number=number, name=self.customer_name(), customer=_customer_card(c) or {},
-                       required_skills=extra, optional_skills=dict(joined.optional_skills) if same else {},
-                       priority=joined.priority if same else 0, position_time=at if same else None,
-                       source=source)
+        return task_request(kind, queue, number, source, joined=self._joined, hints=self.hints,
+                            crm_result=self.crm_result, name=self.customer_name())
 
     def _request_callback(self, cmd: RequestCallback) -> None:
         """The flow's callback node: a callback task at this caller's place in the queue it waited in (its
@@ -423,7 +376,7 @@ class FlowSession:
         return {
             "call_id": self.channel_id, "did": self.did, "flow": self.flow_name,
             "caller": self.e164 or mask_number(self.caller_raw),
-            "customer": _customer_card(c), "known": c is not None,
+            "customer": customer_card(c), "known": c is not None,
             "repeat_caller": bool(getattr(self.crm_result, "repeat_caller", False)),
             "last_agent": getattr(self.crm_result, "last_agent", None),
             "flags": sorted(self.hints.flags) if self.hints else [],
@@ -450,14 +403,6 @@ class FlowSession:
             await self.deps.crm.record_interaction(self.e164, inter)
         except Exception:
             self.log.exception("could not record the interaction")
-
-
-def _customer_card(c: Any) -> dict[str, Any] | None:
-    if c is None:
-        return None
-    return {"customer_id": c.customer_id, "name": c.name, "account_id": c.account_id, "tier": c.tier,
-            "language": c.language, "preferred_agent": c.preferred_agent, "notes": c.notes,
-            "open_tickets": [t.as_dict() for t in c.open_tickets]}
 
 
 def _exit_label(reason: str) -> str:
