@@ -112,6 +112,20 @@ def normalize(raw: object, default_region: str = "GB") -> str | None:
     return e164 if is_e164(e164) else None
 
 
+def dialable(raw: object, default_region: str = "GB") -> str | None:
+    """``raw`` as E.164 when it is a number we can call back: ``normalize`` and a length that is possible
+    for a full number of its country (a number only possible when dialled locally, e.g. a UK area code with
+    a few digits, is refused: the trunk could not reach it). Never raises."""
+    e164 = normalize(raw, default_region)
+    if e164 is None:
+        return None
+    try:
+        reason = phonenumbers.is_possible_number_with_reason(phonenumbers.parse(e164, None))
+    except Exception:  # noqa: BLE001 - defensive: a library bug must not reach the caller
+        return None
+    return e164 if reason == phonenumbers.ValidationResult.IS_POSSIBLE else None
+
+
 def _country_code_length(e164: str) -> int:
     """Length of the country calling code of a well-formed E.164 string."""
     for n in (1, 2, 3):

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from ..crm.phone import normalize
+from ..crm.phone import dialable
 from ..logsafe import mask_number
 from ..tasks import NewTask, Task, TaskKind
 from ..tasks.policy import WebCallbackPolicy
@@ -111,7 +111,7 @@ class WebCallbacks:
             raise bad_request("unknown-topic", f"topic must be one of {', '.join(sorted(p.topics)) or 'none'}, "
                                                f"got {printable(topic)}")
         raw = body.get("number")
-        number = normalize(raw, p.default_region) if isinstance(raw, str) else None
+        number = dialable(raw, p.default_region) if isinstance(raw, str) else None
         if number is None:
             raise bad_request("invalid-number", "number must be a phone number we can call (with its country "
                                                 "code, or a national number)")

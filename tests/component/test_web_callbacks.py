@@ -96,6 +96,7 @@ async def test_a_scheduled_request_keeps_its_window(site):
 @pytest.mark.parametrize("body, error_id", [
     ({"number": "anonymous", "topic": "billing"}, "invalid-number"),
     ({"number": "+33 6 12", "topic": "billing"}, "invalid-number"),
+    ({"number": "0163", "topic": "billing"}, "invalid-number"),      # only possible dialled locally
     ({"number": "call me maybe", "topic": "billing"}, "invalid-number"),
     ({"number": 33612345678, "topic": "billing"}, "invalid-number"),
     ({"number": "+33612345678", "topic": "payroll"}, "unknown-topic"),

@@ -119,3 +119,13 @@ def test_mask_hides_the_middle_of_any_e164(number: str) -> None:
 def test_mask_bounds_garbage_length() -> None:
     assert len(mask("9" * 10_000)) <= 18
     assert mask(object()) is not None  # never raises
+
+
+def test_a_callback_number_must_be_dialable_as_a_full_number():
+    from ivr.crm.phone import dialable
+    assert dialable("020 7946 0034", "GB") == "+442079460034"
+    assert dialable("+1 415 555 0100", "GB") == "+14155550100"
+    assert normalize("0163", "GB") == "+440163"          # fine as a caller ID to look up...
+    assert dialable("0163", "GB") is None                # ...not as a number to call back
+    assert dialable("+4420794600", "GB") is None
+    assert dialable("anonymous", "GB") is None and dialable(None, "GB") is None
