@@ -29,7 +29,6 @@ from ..acd import (
     AgentStateChanged,
     AutoPausePolicy,
     AutoPauseSuspended,
-    Call,
     CallFinished,
     CallMoved,
     CallOutcome,
@@ -42,7 +41,6 @@ from ..acd import (
     queue_from_dict,
 )
 from ..acd.errors import AcdError
-from ..acd.policy import requirement_at
 from ..ari import (
     AriClient,
     AriError,
@@ -61,11 +59,11 @@ from ..metrics import Metrics, QueueSnapshot
 from . import adoption
 from .clock import Clock, LoopClock
 from .events import AcdTick, AnnounceDue, Internal, MaxWaitDue, OfferCheckDue
+from .joining import join_call
 from .live_offers import LiveDeps, LiveOffers
 from .member import QueuedCall, QueueMember
 from .presence import AgentPresence, PresenceDeps, PresenceStore
 from .saved_state import QUEUE_VAR, QueueState
-from .skills import skill_weights
 from .waiting_media import PLAYBACK_PREFIX, MediaDeps, WaitingMedia
 
 log = logging.getLogger(__name__)
@@ -187,54 +185,37 @@ class AcdService:
             self.metrics.routing_decision(time.perf_counter() - t0)
 
     async def enqueue(self, session: QueueMember, cmd: Enqueue) -> None:
-        hints = session.hints
-        r = self.router
-        queue = cmd.queue
-        priority = cmd.priority
-        extra = dict(cmd.required_skills)
-        preferred, preferred_until = None, None
-        if hints is not None:
-            if hints.queue_override and hints.queue_override in r.queue_names():
-                queue = hints.queue_override
-            priority += hints.priority_boost
-            for s, lv in hints.extra_skills.items():
-                extra[s] = max(lv, extra.get(s, 0))
-        # levels are on the ACD's 1-5 scale already: `ivr validate`/the flow loader and the CRM routing config
-        # refuse anything else (no clamp here; a stray one makes Call() refuse the call, logged, no_agents)
-        optional = skill_weights(cmd.optional_skills)
-        # only prefer an agent who could take this call at all (a repeat caller who needs tier 2 is not held
-        # for the tier-1 agent who served them last time)
-        if hints is not None and hints.preferred_agent in r.agent_ids() and queue in r.queue_names() \
-                and requirement_at(r.queue_config(queue), float("inf")).admits(
-                    r.agent_skills(hints.preferred_agent), extra):
-            preferred = hints.preferred_agent
-            preferred_until = self.clock.now() + (hints.preferred_seconds or 0.0)
-        qc = QueuedCall(session, session.channel_id, queue, self.clock.now(),
-                        log=CallLog(log, {"call": session.channel_id}))
-        self.calls[qc.call_id] = qc
+        now = self.clock.now()
         caller = {"number": session.caller_raw, "name": session.customer_name()}
         try:
-            decisions = self._route(r.enqueue, Call(qc.call_id, queue, priority=priority, extra_skills=extra,
-                                                    optional_skills=optional, preferred_agent=preferred,
-                                                    preferred_until=preferred_until, caller=caller))
+            call = join_call(session.channel_id, cmd, session.hints, caller, self.router, now)
+        except AcdError as e:       # e.g. a skill level off the scale: logged, the flow goes on as no_agents
+            log.error("call %s: queue %s refused the call: %s", session.channel_id, cmd.queue, e)
+            session.queue_outcome("no_agents")
+            return
+        qc = QueuedCall(session, session.channel_id, call.queue, now, log=CallLog(log, {"call": session.channel_id}))
+        self.calls[qc.call_id] = qc
+        try:
+            decisions = self._route(self.router.enqueue, call)
         except AcdError as e:
-            qc.log.error("queue %s refused the call: %s", queue, e)
+            qc.log.error("queue %s refused the call: %s", call.queue, e)
             self.calls.pop(qc.call_id, None)
             session.queue_outcome("no_agents")
             return
         qc.refused = any(isinstance(d, QueueExit) and d.call_id == qc.call_id for d in decisions)
         if not qc.refused:
-            self.metrics.queue_entered(queue)
-            qc.log.info("joined queue %s (priority %d, extra skills %s, optional skills %s%s)", queue, priority,
-                        extra or "-", optional or "-", f", preferred agent {preferred}" if preferred else "")
+            self.metrics.queue_entered(call.queue)
+            qc.log.info("joined queue %s (priority %d, extra skills %s, optional skills %s%s)", call.queue,
+                        call.priority, dict(call.extra_skills) or "-", dict(call.optional_skills) or "-",
+                        f", preferred agent {call.preferred_agent}" if call.preferred_agent else "")
             if cmd.max_wait:
                 qc.max_wait = self.clock.call_later(cmd.max_wait, self.deps.submit, MaxWaitDue(key=qc.call_id))
         # the offer goes out first (the agent's phone rings sooner), then music and the saved queue state
         # (both at once); an agent who answers meanwhile finds `answered` set and no music is started
         await self._execute(decisions)
         if not qc.refused and qc.call_id in self.calls:
-            state = QueueState(queue, self.clock.wall(), priority, extra, caller["name"] or "", session.flow_name,
-                               session.did, optional)
+            state = QueueState(call.queue, self.clock.wall(), call.priority, dict(call.extra_skills),
+                               caller["name"] or "", session.flow_name, session.did, dict(call.optional_skills))
             qc.saved = state
             await asyncio.gather(self.media.moh(qc, True), self._persist(qc, state))
             self.media.schedule(qc)

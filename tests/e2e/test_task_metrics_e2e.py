@@ -18,21 +18,19 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ivr.config import TrunkConfig
 from ivr.sim.carrier import CarrierScenario, CarrierUas
-from ivr.sim.ports import free_udp_block
 from ivr.sim.sipp import SippCaller, SippProcess
 from ivr.tasks import TaskKind, TaskState
+from tests.e2e.callbacks_support import asterisk_with_trunks
 from tests.e2e.conftest import with_queue_overrides
 from tests.e2e.test_prometheus_e2e import prometheus  # noqa: F401 - the real Prometheus fixture
-from tests.support.stack import ari_client, assert_no_leaks, make_test_config, running_app, wait_for
+from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
 from tests.unit.test_docker import DOCS, _dashboard_exprs, _grafana_to_promql
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 ANSWERS, BUSY = "+441632960777", "+441632960888"       # the numbers the callers ask to be called back on
-CALLER_ID = "+442079460000"
 QUEUE_WAIT = 2                                          # the queue node's max_wait before the callback node
 
 FLOW = f"""
@@ -60,20 +58,7 @@ nodes:
 FLOW2 = FLOW.replace("tm_cb", "tm_cb2").replace(ANSWERS, BUSY)
 
 
-@pytest.fixture(scope="module")
-def asterisk():
-    """This module's own Asterisk, with a trunk 'carrier' to a loopback port where a sipp UAS listens."""
-    from ivr.asterisk import AsteriskError, AsteriskInstance
-
-    base = make_test_config()
-    trunk = TrunkConfig(name="carrier", host="127.0.0.1", port=free_udp_block(2), caller_id=CALLER_ID)
-    inst = AsteriskInstance(dataclasses.replace(base, trunks=(trunk,)))
-    try:
-        inst.start()
-    except AsteriskError as e:
-        pytest.fail(f"cannot start the real Asterisk for e2e tests: {e}")
-    yield inst
-    inst.remove()
+asterisk = asterisk_with_trunks()    # this module's own Asterisk with the trunk 'carrier'
 
 
 @pytest.fixture
