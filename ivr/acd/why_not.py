@@ -1,7 +1,7 @@
 """Why is this agent not chosen for this call (or task)? The router's reasoning, replayed for one agent.
 
 Pure: it reads the router through its public queries only (``call_snapshot``, ``agent_snapshot``,
-``agent_config``, ``queue_config``, ``queue_members``, ``agents_snapshot``, ``call_requirement``,
+``agent_skills``, ``queue_config``, ``queue_members``, ``agents_snapshot``, ``call_requirement``,
 ``task_slots``) and changes nothing. For the API ``GET /api/tasks/{id}/why-not/{agent_id}`` and the
 supervisor's tools.
 
@@ -110,7 +110,7 @@ def why_not(router: Router, call_id: str, agent_id: str) -> WhyNot:
     ``UnknownAgent``."""
     call = router.call_snapshot(call_id)
     agent = router.agent_snapshot(agent_id)
-    skills = router.agent_config(agent_id).effective_skills
+    skills = router.agent_skills(agent_id)
     groups, optional, missed = router.call_requirement(call_id)
     queue = call.queue
     score = fit_score(groups, optional, skills)
@@ -208,7 +208,7 @@ def _ranking(router: Router, offered: str | None, asked: str, queue: str, groups
         available = a.state is AgentState.AVAILABLE and a.registered and not a.resting and aid in members
         if not (available or aid == offered or aid == asked):
             continue
-        sc = fit_score(groups, optional, router.agent_config(aid).effective_skills)
+        sc = fit_score(groups, optional, router.agent_skills(aid))
         if sc is None:
             continue
         out.append(Ranked(aid, sc, a.idle_for if available else None, aid in missed))

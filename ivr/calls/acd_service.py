@@ -115,7 +115,7 @@ class AcdService:
         self.tasks: TaskDecisions | None = None
         self.listeners: list[Callable[[str, dict], None]] = []   # agent pages / wallboard: (kind, payload)
         self.presence = AgentPresence(
-            PresenceDeps(router=self.router, execute=self._execute, route=self._route, notify=self._notify,
+            PresenceDeps(router=self.router, execute=self.execute, route=self.route, notify=self.notify,
                          subscribe=deps.subscribe, store=deps.store),
             deps.agents, auto_login=bool(self.options.get("auto_login", True)))
         self.media = WaitingMedia(MediaDeps(ari=deps.ari, router=self.router, clock=deps.clock,
@@ -138,14 +138,6 @@ class AcdService:
     def legs(self) -> dict[str, str]:
         """Agent leg channel id -> call id (owned by ``live``)."""
         return self.live.legs
-
-    @property
-    def endpoints(self) -> dict[str, str]:
-        return self.presence.endpoints
-
-    @property
-    def agent_names(self) -> dict[str, str]:
-        return self.presence.names
 
     def serving_agents(self, name: str) -> tuple[dict[str, int], dict[str, int]]:
         return self.presence.serving_agents(name)
@@ -177,7 +169,8 @@ class AcdService:
             c.cancel_timers()
 
     # ----------------------------------------------------------------------------- router calls
-    def _route(self, fn: Callable[..., list], *args: Any, **kw: Any) -> list:
+    def route(self, fn: Callable[..., list], *args: Any, **kw: Any) -> list:
+        """A router call, timed for ``ivr_routing_decision_seconds``."""
         t0 = time.perf_counter()
         try:
             return fn(*args, **kw)
@@ -186,20 +179,15 @@ class AcdService:
 
     async def enqueue(self, session: QueueMember, cmd: Enqueue) -> None:
         now = self.clock.now()
+        cid = session.channel_id
         caller = {"number": session.caller_raw, "name": session.customer_name()}
         try:
-            call = join_call(session.channel_id, cmd, session.hints, caller, self.router, now)
+            call = join_call(cid, cmd, session.hints, caller, self.router, now)
+            qc = self.calls[cid] = QueuedCall(session, cid, call.queue, now, log=CallLog(log, {"call": cid}))
+            decisions = self.route(self.router.enqueue, call)
         except AcdError as e:       # e.g. a skill level off the scale: logged, the flow goes on as no_agents
-            log.error("call %s: queue %s refused the call: %s", session.channel_id, cmd.queue, e)
-            session.queue_outcome("no_agents")
-            return
-        qc = QueuedCall(session, session.channel_id, call.queue, now, log=CallLog(log, {"call": session.channel_id}))
-        self.calls[qc.call_id] = qc
-        try:
-            decisions = self._route(self.router.enqueue, call)
-        except AcdError as e:
-            qc.log.error("queue %s refused the call: %s", call.queue, e)
-            self.calls.pop(qc.call_id, None)
+            log.error("call %s: queue %s refused the call: %s", cid, cmd.queue, e)
+            self.calls.pop(cid, None)
             session.queue_outcome("no_agents")
             return
         qc.refused = any(isinstance(d, QueueExit) and d.call_id == qc.call_id for d in decisions)
@@ -212,7 +200,7 @@ class AcdService:
                 qc.max_wait = self.clock.call_later(cmd.max_wait, self.deps.submit, MaxWaitDue(key=qc.call_id))
         # the offer goes out first (the agent's phone rings sooner), then music and the saved queue state
         # (both at once); an agent who answers meanwhile finds `answered` set and no music is started
-        await self._execute(decisions)
+        await self.execute(decisions)
         if not qc.refused and qc.call_id in self.calls:
             state = QueueState(call.queue, self.clock.wall(), call.priority, dict(call.extra_skills),
                                caller["name"] or "", session.flow_name, session.did, dict(call.optional_skills))
@@ -227,7 +215,7 @@ class AcdService:
         if qc.answered:
             await self.live.end_conversation(qc, by="caller")
         else:
-            await self._execute(self._route(self.router.abandon, qc.call_id))
+            await self.execute(self.route(self.router.abandon, qc.call_id))
 
     # ----------------------------------------------------------------------------------- events
     async def on_stasis_start(self, ev: StasisStart) -> bool:
@@ -245,7 +233,7 @@ class AcdService:
     async def on_event(self, ev: Event) -> bool:
         if isinstance(ev, AcdTick):
             self._tick, self._tick_at = None, None
-            await self._execute(self._route(self.router.tick))
+            await self.execute(self.route(self.router.tick))
             return True
         if isinstance(ev, (AnnounceDue, MaxWaitDue, OfferCheckDue)):
             qc = self.calls.get(ev.key)
@@ -273,11 +261,11 @@ class AcdService:
         # the router's CallFinished (overflow) takes the caller back to the flow as `timeout`
         qc.log.info("flow max_wait reached in queue %s", qc.queue)
         try:
-            decisions = self._route(self.router.withdraw, qc.call_id)
+            decisions = self.route(self.router.withdraw, qc.call_id)
         except AcdError as e:
             qc.log.warning("withdraw refused: %s", e)
             return
-        await self._execute(decisions)
+        await self.execute(decisions)
 
     async def reconcile(self) -> None:
         """After every (re)connect: presence from GET /endpoints; legs and bridges that vanished."""
@@ -292,14 +280,7 @@ class AcdService:
 
     # ------------------------------------------------------------------------------- decisions
     async def execute(self, decisions: list) -> None:
-        """Carry out router decisions (for parts that call the router themselves: ``task_legs``)."""
-        await self._execute(decisions)
-
-    def notify(self, kind: str, payload: dict) -> None:
-        """Tell the agent pages / listeners (screen pops, agent states)."""
-        self._notify(kind, payload)
-
-    async def _execute(self, decisions: list) -> None:
+        """Carry out router decisions (also for the parts that call the router themselves)."""
         for d in decisions:
             try:
                 await self._execute_one(d)
@@ -335,13 +316,13 @@ class AcdService:
                 started = self.wrap_started.pop(d.agent_id)
                 self.metrics.wrap_up_finished(self._agent_queue.get(d.agent_id, ""), self.clock.now() - started)
             self.presence.save(d.agent_id, d.new, d.reason)
-            self._notify("agent", self.router.agent_snapshot(d.agent_id).as_dict())
+            self.notify("agent", self.router.agent_snapshot(d.agent_id).as_dict())
         elif isinstance(d, StartWrapUp):
             self.wrap_started[d.agent_id] = self.clock.now()
         elif isinstance(d, CallFinished):
             await self._finished(d)
 
-    def _forget(self, qc: QueuedCall) -> bool:
+    def forget(self, qc: QueuedCall) -> bool:
         """Stop tracking a call (idempotent, no await: safe against a racing hang-up of the other leg).
         False when it was not tracked any more."""
         qc.cancel_timers()
@@ -387,7 +368,7 @@ class AcdService:
                                             caller=(s.e164 or "") if s else "", did=s.did if s else "",
                                             flow=s.flow_name if s else "", extra=extra or None)
         if qc is not None:
-            self._forget(qc)
+            self.forget(qc)
             self._closing.pop(rec.call_id, None)
             await self._back_to_flow(qc, rec.outcome)
 
@@ -428,9 +409,6 @@ class AcdService:
     def call(self, call_id: str) -> QueuedCall | None:
         return self.calls.get(call_id)
 
-    def forget(self, qc: QueuedCall) -> bool:
-        return self._forget(qc)
-
     def agent_left_call(self, agent_id: str, queue: str) -> None:
         self._agent_queue[agent_id] = queue
 
@@ -451,9 +429,6 @@ class AcdService:
     def untrack(self, call_id: str) -> None:
         self.calls.pop(call_id, None)
 
-    def route(self, fn: Callable[..., list], *args: Any, **kw: Any) -> list:
-        return self._route(fn, *args, **kw)
-
     async def end_conversation(self, qc: QueuedCall, by: str) -> None:
         await self.live.end_conversation(qc, by)
 
@@ -473,7 +448,8 @@ class AcdService:
         delay = max(0.0, at - self.clock.now()) + 0.001
         self._tick = self.clock.call_later(delay, self.deps.submit, AcdTick())
 
-    def _notify(self, kind: str, payload: dict) -> None:
+    def notify(self, kind: str, payload: dict) -> None:
+        """Tell the agent pages / listeners (screen pops, agent states)."""
         for fn in list(self.listeners):
             try:
                 fn(kind, payload)

@@ -90,7 +90,7 @@ async def test_an_agent_whose_phone_is_not_registered_is_not_shown_available(web
     # the app never ran: no phone registered, every agent logged in (auto_login) and "available" inside
     assert agents["agent1"]["state"] == "available" and not agents["agent1"]["registered"]
     assert agents["agent1"]["status"] == "unregistered"
-    await acd._execute(acd.router.set_registered("agent1", True))
+    await acd.execute(acd.router.set_registered("agent1", True))
     assert (await _state(web_stack, http))["status"] == "available"
     await acd.agent_action("agent1", "pause", "lunch")
     assert (await _state(web_stack, http))["status"] == "paused"

@@ -51,19 +51,20 @@ def asterisk_with_trunks(*extra: Callable[[], TrunkConfig], **carrier: str):
 
 
 # ---------------------------------------------------------------------------------------- callback flows
-#: the caller waits 2 s in billing, then asks for a callback on CUSTOMER (the flow's callback node)
-FLOW = f"""
-flow: cb_queue
+def callback_flow(name: str, number: str, wait: float = 2) -> str:
+    """A caller who waits ``wait`` s in billing, then asks for a callback on ``number`` (the callback node)."""
+    return f"""
+flow: {name}
 entry: number
 nodes:
   number:
     type: set
-    variables: {{cbnum: "{CUSTOMER}"}}
+    variables: {{cbnum: "{number}"}}
     next: queue
   queue:
     type: queue
     queue: billing
-    max_wait: 2
+    max_wait: {wait}
     on_timeout: callback
   callback:
     type: callback
@@ -74,6 +75,10 @@ nodes:
     type: hangup
     prompt: sound:vm-goodbye
 """
+
+
+#: the caller waits 2 s in billing, then asks for a callback on CUSTOMER (the flow's callback node)
+FLOW = callback_flow("cb_queue", CUSTOMER)
 
 #: a caller who just waits in billing
 LIVE = """
@@ -105,7 +110,7 @@ nodes:
 FLOWS = {
     "801": ("cb_queue", FLOW),
     "802": ("cb_live", LIVE),
-    "803": ("cb_queue2", FLOW.replace("cb_queue", "cb_queue2").replace(CUSTOMER, OTHER)),
+    "803": ("cb_queue2", callback_flow("cb_queue2", OTHER)),
     "804": ("cb_confirm", FLOW.replace("cb_queue", "cb_confirm").replace("    variable: cbnum\n",
                                                                          "    variable: cbnum\n    confirm: true\n")),
     "805": ("cb_voicemail", VOICEMAIL),

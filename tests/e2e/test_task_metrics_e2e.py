@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ivr.sim.carrier import CarrierScenario, CarrierUas
 from ivr.sim.sipp import SippCaller, SippProcess
 from ivr.tasks import TaskKind, TaskState
-from tests.e2e.callbacks_support import asterisk_with_trunks
+from tests.e2e.callbacks_support import asterisk_with_trunks, callback_flow
 from tests.e2e.conftest import with_queue_overrides
 from tests.e2e.test_prometheus_e2e import prometheus  # noqa: F401 - the real Prometheus fixture
 from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
@@ -33,29 +33,8 @@ REPO = Path(__file__).resolve().parents[2]
 ANSWERS, BUSY = "+441632960777", "+441632960888"       # the numbers the callers ask to be called back on
 QUEUE_WAIT = 2                                          # the queue node's max_wait before the callback node
 
-FLOW = f"""
-flow: tm_cb
-entry: number
-nodes:
-  number:
-    type: set
-    variables: {{cbnum: "{ANSWERS}"}}
-    next: queue
-  queue:
-    type: queue
-    queue: billing
-    max_wait: {QUEUE_WAIT}
-    on_timeout: callback
-  callback:
-    type: callback
-    queue: billing
-    variable: cbnum
-    next: bye
-  bye:
-    type: hangup
-    prompt: sound:vm-goodbye
-"""
-FLOW2 = FLOW.replace("tm_cb", "tm_cb2").replace(ANSWERS, BUSY)
+FLOW = callback_flow("tm_cb", ANSWERS, QUEUE_WAIT)
+FLOW2 = callback_flow("tm_cb2", BUSY, QUEUE_WAIT)
 
 
 asterisk = asterisk_with_trunks()    # this module's own Asterisk with the trunk 'carrier'

@@ -14,18 +14,9 @@ from ivr.crm.rules import contact_quality, fcr, is_repeat_caller, last_agent
 from ivr.crm.store import SqliteCrm
 from ivr.tasks import SqliteTaskStore, TaskKind, TaskState
 from ivr.tasks.policy import CallbackPolicy
+from tests.unit.test_task_book import WALL0, Clocks
 
-WALL0 = 1_800_000_000.0
 NUMBER = "+33612345678"
-
-
-class Clocks:
-    def __init__(self) -> None:
-        self.router, self.wall = 500.0, WALL0
-
-    def advance(self, s: float) -> None:
-        self.router += s
-        self.wall += s
 
 
 def world(store=None, clocks=None):
