@@ -50,7 +50,8 @@ check_values() {
     done
 }
 
-# The agents' endpoint/auth/aor sections, byte for byte what runner._agent_endpoints writes.
+# The agents' endpoint/auth/aor sections, byte for byte what runner._agent_endpoints
+# (ivr/asterisk/endpoints.py agent_objects, a SIP phone) writes.
 agent_endpoints() {
     first=1
     pw=
@@ -66,7 +67,10 @@ agent_endpoints() {
         esac
         [ $first = 1 ] || printf '\n'
         first=0
-        printf '[%s](endpoint-common)\ncontext = from-agents\nauth = %s-auth\naors = %s\n\n' "$name" "$name" "$name"
+        printf '[%s]\ntype = endpoint\ncontext = from-agents\nauth = %s-auth\naors = %s\n' "$name" "$name" "$name"
+        printf 'disallow = all\nallow = ulaw,alaw\ndirect_media = no\ndtmf_mode = rfc4733\nrtp_symmetric = yes\n'
+        printf 'force_rport = yes\nrewrite_contact = yes\ntransport = transport-udp\nmedia_address = %s\n' "$BIND_ADDRESS"
+        printf 'bind_rtp_to_media_address = yes\n\n'
         printf '[%s-auth]\ntype = auth\nauth_type = userpass\nusername = %s\npassword = %s\n\n' "$name" "$name" "$pw"
         printf '[%s]\ntype = aor\nmax_contacts = 1\nremove_existing = yes\nqualify_frequency = 0\n' "$name"
     done

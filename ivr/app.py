@@ -51,6 +51,7 @@ from .calls.transfer import Target, TransferDeps, TransferLegs, resolve_target
 from .config import Config
 from .flow.model import Destinations
 from .metrics import Metrics, QueueSnapshot
+from .audit import SqliteAuditLog
 from .storage import Storage
 from .tasks import SqliteTaskStore, Task
 from .tasks.policy import CallbackPolicy
@@ -108,6 +109,9 @@ class App:
                 ChannelDestroyed(type="ChannelDestroyed", channel=Channel(cid), cause=0)),
             connected=lambda: self.events.connected, on_cleaned=self.metrics.janitor_cleaned))
         self.storage = Storage(cfg.path(cfg.storage.path)) if cfg.storage.path else None
+        # who changed what and every login (ivr/audit): in the store's file, or in memory with no storage
+        self.audit = SqliteAuditLog(cfg.path(cfg.storage.path) if cfg.storage.path else ":memory:",
+                                    wall=self.clock.wall)
         self.voicemail_retention = (RetentionSweeper(RetentionPolicy.from_dict(cfg.voicemail), self.storage, self.ari)
                                     if self.storage is not None else None)
         self.crm = None
@@ -161,7 +165,8 @@ class App:
             render_metrics=self.metrics.render, tasks_waiting=self.metrics.tasks.waiting_by_queue,
             sessions=self.sessions, acd=self.acd, flows=self.flows, records=self.storage,
             voicemails=self.storage, recordings=self.ari if self.storage is not None else None,
-            task_book=self.task_book, task_legs=self.task_legs, web_callbacks=cfg.web_callbacks, crm=self.crm))
+            task_book=self.task_book, task_legs=self.task_legs, web_callbacks=cfg.web_callbacks, crm=self.crm,
+            audit=self.audit))
 
     def _start_tasks(self, cfg: Config) -> None:
         acd = self.acd
@@ -383,6 +388,7 @@ class App:
                     await self.crm.close()
                 if self.storage is not None:
                     self.storage.close()
+                self.audit.close()
         log.info("ivr stopped")
 
     def stop(self) -> None:

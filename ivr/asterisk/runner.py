@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import AgentSipConfig, Config, TrunkConfig
+from .endpoints import agent_objects
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class AsteriskError(RuntimeError):
     """Asterisk could not be prepared or started; the message says what to do."""
 
 
-def _agent_endpoints(agents: list[AgentSipConfig], contact: str = "") -> str:
+def _agent_endpoints(agents: list[AgentSipConfig], contact: str = "", media_address: str = "127.0.0.1") -> str:
     parts = []
     for a in agents:
         if not a.endpoint.startswith("PJSIP/"):
@@ -39,14 +40,8 @@ def _agent_endpoints(agents: list[AgentSipConfig], contact: str = "") -> str:
         if not a.sip_password:
             raise AsteriskError(f"agent {a.id}: no SIP password (set sip_password or IVR_AGENT_"
                                 f"{a.id.upper().replace('-', '_')}_PASSWORD)")
-        # qualify_frequency = 0: some softphones (pyVoIP) never answer OPTIONS; presence comes from
-        # registration (ContactStatusChange / EndpointStateChange) instead.
-        parts.append(
-            f"[{name}](endpoint-common)\ncontext = from-agents\nauth = {name}-auth\naors = {name}\n\n"
-            f"[{name}-auth]\ntype = auth\nauth_type = userpass\nusername = {name}\npassword = {a.sip_password}\n\n"
-            f"[{name}]\ntype = aor\nmax_contacts = 1\nremove_existing = yes\nqualify_frequency = 0\n"
-            + (f"contact = {contact.replace('{name}', name)}\n" if contact else "")
-        )
+        objs = agent_objects(name, a.sip_password, media_address=media_address, contact=contact)
+        parts.append("\n".join(o.render() for o in objs))
     return "\n".join(parts)
 
 
@@ -85,7 +80,7 @@ def render_configs(cfg: Config, astdir: str, template_dir: Path = TEMPLATE_DIR) 
         "RTP_START": str(cfg.asterisk.rtp_start),
         "RTP_END": str(cfg.asterisk.rtp_end),
         "APP": cfg.ari.app,
-        "AGENT_ENDPOINTS": _agent_endpoints(cfg.agent_sip(), cfg.asterisk.agent_contact),
+        "AGENT_ENDPOINTS": _agent_endpoints(cfg.agent_sip(), cfg.asterisk.agent_contact, cfg.asterisk.bind_address),
         "TRUNK_ENDPOINTS": _trunk_endpoints(cfg.trunks),
     }
     out = {}

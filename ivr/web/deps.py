@@ -13,6 +13,7 @@ from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..audit import AuditLog
 from ..acd.views import AgentSnapshot, CallSnapshot, QueueSnapshot
 from ..config import HttpConfig
 from ..voicemail import Recordings, VoicemailRows
@@ -158,4 +159,5 @@ class WebDeps:
     task_legs: TaskLegsView | None = None
     web_callbacks: Mapping[str, Any] | None = None     # the ``web_callbacks`` config section (parsed at start)
     crm: CallHistory | None = None
+    audit: AuditLog | None = None                      # who changed what, every login (ivr/audit)
 

@@ -31,6 +31,7 @@ from .agents import AgentApi
 from .callbacks import WebCallbacks
 from .deps import WebDeps
 from .errors import ApiError, unauthorized
+from .identity import PRINCIPAL_KEY, Principal, Role
 from .live import AgentClient, AgentLive
 from .tasks import TaskApi
 from .voicemail import VoicemailApi
@@ -43,6 +44,7 @@ LINGER_SECONDS = 1.0                 # how long the rest of a refused body is re
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 APP_KEY = web.AppKey("ivr_web", object)
+BOOTSTRAP = Principal("bootstrap", Role.ADMIN, via="bootstrap")   # the admin token's principal
 
 
 class WebServer:
@@ -148,6 +150,7 @@ class WebServer:
             header = request.headers.get("Authorization", "")
             scheme, _, given = header.partition(" ")
             self._check_token(given.strip() if scheme.lower() == "bearer" else None)
+            request[PRINCIPAL_KEY] = BOOTSTRAP
         return await handler(request)
 
     def _check_token(self, given: str | None) -> None:
