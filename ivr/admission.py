@@ -36,8 +36,10 @@ import math
 import random as _random
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
+
+from .sections import section_from_dict
 
 #: Why the gate is closed (metric label values; ``None`` = open).
 REASONS = ("event_lag", "ari_latency", "capacity")
@@ -85,13 +87,7 @@ class AdmissionPolicy:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> AdmissionPolicy:
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise AdmissionConfigError(f"admission: unknown key(s) {', '.join(unknown)}; known: "
-                                       f"{', '.join(sorted(known))}")
-        return cls(**d)
+        return section_from_dict(cls, d, section="admission", error=AdmissionConfigError)
 
 
 class _Peak:

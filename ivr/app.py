@@ -55,7 +55,7 @@ from .audit import SqliteAuditLog
 from .storage import Storage
 from .tasks import SqliteTaskStore, Task
 from .tasks.policy import CallbackPolicy
-from .voicemail import RetentionPolicy, RetentionSweeper
+from .voicemail import RetentionSweeper, VoicemailPolicy
 from .web.deps import WebDeps
 from .web.server import WebServer
 
@@ -112,7 +112,7 @@ class App:
         # who changed what and every login (ivr/audit): in the store's file, or in memory with no storage
         self.audit = SqliteAuditLog(cfg.path(cfg.storage.path) if cfg.storage.path else ":memory:",
                                     wall=self.clock.wall)
-        self.voicemail_retention = (RetentionSweeper(RetentionPolicy.from_dict(cfg.voicemail), self.storage, self.ari)
+        self.voicemail_retention = (RetentionSweeper(VoicemailPolicy.from_dict(cfg.voicemail), self.storage, self.ari)
                                     if self.storage is not None else None)
         self.crm = None
         if cfg.crm and cfg.crm.get("backend", "sqlite") != "none":

@@ -24,7 +24,7 @@ import yaml
 
 from .admission import AdmissionConfigError, AdmissionPolicy
 from .tasks.policy import CallbackConfigError, CallbackPolicy, WebCallbackConfigError, WebCallbackPolicy
-from .voicemail import RetentionPolicy, VoicemailConfigError
+from .voicemail import VoicemailConfigError, VoicemailPolicy
 
 SECRET_KEYS = {"password", "token", "admin_token", "sip_password", "auth_value", "api_key"}
 
@@ -378,7 +378,7 @@ def _check(cfg: Config) -> None:
     except (AdmissionConfigError, TypeError) as e:
         raise ConfigError(str(e)) from None
     try:
-        vm = RetentionPolicy.from_dict(cfg.voicemail)
+        vm = VoicemailPolicy.from_dict(cfg.voicemail)
     except (VoicemailConfigError, TypeError) as e:
         raise ConfigError(str(e)) from None
     known_queues = {str(q.get("name")) for q in cfg.queues}

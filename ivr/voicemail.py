@@ -13,10 +13,11 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .ari import AriError, NotFound
+from .sections import section_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class VoicemailConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class RetentionPolicy:
+class VoicemailPolicy:
     #: Messages older than this many days are deleted (None: kept until deleted through the API).
     retention_days: float | None = None
     #: Seconds between sweeps.
@@ -80,18 +81,12 @@ class RetentionPolicy:
             raise VoicemailConfigError(f"voicemail.sweep_seconds: expected a number >= 1, got {s!r}")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> RetentionPolicy:
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise VoicemailConfigError(f"voicemail: unknown key(s) {', '.join(map(str, unknown))}; known: "
-                                       f"{', '.join(sorted(known))}")
-        return cls(**d)
+    def from_dict(cls, d: Mapping[str, Any] | None) -> VoicemailPolicy:
+        return section_from_dict(cls, d, section="voicemail", error=VoicemailConfigError)
 
 
 class RetentionSweeper:
-    def __init__(self, policy: RetentionPolicy, rows: VoicemailRows, recordings: Recordings,
+    def __init__(self, policy: VoicemailPolicy, rows: VoicemailRows, recordings: Recordings,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.policy = policy
         self._rows = rows

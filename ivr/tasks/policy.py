@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
+
+from ..sections import section_from_dict
 
 
 class CallbackConfigError(ValueError):
@@ -36,13 +38,7 @@ class CallbackPolicy:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> CallbackPolicy:
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise CallbackConfigError(f"callbacks: unknown key(s) {', '.join(map(str, unknown))}; known: "
-                                      f"{', '.join(sorted(known))}")
-        return cls(**d)
+        return section_from_dict(cls, d, section="callbacks", error=CallbackConfigError)
 
 
 class WebCallbackConfigError(ValueError):
@@ -84,9 +80,5 @@ class WebCallbackPolicy:
     def from_dict(cls, d: Mapping[str, Any] | None, api_key: str = "") -> WebCallbackPolicy:
         d = dict(d or {})
         key = str(d.pop("api_key", "") or api_key)      # put there from IVR_WEB_CALLBACK_KEY by load_config
-        known = {f.name for f in fields(cls)} - {"api_key"}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise WebCallbackConfigError(f"web_callbacks: unknown key(s) {', '.join(map(str, unknown))}; known: "
-                                         f"{', '.join(sorted(known))}")
-        return cls(**d, api_key=key)
+        return section_from_dict(cls, d, section="web_callbacks", error=WebCallbackConfigError,
+                                 exclude={"api_key"}, api_key=key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ivr.ari import NotFound, Unavailable
-from ivr.voicemail import DAY, RetentionPolicy, RetentionSweeper, delete_voicemail
+from ivr.voicemail import DAY, VoicemailPolicy, RetentionSweeper, delete_voicemail
 
 NOW = 1_800_000_000.0
 
@@ -46,7 +46,7 @@ class Recordings:
 
 def test_past_retention_the_recording_and_the_row_go_and_newer_ones_stay():
     rows, recs = Rows([40, 31, 29, 1]), Recordings({"vm-1", "vm-2", "vm-3", "vm-4"})
-    s = RetentionSweeper(RetentionPolicy(retention_days=30), rows, recs, lambda: NOW)
+    s = RetentionSweeper(VoicemailPolicy(retention_days=30), rows, recs, lambda: NOW)
     assert asyncio.run(s.sweep()) == 2
     assert sorted(rows.rows) == [3, 4] and recs.names == {"vm-3", "vm-4"}
     assert asyncio.run(s.sweep()) == 0
@@ -54,13 +54,13 @@ def test_past_retention_the_recording_and_the_row_go_and_newer_ones_stay():
 
 def test_without_retention_nothing_is_deleted():
     rows = Rows([4000])
-    assert asyncio.run(RetentionSweeper(RetentionPolicy(), rows, Recordings({"vm-1"})).sweep()) == 0
+    assert asyncio.run(RetentionSweeper(VoicemailPolicy(), rows, Recordings({"vm-1"})).sweep()) == 0
     assert list(rows.rows) == [1]
 
 
 def test_asterisk_down_keeps_the_row_so_the_next_sweep_deletes_the_file():
     rows, recs = Rows([40]), Recordings({"vm-1"})
-    s = RetentionSweeper(RetentionPolicy(retention_days=30), rows, recs, lambda: NOW)
+    s = RetentionSweeper(VoicemailPolicy(retention_days=30), rows, recs, lambda: NOW)
     recs.down = True
     assert asyncio.run(s.sweep()) == 0 and list(rows.rows) == [1]
     recs.down = False
@@ -84,4 +84,4 @@ def test_the_config_section_is_checked_at_load(tmp_path):
         with pytest.raises(ConfigError, match=word):
             load_config(p, env={})
     p.write_text("voicemail: {retention_days: null}\n")
-    assert RetentionPolicy.from_dict(load_config(p, env={}).voicemail).retention_days is None
+    assert VoicemailPolicy.from_dict(load_config(p, env={}).voicemail).retention_days is None
