@@ -1,379 +1,59 @@
-"""Prometheus metrics for the contact center: what the ops team runs on, correct by construction.
-
-Two kinds of figures:
-
-* **Pushed** by the edges through ``Metrics`` recording methods (counters and histograms): calls entering
-  flows and leaving nodes, calls entering/leaving queues with their wait, talk and wrap-up times, routing
-  latency, CRM lookups, ARI reconnects and event lag.
-* **Pulled** at scrape time by ``LiveCollector`` from a ``LiveStateProvider`` (the router/app): calls
-  waiting, oldest wait, agents by state, active calls/bridges, ARI connection. Nothing hand-maintained, so a
-  gauge can never drift from the router's state. The staffing figures (arrival rate, handle time, Erlang C
-  agents needed) are also computed at scrape time, from the sliding-window ``Staffing`` tracker that the
-  recording methods feed and the service-level target in each queue's snapshot.
-
-Everything lives in the ``CollectorRegistry`` given to ``Metrics`` (a fresh one by default); the process-wide
-default registry is never touched, so several ``Metrics`` (tests, several apps) coexist.
-
-Cardinality: label values are queue/flow/node names (from config, see ``declare_queue``/``declare_flow``)
-and the fixed enums below. Values outside an enum are recorded as ``other`` (or rejected where they would
-break an invariant, e.g. an unknown queue outcome); names are capped (``max_names``) and a name that is
-not a plain printable string of at most 100 characters is recorded as ``_invalid``. Nothing a caller
-types or dials ever becomes a label.
-
-Invariants (per queue, over any time range with no restart):
-``offered = answered + abandoned + timed_out + overflowed + left(no_agents) + still waiting``;
-``short_abandoned <= abandoned``; ``answered_within_sl <= answered``;
-``sum by (outcome) ivr_queue_wait_seconds_count`` = calls that left the queue.
-"""
+"""``Metrics``: every metric of the app in one injected registry, with the recording methods the edges call."""
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from . import staffing as erlang
-from .acd.decisions import AUTO_PAUSE_ACTIONS
-from .acd.record import LEFT_OUTCOMES, REFUSAL_OUTCOMES
-from .admission import REASONS as ADMISSION_REASONS
-from .task_metrics import TaskMetrics
-
-__all__ = [
-    "AGENT_STATES", "CONTENT_TYPE", "CRM_BACKENDS", "CRM_ERROR_KINDS", "CRM_STATUSES", "NODE_EXITS",
-    "QUEUE_OUTCOMES", "REFUSAL_REASONS", "WAIT_BUCKETS", "LiveCollector", "LiveStateProvider", "Metrics",
-    "QueueSnapshot", "Staffing", "crm_error_kind", "queue_snapshot_from_view",
-]
+from .. import staffing as erlang
+from ..acd.decisions import AUTO_PAUSE_ACTIONS
+from ..task_metrics import TaskMetrics
+from .live import LiveCollector, LiveStateProvider, _WithoutCreated
+from .vocab import (
+    _PRINTABLE,
+    _REASON,
+    CLEANED_KINDS,
+    CRM_BACKENDS,
+    CRM_BUCKETS,
+    CRM_ERROR_KINDS,
+    CRM_STATUSES,
+    DEFAULT_SL_THRESHOLD,
+    DEFAULT_WINDOW,
+    ESCALATIONS,
+    EVENT_LAG_BUCKETS,
+    FCR_VERDICTS,
+    INVALID,
+    MAX_PAUSE_REASONS,
+    NODE_EXITS,
+    OTHER,
+    OVERFLOW_NAME,
+    OVERFLOW_TO_FLOW,
+    QUEUE_OUTCOMES,
+    REFUSAL_REASONS,
+    REPEAT_CALLERS,
+    ROUTING_BUCKETS,
+    SHED_REASONS,
+    SHED_STAGES,
+    TALK_BUCKETS,
+    TRANSFER_KINDS,
+    TRANSFER_OUTCOMES,
+    WAIT_BUCKETS,
+    WRAPUP_BUCKETS,
+    _value,
+    crm_error_kind,
+)
+from .window import Staffing
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-
-# ------------------------------------------------------------------------------------------ enums
-#: ``ivr_queue_agents{state}``: ``logged_in`` is every state but logged_out (an agent serving several queues
-#: counts in each of them).
-AGENT_STATES = ("logged_in", "available", "reserved", "on_call", "wrap_up", "paused")
-#: How a call left a queue it had joined (``ivr.acd.record.CallOutcome`` minus the refusals at join).
-QUEUE_OUTCOMES = tuple(o.value for o in LEFT_OUTCOMES)
-#: A call refused at join never entered the queue: ``queue_refused`` counts it, not ``queue_entered``.
-REFUSAL_REASONS = tuple(o.value for o in REFUSAL_OUTCOMES)
-#: Where a call went when it left a flow node. ``hangup`` = the caller hung up while in that node.
-NODE_EXITS = ("next", "hangup", "queue", "transfer", "voicemail", "callback", "goto", "invalid", "timeout",
-              "failure", "error", "answered", "no_agents", "full", "overflow", "default", "end", "other")
-CRM_BACKENDS = ("sqlite", "http", "http-cache", "guard", "null", "other")
-CRM_STATUSES = ("found", "not_found", "anonymous", "error", "timeout", "circuit_open", "other")
-#: ``ivr_flow_escalations_total{to}``
-ESCALATIONS = ("queue", "transfer")
-TRANSFER_KINDS = ("internal", "external")
-TRANSFER_OUTCOMES = ("answered", "busy", "no_answer", "failed", "abandoned")
-#: ``ivr_calls_shed_total{stage}`` and ``ivr_admission_shedding{reason}`` (see ``ivr.admission``).
-SHED_STAGES = ("dialplan", "app")
-SHED_REASONS = ADMISSION_REASONS
-#: ``ivr_janitor_cleaned_total{what}``
-CLEANED_KINDS = ("bridge", "channel", "call")
-CRM_ERROR_KINDS = ("timeout", "connect", "http", "bad_response", "circuit_open", "exception", "other")
-#: ``ivr_queue_first_contact_calls{verdict}`` and ``ivr_queue_repeat_window_calls{caller}``
-FCR_VERDICTS = ("resolved", "called_back")
-REPEAT_CALLERS = ("first", "repeat")
-
-# ---------------------------------------------------------------------------------------- buckets
-#: Every common service-level threshold (10/15/20/30/45/60/90/120/180/300 s) is a bucket bound, so
-#: "answered within T" is an exact bucket read, never an interpolation.
-WAIT_BUCKETS = (1, 2, 5, 10, 15, 20, 25, 30, 40, 45, 60, 90, 120, 180, 240, 300, 600, 900, 1800, math.inf)
-TALK_BUCKETS = (10, 30, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 3600, math.inf)
-WRAPUP_BUCKETS = (1, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, math.inf)
-ROUTING_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                   0.05, 0.1, math.inf)
-EVENT_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, math.inf)
-CRM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, math.inf)
-
-DEFAULT_SL_THRESHOLD = 20.0
-DEFAULT_WINDOW = 900.0          # staffing sliding window: 15 min
-DEFAULT_MIN_WINDOW = 60.0       # right after start, rates are over at least this (no 1 call/1 s spikes)
-MAX_PAUSE_REASONS = 50         # distinct free pause reasons exported before the rest become "other"
-OTHER = "other"
-INVALID = "_invalid"
-OVERFLOW_NAME = "_other"
-#: ``ivr_queue_calls_overflowed_total{to}`` of a call the flow took back (the queue node's max_wait)
-OVERFLOW_TO_FLOW = "flow"
-
-_PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]{1,100}\Z")
-_REASON = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,39}\Z")
-
-
-def _value(v: Any) -> str:
-    """Enum member or plain string -> its string value (``str(StrEnum)`` differs across Python versions)."""
-    return str(getattr(v, "value", v))
-
-
-def crm_error_kind(reason: str) -> str:
-    """Map a CRM failure reason (``http_503``, ``bad_json``, ``client_OSError``...) to ``CRM_ERROR_KINDS``."""
-    r = _value(reason)
-    if r in CRM_ERROR_KINDS:
-        return r
-    if r.startswith(("http_", "history_http_")):
-        return "http"
-    if r in ("disconnected", "connect_error", "refused") or r.startswith("client_"):
-        return "connect"
-    if r in ("bad_json", "bad_document", "truncated", "too_large"):
-        return "bad_response"
-    return OTHER
-
-
-# ---------------------------------------------------------------------------------- live state
-@dataclass(frozen=True)
-class QueueSnapshot:
-    """One queue as the router sees it right now (built by the provider at scrape time)."""
-
-    queue: str
-    waiting: int
-    oldest_wait_seconds: float
-    #: counts for AGENT_STATES (missing states are 0; unknown keys are ignored)
-    agents_by_state: Mapping[str, int] = field(default_factory=dict)
-    paused_by_reason: Mapping[str, int] = field(default_factory=dict)
-    sl_threshold_seconds: float = DEFAULT_SL_THRESHOLD
-    #: fraction, e.g. 0.8 for "80 % within sl_threshold_seconds"
-    sl_target: float = 0.8
-
-
-@runtime_checkable
-class LiveStateProvider(Protocol):
-    """What the collector reads at every scrape. Must be cheap and must not block (no I/O)."""
-
-    def queue_snapshots(self) -> list[QueueSnapshot]: ...
-
-    def active_calls(self) -> int: ...
-
-    def active_bridges(self) -> int: ...
-
-    def ari_connected(self) -> bool: ...
-
-
-# ------------------------------------------------------------------------------------- staffing
-class _Window:
-    """Samples of one queue within the window, merged per second: memory is bounded by the window's
-    length (900 entries for 15 min) whatever the call rate; sums and counts kept incrementally. A second
-    is dropped once its *newest* sample is older than the horizon (so at most 1 s late, never early)."""
-
-    __slots__ = ("count", "samples", "total")
-
-    BUCKET = 1.0
-
-    def __init__(self) -> None:
-        self.samples: deque[list[float]] = deque()    # [second, newest time, sum, count]
-        self.total = 0.0
-        self.count = 0
-
-    def add(self, t: float, v: float) -> None:
-        second = t // self.BUCKET
-        s = self.samples
-        if s and s[-1][0] == second:
-            last = s[-1]
-            last[1] = max(last[1], t)
-            last[2] += v
-            last[3] += 1
-        else:
-            s.append([second, t, v, 1])
-        self.total += v
-        self.count += 1
-
-    def prune(self, horizon: float) -> None:
-        s = self.samples
-        while s and s[0][1] < horizon:
-            _, _, v, n = s.popleft()
-            self.total -= v
-            self.count -= int(n)
-        if not s:
-            self.total, self.count = 0.0, 0   # no float drift accumulates across empty periods
-
-    def __len__(self) -> int:
-        return self.count
-
-
-class Staffing:
-    """Sliding-window arrival rate and handle time per queue (injected monotonic clock, thread-safe).
-
-    * arrival rate = calls that entered the queue in the window / window length (calls/s). Until the
-      tracker has run a full window, the length is the time since start, but at least ``min_window``.
-    * handle time = (talk seconds + wrap-up seconds finished in the window) / calls whose talk finished in
-      the window: the work one handled call brings (AHT). With no handled call in the window, the last
-      value computed is kept (``None`` if there never was one).
-
-    Memory is one entry per second of the window per queue (900 for 15 min), whatever the call rate.
-    """
-
-    def __init__(self, window_seconds: float = DEFAULT_WINDOW, clock: Callable[[], float] = time.monotonic,
-                 min_window_seconds: float = DEFAULT_MIN_WINDOW) -> None:
-        if not window_seconds > 0:
-            raise ValueError("window_seconds must be > 0")
-        self.window = float(window_seconds)
-        self.min_window = min(float(min_window_seconds), self.window)
-        self.clock = clock
-        self.started = clock()
-        self._lock = threading.Lock()
-        self._arrivals: dict[str, _Window] = {}
-        self._talk: dict[str, _Window] = {}
-        self._wrap: dict[str, _Window] = {}
-        self._last_aht: dict[str, float] = {}
-
-    def _add(self, table: dict[str, _Window], queue: str, v: float) -> None:
-        now = self.clock()
-        with self._lock:
-            w = table.get(queue)
-            if w is None:
-                w = table[queue] = _Window()
-            w.add(now, v)
-            w.prune(now - self.window)
-
-    def arrival(self, queue: str) -> None:
-        self._add(self._arrivals, queue, 1.0)
-
-    def talk(self, queue: str, seconds: float) -> None:
-        self._add(self._talk, queue, seconds)
-
-    def wrap_up(self, queue: str, seconds: float) -> None:
-        self._add(self._wrap, queue, seconds)
-
-    def _span(self, now: float) -> float:
-        return min(self.window, max(now - self.started, self.min_window))
-
-    def arrival_rate(self, queue: str) -> float:
-        now = self.clock()
-        with self._lock:
-            w = self._arrivals.get(queue)
-            if w is None:
-                return 0.0
-            w.prune(now - self.window)
-            return len(w) / self._span(now)
-
-    def handle_time(self, queue: str) -> float | None:
-        now = self.clock()
-        with self._lock:
-            talk, wrap = self._talk.get(queue), self._wrap.get(queue)
-            horizon = now - self.window
-            for w in (talk, wrap):
-                if w is not None:
-                    w.prune(horizon)
-            if talk is not None and len(talk):
-                aht = (talk.total + (wrap.total if wrap is not None else 0.0)) / len(talk)
-                self._last_aht[queue] = max(0.0, aht)
-            return self._last_aht.get(queue)
-
-
-# ------------------------------------------------------------------------------------- collector
-class LiveCollector:
-    """Custom collector: reads the provider and the staffing tracker at scrape time."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.m = metrics
-
-    @staticmethod
-    def _families() -> dict[str, GaugeMetricFamily]:
-        g = GaugeMetricFamily
-        return {
-            "waiting": g("ivr_queue_calls_waiting", "Calls waiting in the queue now (not yet answered).",
-                         labels=["queue"]),
-            "oldest": g("ivr_queue_oldest_wait_seconds", "Wait so far of the longest-waiting call (0 if "
-                        "none).", labels=["queue"]),
-            "agents": g("ivr_queue_agents", "Agents of the queue by state (logged_in = every state but "
-                        "logged_out).", labels=["queue", "state"]),
-            "paused": g("ivr_queue_agents_paused", "Paused agents of the queue by pause reason.",
-                        labels=["queue", "reason"]),
-            "sl_target": g("ivr_queue_service_level_target", "Service-level target of the queue (fraction "
-                           "answered within the threshold).", labels=["queue"]),
-            "sl_threshold": g("ivr_queue_service_level_threshold_seconds", "Service-level answer threshold "
-                              "of the queue.", labels=["queue"]),
-            "rate": g("ivr_queue_arrival_rate", "Calls entering the queue per second over the staffing "
-                      "window.", labels=["queue"]),
-            "aht": g("ivr_queue_handle_time_seconds", "Mean handle time (talk + wrap-up) per handled call "
-                     "over the staffing window.", labels=["queue"]),
-            "needed": g("ivr_queue_agents_needed", "Erlang C agents needed to meet the queue's service-level "
-                        "target at the current arrival rate and handle time (+Inf: unreachable).",
-                        labels=["queue"]),
-            "calls": g("ivr_active_calls", "Calls (caller channels) the app is handling now."),
-            "bridges": g("ivr_active_bridges", "Bridges (caller-agent conversations) the app holds now."),
-            "ari": g("ivr_ari_connected", "1 when the ARI events websocket is connected, else 0."),
-            "up": g("ivr_metrics_provider_up", "1 when the live state could be read at this scrape, else 0."),
-        }
-
-    def describe(self) -> Iterable[Metric]:
-        # Names only: registering must not call the provider.
-        return list(self._families().values())
-
-    def collect(self) -> Iterable[Metric]:
-        f = self._families()
-        p = self.m.provider
-        up = 0
-        if p is not None:
-            try:
-                snaps = list(p.queue_snapshots())
-                calls, bridges, ari = p.active_calls(), p.active_bridges(), p.ari_connected()
-            except Exception:
-                log.exception("metrics: live state provider failed; live gauges omitted from this scrape")
-            else:
-                up = 1
-                for s in snaps:
-                    self._queue(f, s)
-                f["calls"].add_metric([], float(calls))
-                f["bridges"].add_metric([], float(bridges))
-                f["ari"].add_metric([], 1.0 if ari else 0.0)
-        f["up"].add_metric([], float(up))
-        return list(f.values())
-
-    def _queue(self, f: dict[str, GaugeMetricFamily], s: QueueSnapshot) -> None:
-        q = s.queue
-        f["waiting"].add_metric([q], float(s.waiting))
-        f["oldest"].add_metric([q], max(0.0, float(s.oldest_wait_seconds)) if s.waiting else 0.0)
-        by_state = s.agents_by_state or {}
-        for state in AGENT_STATES:
-            f["agents"].add_metric([q, state], float(by_state.get(state, 0)))
-        for reason, n in self.m._pause_reasons(s.paused_by_reason or {}).items():
-            f["paused"].add_metric([q, reason], float(n))
-        f["sl_target"].add_metric([q], float(s.sl_target))
-        f["sl_threshold"].add_metric([q], float(s.sl_threshold_seconds))
-        st = self.m.staffing
-        rate = st.arrival_rate(q)
-        aht = st.handle_time(q)
-        f["rate"].add_metric([q], rate)
-        if aht is not None:
-            f["aht"].add_metric([q], aht)
-        if rate == 0.0:
-            f["needed"].add_metric([q], 0.0)
-        elif aht is not None:
-            try:
-                n = float(erlang.agents_needed(rate, aht, s.sl_target, s.sl_threshold_seconds,
-                                               max_agents=self.m.max_agents))
-            except erlang.Unreachable:
-                n = math.inf
-            except ValueError:
-                log.warning("metrics: queue %r: bad service level %r/%rs; agents_needed omitted", q,
-                            s.sl_target, s.sl_threshold_seconds)
-                return
-            f["needed"].add_metric([q], n)
-
-
-class _WithoutCreated:
-    """A read-only view of a registry that drops the ``_created`` samples of counters/histograms."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-
-    def collect(self) -> Iterator[Metric]:
-        for fam in self.registry.collect():
-            if fam.type in ("counter", "histogram", "summary"):
-                created = fam.name + "_created"
-                fam.samples = [s for s in fam.samples if s.name != created]
-            yield fam
-
 
 # --------------------------------------------------------------------------------------- metrics
 class Metrics:
@@ -771,7 +451,7 @@ class Metrics:
             return None
         return max(0.0, x)
 
-    def _pause_reasons(self, reasons: Mapping[str, int]) -> dict[str, int]:
+    def pause_reason_labels(self, reasons: Mapping[str, int]) -> dict[str, int]:
         out: dict[str, int] = {}
         for reason, n in reasons.items():
             r = _value(reason)
@@ -786,34 +466,3 @@ class Metrics:
             out[key] = out.get(key, 0) + int(n)
         return out
 
-
-def queue_snapshot_from_view(view: Any) -> QueueSnapshot:
-    """Adapter from the router's read-only queue view (``ivr.acd.views.QueueSnapshot``, duck-typed: ``name``,
-    ``waiting``, ``ringing``, ``longest_wait``, ``agents_by_state``, ``paused_by_reason``,
-    ``service_level_target`` = (percent, seconds)) to the collector's ``QueueSnapshot``.
-    ``waiting`` here = every caller not answered yet (waiting + ringing an agent). Tasks the router holds
-    in the queue (``calls`` entries of another ``kind`` than ``call``: callbacks...) are not callers: they
-    are neither offered nor answered calls, so counting them would break the queue invariant; their own
-    figures are ``ivr_tasks_*`` (``ivr.task_metrics``)."""
-    by_state = {_value(k): int(v) for k, v in dict(view.agents_by_state).items()}
-    by_state["logged_in"] = sum(n for s, n in by_state.items() if s not in ("logged_out", "logged_in"))
-    percent, seconds = view.service_level_target
-    calls = getattr(view, "calls", None)
-    if calls is not None:
-        callers = [c for c in calls if _value(getattr(c, "kind", "call")) == "call"]
-        waiting, oldest = len(callers), max((float(c.wait) for c in callers), default=0.0)
-    else:
-        waiting, oldest = int(view.waiting) + int(getattr(view, "ringing", 0)), float(view.longest_wait)
-    return QueueSnapshot(queue=view.name, waiting=waiting,
-                         oldest_wait_seconds=oldest if waiting else 0.0,
-                         agents_by_state=by_state, paused_by_reason=dict(view.paused_by_reason),
-                         sl_threshold_seconds=float(seconds), sl_target=float(percent) / 100.0)
-
-
-def iter_metric_names(text: str) -> Iterator[str]:
-    """Sample names in an exposition text (for tests and tools)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            yield s.name
