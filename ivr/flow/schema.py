@@ -2,7 +2,7 @@
 
 The loader walks a YAML document with these tables: a key not listed is rejected, a
 required key that is absent is reported, and each value is checked by the reader for its
-``kind`` (see ``loader._Reader``). Defaults are not here: they live on the model classes.
+``kind`` (see the reader: ``reader_base.ReaderBase`` and its ``read_*`` subclasses). Defaults are not here: they live on the model classes.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ HOLIDAY_FIELDS = _spec(date=F("date", required=True), hours=F("time_ranges"), na
 
 RULE_FIELDS = _spec(when=F("condition", required=True), goto=F("node_ref", required=True))
 
-# Condition mappings are checked by shape (one of these forms), see loader._Reader.condition.
+# Condition mappings are checked by shape (one of these forms), see read_structs.StructKinds.kind_condition.
 CONDITION_FORMS = ("var", "schedule", "all", "any", "not")
 SCHEDULE_CONDITION_FIELDS = _spec(schedule=F("schedule_ref", required=True), **{"is": F("open_closed")})
 
