@@ -52,11 +52,13 @@ from .config import Config
 from .flow.model import Destinations
 from .metrics import Metrics, QueueSnapshot
 from .audit import SqliteAuditLog
+from .users import Accounts, AuthPolicy, SqliteUserStore
 from .storage import Storage
 from .tasks import SqliteTaskStore, Task
 from .tasks.policy import CallbackPolicy
 from .voicemail import RetentionSweeper, VoicemailPolicy
 from .web.deps import WebDeps
+from .web.phone import asterisk_ws_url, browser_phones
 from .web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,12 @@ class App:
         # who changed what and every login (ivr/audit): in the store's file, or in memory with no storage
         self.audit = SqliteAuditLog(cfg.path(cfg.storage.path) if cfg.storage.path else ":memory:",
                                     wall=self.clock.wall)
+        # users, login sessions, API tokens (ivr/users), same file; the config's users seed the first start
+        self.accounts = Accounts(SqliteUserStore(cfg.path(cfg.storage.path) if cfg.storage.path else ":memory:"),
+                                 self.clock.wall, AuthPolicy.from_dict(cfg.auth))
+        for name, password in self.accounts.seed(cfg.users, os.environ):
+            # shown once on the console, never logged; only its hash is stored
+            print(f"ivr: created user {name} with the generated password {password} (shown once)", flush=True)
         self.voicemail_retention = (RetentionSweeper(VoicemailPolicy.from_dict(cfg.voicemail), self.storage, self.ari)
                                     if self.storage is not None else None)
         self.crm = None
@@ -166,7 +174,8 @@ class App:
             sessions=self.sessions, acd=self.acd, flows=self.flows, records=self.storage,
             voicemails=self.storage, recordings=self.ari if self.storage is not None else None,
             task_book=self.task_book, task_legs=self.task_legs, web_callbacks=cfg.web_callbacks, crm=self.crm,
-            audit=self.audit))
+            audit=self.audit, accounts=self.accounts,
+            phone_of=browser_phones(cfg).get, phone_upstream=asterisk_ws_url(cfg)))
 
     def _start_tasks(self, cfg: Config) -> None:
         acd = self.acd
@@ -389,6 +398,7 @@ class App:
                 if self.storage is not None:
                     self.storage.close()
                 self.audit.close()
+                self.accounts.store.close()
         log.info("ivr stopped")
 
     def stop(self) -> None:

@@ -29,6 +29,9 @@ from .voicemail import VoicemailConfigError, VoicemailPolicy
 SECRET_KEYS = {"password", "token", "admin_token", "sip_password", "auth_value", "api_key"}
 
 
+PHONES = ("sip", "webrtc")    # an agent's ``phone:`` (docs/webrtc.md)
+
+
 class ConfigError(ValueError):
     """The config file or an override is invalid; the message says where and why."""
 
@@ -46,6 +49,10 @@ class AsteriskConfig:
     # "sip:{name}@127.0.0.1:5090" for load tests where one sipp UAS answers for all agents. Empty: agents
     # register (the normal case).
     agent_contact: str = ""
+    # Browser phones (agents with ``phone: webrtc``, docs/webrtc.md): the one address Asterisk binds their
+    # media to and offers as its ICE candidate. Empty: every non-loopback address of the machine (a browser
+    # never reaches a loopback candidate: Asterisk does not offer one).
+    webrtc_media_address: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,11 @@ class AgentSipConfig:
     id: str
     endpoint: str
     sip_password: str
+    phone: str = "sip"          # sip: a SIP softphone over UDP | webrtc: the agent page's browser phone
+
+    @property
+    def webrtc(self) -> bool:
+        return self.phone == "webrtc"
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,8 @@ class Config:
     web_callbacks: Mapping[str, Any] = field(default_factory=dict)   # website requests, docs/callbacks.md
     trunks: tuple[TrunkConfig, ...] = ()                          # outbound SIP trunks (transfers)
     extensions: Mapping[str, str] = field(default_factory=dict)   # internal extension -> PJSIP/<endpoint>
+    users: tuple[Mapping[str, Any], ...] = ()     # the first users, seeded once (ivr/users, docs/api.md)
+    auth: Mapping[str, Any] = field(default_factory=dict)         # sessions, login limits (ivr/users)
     base_dir: str = "."      # relative paths in the file are resolved against the file's directory
 
     @property
@@ -148,7 +162,10 @@ class Config:
             endpoint = str(a.get("endpoint", f"PJSIP/{aid}"))
             env = f"IVR_AGENT_{aid.upper().replace('-', '_')}_PASSWORD"
             pw = os.environ.get(env) or str(a.get("sip_password", ""))
-            out.append(AgentSipConfig(aid, endpoint, pw))
+            phone = a.get("phone", "sip")
+            if phone not in PHONES:
+                raise ConfigError(f"agent {aid}: phone: expected one of {', '.join(PHONES)}, got {phone!r}")
+            out.append(AgentSipConfig(aid, endpoint, pw, phone))
         return out
 
     def transfer_destinations(self) -> tuple[frozenset[str], frozenset[str]]:
@@ -164,7 +181,7 @@ class Config:
 _SECTIONS = {"asterisk": AsteriskConfig, "ari": AriConfig, "flows": FlowsConfig, "http": HttpConfig,
              "log": LogConfig, "storage": StorageConfig}
 _RAW_LIST_SECTIONS = {"agents", "queues"}
-_RAW_MAP_SECTIONS = {"crm", "routing", "acd", "admission", "voicemail", "callbacks", "web_callbacks"}
+_RAW_MAP_SECTIONS = {"crm", "routing", "acd", "admission", "voicemail", "callbacks", "web_callbacks", "auth"}
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,40}\Z")
 _NUMBER = re.compile(r"\+?[0-9]{3,20}\Z")
 _HOST = re.compile(r"[A-Za-z0-9_.:\[\]-]{1,253}\Z")
@@ -267,7 +284,7 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         raw["web_callbacks"] = {**(web_cb if isinstance(web_cb, dict) else {}),
                                 "api_key": env["IVR_WEB_CALLBACK_KEY"]}
 
-    unknown = sorted(set(raw) - set(_SECTIONS) - _RAW_LIST_SECTIONS - _RAW_MAP_SECTIONS - {"trunks", "extensions"})
+    unknown = sorted(set(raw) - set(_SECTIONS) - _RAW_LIST_SECTIONS - _RAW_MAP_SECTIONS - {"trunks", "extensions", "users"})
     if unknown:
         raise ConfigError(f"unknown section(s) {', '.join(unknown)}")
     kwargs: dict[str, Any] = {"base_dir": base_dir}
@@ -286,6 +303,7 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         kwargs[name] = m
     kwargs["trunks"] = _trunks(raw.get("trunks"), env)
     kwargs["extensions"] = _extensions(raw.get("extensions"))
+    kwargs["users"] = _users(raw.get("users"), raw.get("auth"))
     cfg = Config(**kwargs)
     _check(cfg)
     return cfg
@@ -356,6 +374,21 @@ def _extensions(data: Any) -> dict[str, str]:
             raise ConfigError(f"extensions.{name}: expected PJSIP/<endpoint>, got {endpoint!r}")
         out[name] = endpoint
     return out
+
+
+def _users(data: Any, auth: Any) -> tuple[Mapping[str, Any], ...]:
+    """The ``users:`` list (who is seeded at the first start) and the ``auth:`` section, checked here."""
+    from .users.accounts import AuthPolicy, check_seed
+    from .users.model import UserError
+    items = data or []
+    try:
+        if not isinstance(items, list):
+            raise UserError("invalid-user", "expected a list of {username, role, agent_id?, queues?}")
+        check_seed(items)
+        AuthPolicy.from_dict(auth if isinstance(auth, dict) else None)
+    except (UserError, ValueError, TypeError) as e:
+        raise ConfigError(f"users/auth: {e}") from None
+    return tuple(dict(i) for i in items)
 
 
 def _check(cfg: Config) -> None:

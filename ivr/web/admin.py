@@ -1,5 +1,5 @@
-"""The rest of the admin API (under ``/api/``, the admin token): queues, live calls, flows, the config,
-the call records. The agent routes are in ivr/web/agents.py, tasks and voicemails in their own modules."""
+"""The rest of the admin API: queues, live calls and call records (supervisors: their queues; admins: all),
+flows and the config (admins). The agent routes are in ivr/web/agents.py, tasks and voicemails in their own modules."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ..logsafe import mask_number
 from .agents import require_acd
 from .deps import AcdView, CallRecords, FlowsView, SessionsView
 from .errors import ApiError, bad_request, json_body, not_found
+from .identity import Role, can_see_queue, require_queue_access, require_role
 
 VALIDATE_FIELDS = frozenset({"file", "text"})
 
@@ -39,6 +40,9 @@ class AdminApi:
         r.add_get("/api/records", self.call_records)
 
     # ------------------------------------------------------------------------------------ queues
+    def queue_names(self) -> tuple[str, ...]:
+        return self.acd.router.queue_names() if self.acd is not None else ()
+
     def queue_estimate(self, name: str) -> float | None:
         """The estimated wait of queue `name` now (None: no such queue or no estimate)."""
         acd = self.acd
@@ -59,18 +63,24 @@ class AdminApi:
         return d
 
     async def queues(self, request: web.Request) -> web.Response:
+        p = require_role(request, Role.SUPERVISOR)
         if self.acd is None:
             return web.json_response({"queues": []})
-        return web.json_response({"queues": [self._queue_view(n) for n in self.acd.router.queue_names()]})
+        return web.json_response({"queues": [self._queue_view(n) for n in self.acd.router.queue_names()
+                                             if can_see_queue(p, n)]})
 
     async def queue(self, request: web.Request) -> web.Response:
+        require_queue_access(request, request.match_info["name"])
         return web.json_response(self._queue_view(request.match_info["name"]))
 
     # ------------------------------------------------------------------------------------- calls
     async def calls(self, request: web.Request) -> web.Response:
+        p = require_role(request, Role.SUPERVISOR)
         now = time.time()
         out = []
         for cid, s in list(self.sessions.items()):
+            if not can_see_queue(p, getattr(s, "queue_name", None)):
+                continue
             runner = getattr(s, "runner", None)
             started = getattr(s, "started_at", None)
             out.append({
@@ -103,6 +113,7 @@ class AdminApi:
         return self.flows
 
     async def flows_index(self, request: web.Request) -> web.Response:
+        require_role(request, Role.ADMIN)
         reg = self._flows()
         cur = reg.current
         return web.json_response({
@@ -112,6 +123,7 @@ class AdminApi:
 
     async def flows_validate(self, request: web.Request) -> web.Response:
         from ..flow import load_flow_text
+        require_role(request, Role.ADMIN)
         body = await json_body(request, VALIDATE_FIELDS)
         text, file = body.get("text"), body.get("file", "flow.yaml")
         if not isinstance(text, str):
@@ -126,6 +138,7 @@ class AdminApi:
         return web.json_response({"ok": not errors, "errors": errors, "warnings": warnings})
 
     async def flows_reload(self, request: web.Request) -> web.Response:
+        require_role(request, Role.ADMIN)
         result = self._flows().reload()
         if not result.ok:
             raise ApiError(422, "flow-invalid", f"reload refused; version {result.version or '-'} stays in service",
@@ -134,9 +147,13 @@ class AdminApi:
 
     # ---------------------------------------------------------------------------- config, records
     async def config(self, request: web.Request) -> web.Response:
+        require_role(request, Role.ADMIN)
         return web.json_response(self.redacted_config())
 
     async def call_records(self, request: web.Request) -> web.Response:
+        p = require_role(request, Role.SUPERVISOR)
+        if request.query.get("queue"):
+            require_queue_access(request, request.query["queue"])
         try:
             limit = int(request.query.get("limit", "100"))
         except ValueError:
@@ -146,7 +163,7 @@ class AdminApi:
         st = self.records
         if st is None:
             return web.json_response({"records": []})
-        rows = st.recent_call_records(queue, limit)
+        rows = [r for r in st.recent_call_records(queue, limit) if can_see_queue(p, r.get("queue"))]
         for r in rows:
             r["caller"] = mask_number(r["caller"]) if r.get("caller") else None
             try:

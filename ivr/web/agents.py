@@ -1,5 +1,6 @@
-"""The agent routes of the admin API: list, read, change state, replace an agent's definition. The agent
-websocket (ivr/web/live.py) acts through the same `AgentApi.action`."""
+"""The agent routes of the API: list, read, change state (an agent user: itself; a supervisor: the agents of
+their queues; an admin: all), replace an agent's definition (admin). The agent websocket (ivr/web/live.py)
+acts through the same `AgentApi.action`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ..acd.errors import AcdError, ConfigError, UnknownAgent
 from ..acd.views import AgentSnapshot
 from .deps import AcdView
 from .errors import ApiError, bad_request, json_body, not_found
+from .identity import Principal, Role, can_see_agent, principal_of, require_agent_access, require_role
 
 AGENT_ACTIONS = ("login", "logout", "pause", "unpause", "available", "end_wrap_up")
 ACTION_FIELDS = frozenset({"action", "reason"})      # a state change body / websocket message
@@ -43,6 +45,17 @@ class AgentApi:
             raise not_found("agent", agent_id)
         return agent_view(acd.router.agent_snapshot(agent_id))
 
+    def agent_queues(self, agent_id: str) -> tuple[str, ...]:
+        """The queues agent `agent_id` serves (none for an unknown agent): a supervisor's access."""
+        acd = self.acd
+        if acd is None or agent_id not in acd.router.agent_ids():
+            return ()
+        return tuple(acd.router.agent_snapshot(agent_id).queues)
+
+    def require_access(self, request: web.Request, agent_id: str) -> Principal:
+        """403 unless the request's principal may see and act on this agent (before any 404)."""
+        return require_agent_access(request, agent_id, self.agent_queues(agent_id))
+
     def agent_ids(self) -> tuple[str, ...]:
         return self.acd.router.agent_ids() if self.acd is not None else ()
 
@@ -65,15 +78,19 @@ class AgentApi:
 
     # ----------------------------------------------------------------------------------- routes
     async def agents(self, request: web.Request) -> web.Response:
+        p = principal_of(request)
         if self.acd is None:
             return web.json_response({"agents": []})
-        return web.json_response({"agents": [agent_view(a) for a in self.acd.router.agents_snapshot()]})
+        return web.json_response({"agents": [agent_view(a) for a in self.acd.router.agents_snapshot()
+                                             if can_see_agent(p, a.agent_id, a.queues)]})
 
     async def agent(self, request: web.Request) -> web.Response:
+        self.require_access(request, request.match_info["id"])
         return web.json_response(self.snapshot(request.match_info["id"]))
 
     async def agent_state(self, request: web.Request) -> web.Response:
         agent_id = request.match_info["id"]
+        self.require_access(request, agent_id)
         self.snapshot(agent_id)            # 404 before looking at the body
         body = await json_body(request, ACTION_FIELDS)
         await self.action(agent_id, body)
@@ -82,6 +99,7 @@ class AgentApi:
     async def agent_update(self, request: web.Request) -> web.Response:
         """Replace an agent's definition (skills, languages, team, queues, wrap_up, max_misses)."""
         agent_id = request.match_info["id"]
+        require_role(request, Role.ADMIN)
         self.snapshot(agent_id)
         body = await json_body(request)
         if body.get("id", agent_id) != agent_id:

@@ -16,8 +16,10 @@ from typing import Any, Protocol
 from ..audit import AuditLog
 from ..acd.views import AgentSnapshot, CallSnapshot, QueueSnapshot
 from ..config import HttpConfig
+from ..users import Accounts
 from ..voicemail import Recordings, VoicemailRows
 from .callbacks import TaskRequests
+from .phone import PhoneOf
 from .tasks import TaskActions, TaskQueries
 
 #: an ACD listener: ``(kind, payload)`` with kind ``offer``, ``agent`` or ``call``; synchronous, cheap
@@ -160,4 +162,7 @@ class WebDeps:
     web_callbacks: Mapping[str, Any] | None = None     # the ``web_callbacks`` config section (parsed at start)
     crm: CallHistory | None = None
     audit: AuditLog | None = None                      # who changed what, every login (ivr/audit)
+    accounts: Accounts | None = None                   # users, sessions, API tokens (ivr/users)
+    phone_of: PhoneOf | None = None                    # agent id -> its browser phone (ivr/web/phone.py)
+    phone_upstream: str = ""                           # Asterisk's SIP websocket, ws://<host>:<port>/ws
 

@@ -11,6 +11,7 @@ cookies themselves.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -42,6 +43,10 @@ class Principal:
 PRINCIPAL_KEY = "ivr_principal"
 
 
+#: the environment's admin token while no admin user exists (docs/api.md, the bootstrap rule)
+BOOTSTRAP = Principal("bootstrap", Role.ADMIN, via="bootstrap")
+
+
 def unauthenticated() -> ApiError:
     return ApiError(401, "unauthorized", "log in or send a valid API token")
 
@@ -64,3 +69,34 @@ def require_role(request: web.Request, *roles: Role) -> Principal:
     if p.role is Role.ADMIN or p.role in roles:
         return p
     raise forbidden()
+
+
+def can_see_queue(p: Principal, queue: str | None) -> bool:
+    """Admins see every queue, supervisors the queues they are given, agents none through the API."""
+    return p.role is Role.ADMIN or (p.role is Role.SUPERVISOR and queue is not None and queue in p.queues)
+
+
+def can_see_agent(p: Principal, agent_id: str, agent_queues: Iterable[str] = ()) -> bool:
+    """Admins every agent; an agent user itself; a supervisor the agents serving one of their queues."""
+    if p.role is Role.ADMIN:
+        return True
+    if p.role is Role.AGENT:
+        return p.agent_id is not None and p.agent_id == agent_id
+    return any(q in p.queues for q in agent_queues)
+
+
+def require_queue_access(request: web.Request, queue: str | None) -> Principal:
+    """403 ``forbidden`` unless the principal may see and act on `queue`."""
+    p = principal_of(request)
+    if not can_see_queue(p, queue):
+        raise forbidden("this queue is not yours")
+    return p
+
+
+def require_agent_access(request: web.Request, agent_id: str, agent_queues: Iterable[str] = ()) -> Principal:
+    """403 ``forbidden`` unless the principal may see and act on agent `agent_id` (whose queues are
+    `agent_queues`; only a supervisor's check needs them)."""
+    p = principal_of(request)
+    if not can_see_agent(p, agent_id, agent_queues):
+        raise forbidden("this agent is not yours")
+    return p

@@ -1,8 +1,11 @@
 """The agent page and its live side: the websocket (state changes, screen pop), the ACD listener that feeds
 it, the screen pop with the caller's CRM history, and ``GET /api/agents/{id}/screen``.
 
-The websocket authenticates with its first message ``{"auth": "<token>"}`` (the page reads the token from
-the URL fragment, which browsers never send to the server)."""
+``/agent`` is the logged-in agent's own page (``/login`` first); its websocket ``/agent/ws`` is authenticated
+by the session cookie (and must come from this server's origin: ivr/web/auth.py). ``/agent/{id}`` and
+``/agent/{id}/ws`` serve API-token clients too: their first message is ``{"auth": "<token>"}``. Either way
+a connection sees and acts on one agent, which the principal must be allowed (an agent user: itself; a
+supervisor: an agent of their queues; an admin: any)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from ..logsafe import mask_number
 from .agents import ACTION_FIELDS, AgentApi
 from .deps import AcdView, CallHistory
 from .errors import ApiError, parse_json, printable
+from .identity import PRINCIPAL_KEY, Principal, Role, can_see_agent, forbidden
 from .pages import html_response, page
 
 log = logging.getLogger(__name__)
@@ -56,21 +60,23 @@ class AgentClient:
 
 
 class AgentLive:
-    """The agents' live connections and screen pops. `check_token` raises an `ApiError` for a wrong or
-    missing admin token (the server's check, shared with the admin API)."""
+    """The agents' live connections and screen pops. `token_principal` gives the principal of an API token
+    (or raises an `ApiError`: the auth middleware's check, ivr/web/auth.py)."""
 
     def __init__(self, agents: AgentApi, acd: AcdView | None, crm: CallHistory | None,
-                 check_token: Callable[[str | None], None]) -> None:
+                 token_principal: Callable[[str | None], Principal]) -> None:
         self.agents = agents
         self.acd = acd
         self.crm = crm
-        self.check_token = check_token
+        self.token_principal = token_principal
         self.clients: dict[str, set[AgentClient]] = {}
         self.screens: dict[str, dict[str, Any]] = {}     # agent id -> current screen pop
         self._tasks: set[asyncio.Task] = set()
 
     def add_routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/api/agents/{id}/screen", self.agent_screen)
+        r.add_get("/agent", self.own_page)
+        r.add_get("/agent/ws", self.agent_ws)            # before /agent/{id}: the logged-in agent's own
         r.add_get("/agent/{id}", self.agent_page)
         r.add_get("/agent/{id}/ws", self.agent_ws)
 
@@ -98,6 +104,7 @@ class AgentLive:
     # ------------------------------------------------------------------------------------- routes
     async def agent_screen(self, request: web.Request) -> web.Response:
         agent_id = request.match_info["id"]
+        self.agents.require_access(request, agent_id)
         snap = self.agents.snapshot(agent_id)
         screen = self.screens.get(agent_id)
         if screen is not None and screen.get("history") is None:
@@ -105,28 +112,55 @@ class AgentLive:
         return web.json_response({"agent": snap, "screen": screen})
 
     async def agent_page(self, request: web.Request) -> web.Response:
-        # static page: the agent id is read from the URL by the script, the token from the fragment
+        # static page: the agent id is read from the URL by the script; the data comes over the websocket
         return html_response(page("agent"))
 
-    async def agent_ws(self, request: web.Request) -> web.StreamResponse:
-        agent_id = request.match_info["id"]
-        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
-        await ws.prepare(request)
+    async def own_page(self, request: web.Request) -> web.StreamResponse:
+        """The logged-in agent's page; whoever is not logged in is sent to the login page."""
+        if not isinstance(request.get(PRINCIPAL_KEY), Principal):
+            raise web.HTTPFound("/login?next=/agent")
+        return html_response(page("agent"))
+
+    def may_hear(self, p: Principal, voicemail_id: int) -> bool:
+        """An agent may play the voicemail on its current screen pop (the voicemail task offered to it)."""
+        if p.agent_id is None:
+            return False
+        vm = (self.screens.get(p.agent_id) or {}).get("voicemail")
+        return isinstance(vm, dict) and vm.get("id") == voicemail_id
+
+    async def _ws_principal(self, request: web.Request, ws: web.WebSocketResponse) -> Principal | None:
+        """The cookie's principal (checked by the middleware), else the first message's token."""
+        p = request.get(PRINCIPAL_KEY)
+        if isinstance(p, Principal):
+            return p
         try:
             msg = await ws.receive(timeout=WS_AUTH_TIMEOUT)
         except TimeoutError:
             await _ws_fail(ws, "unauthorized", "send {\"auth\": token} first", 4401)
-            return ws
+            return None
         if msg.type != WSMsgType.TEXT:
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 await ws.close()     # gone, or a frame above max_msg_size (aiohttp closes with 1009)
             else:
                 await _ws_fail(ws, "unauthorized", "send {\"auth\": token} first, as a text message", 4401)
-            return ws
+            return None
         data = _parse(msg.data)
         token = data.get("auth") if isinstance(data, dict) else None
+        return self.token_principal(token if isinstance(token, str) and len(token) <= 512 else None)
+
+    async def agent_ws(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=64 * 1024)
+        await ws.prepare(request)
         try:
-            self.check_token(token if isinstance(token, str) else None)
+            p = await self._ws_principal(request, ws)
+            if p is None:
+                return ws
+            agent_id = request.match_info.get("id") or p.agent_id
+            if agent_id is None:
+                raise forbidden("this user is not an agent: open /agent/<id>")
+            if not can_see_agent(p, agent_id, self.agents.agent_queues(agent_id)) or (
+                    p.role is Role.AGENT and "id" in request.match_info and agent_id != p.agent_id):
+                raise forbidden("this agent is not yours")
             snap = self.agents.snapshot(agent_id)
         except ApiError as e:
             await _ws_fail(ws, e.error_id, e.message, 4000 + e.status)

@@ -1,11 +1,9 @@
 """The HTTP edge: health, metrics, the admin API, the agent page (screen pop over a websocket), the wallboard.
 
-* `/healthz`, `/metrics`, `/wallboard`, `/wallboard/data` and the agent page's HTML need no token (the
+* `/healthz`, `/metrics`, `/wallboard`, `/wallboard/data`, `/login` and the pages' HTML need no login (the
   server binds loopback by default; none of them shows a phone number or a secret).
-* Everything under `/api/` needs `Authorization: Bearer <http.admin_token>`; with no token configured the
-  API refuses everything (503 `admin-disabled`).
-* The agent websocket authenticates with its first message `{"auth": "<token>"}` (the page reads the
-  token from the URL fragment, which browsers never send to the server).
+* Who asks is decided by ivr/web/auth.py (session cookie, per-user API tokens, the bootstrap admin token)
+  and every route checks the role (ivr/web/identity.py); docs/api.md has the table.
 * Every error is JSON `{"error_id", "message"[, "details"]}` with a stable `error_id` (see docs/api.md);
   a bug gives 500 `internal-error` with no traceback in the body (it goes to the log).
 
@@ -18,7 +16,6 @@ server is declared in `WebDeps` (ivr/web/deps.py).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,12 +25,15 @@ from aiohttp import web
 from ..tasks.policy import WebCallbackPolicy
 from .admin import AdminApi
 from .agents import AgentApi
+from .auth import Auth
 from .callbacks import WebCallbacks
 from .deps import WebDeps
-from .errors import ApiError, unauthorized
-from .identity import PRINCIPAL_KEY, Principal, Role
+from .errors import ApiError
+from . import static
 from .live import AgentClient, AgentLive
+from .phone import PhoneApi
 from .tasks import TaskApi
+from .users import UsersApi
 from .voicemail import VoicemailApi
 from .wallboard import Wallboard
 
@@ -44,14 +44,14 @@ LINGER_SECONDS = 1.0                 # how long the rest of a refused body is re
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 APP_KEY = web.AppKey("ivr_web", object)
-BOOTSTRAP = Principal("bootstrap", Role.ADMIN, via="bootstrap")   # the admin token's principal
 
 
 class WebServer:
     def __init__(self, deps: WebDeps) -> None:
         self.deps = deps
+        self.auth = Auth(deps.accounts, deps.http.admin_token, deps.audit)     # who asks (ivr/web/auth.py)
         self.agents = AgentApi(deps.acd)
-        self.live = AgentLive(self.agents, deps.acd, deps.crm, self._check_token)
+        self.live = AgentLive(self.agents, deps.acd, deps.crm, self.auth.token_principal)
         self.admin = AdminApi(deps.acd, deps.sessions, deps.flows, deps.records, deps.redacted_config)
         self.wallboard = Wallboard(deps.acd, deps.ari_connected, deps.render_metrics, deps.tasks_waiting)
         self._runner: web.AppRunner | None = None
@@ -70,21 +70,29 @@ class WebServer:
     # ------------------------------------------------------------------------------- lifecycle
     def make_app(self) -> web.Application:
         d = self.deps
-        wa = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors, self._auth])
+        wa = web.Application(client_max_size=MAX_BODY, middlewares=[self._errors, self.auth.middleware])
         wa[APP_KEY] = self
         r = wa.router
+        self.auth.add_routes(r)             # /login, /api/login, /api/logout, /api/me
+        if d.accounts is not None:          # /api/users..., /api/audit
+            UsersApi(d.accounts, d.audit, self.agents.agent_ids, self.admin.queue_names).add_routes(r)
         self.wallboard.add_routes(r)        # /, /healthz, /metrics, /wallboard, /wallboard/data
         self.admin.add_routes(r)            # /api/queues, /api/calls, /api/flows, /api/config, /api/records
         self.agents.add_routes(r)           # /api/agents
         self.live.add_routes(r)             # /api/agents/{id}/screen, /agent/{id}, /agent/{id}/ws
         if d.voicemails is not None and d.recordings is not None:
-            VoicemailApi(d.voicemails, d.recordings).add_routes(r)
+            VoicemailApi(d.voicemails, d.recordings, self.live.may_hear).add_routes(r)
         book, legs = d.task_book, d.task_legs
         if book is not None and legs is not None:
             TaskApi(book, legs).add_routes(r)
             policy = WebCallbackPolicy.from_dict(d.web_callbacks or {})
             if policy.topics:
                 WebCallbacks(policy, book, wake=legs.wake, estimate=self.admin.queue_estimate).add_routes(r)
+        static.add_routes(r)                # /static/jssip.min.js, /static/softphone.js
+        if d.phone_of is not None and d.phone_upstream:
+            phones = PhoneApi(d.phone_of, d.phone_upstream)
+            phones.add_routes(r)            # /api/me/phone, /api/me/phone/ws (docs/webrtc.md)
+            wa.on_cleanup.append(lambda _wa: phones.close())
         wa.on_shutdown.append(self._on_shutdown)
         self.live.listen()
         return wa
@@ -98,8 +106,8 @@ class WebServer:
         await site.start()
         addrs = self._runner.addresses
         self.port = addrs[0][1] if addrs else h.port
-        if not h.admin_token:
-            log.warning("http.admin_token is empty: the admin API and the agent page are disabled")
+        if not h.admin_token and (self.deps.accounts is None or not self.deps.accounts.store.users()):
+            log.warning("no users and no http.admin_token: nobody can use the API")
         log.info("http listening on %s:%s", h.bind_address, self.port)
 
     async def stop(self) -> None:
@@ -141,23 +149,3 @@ class WebServer:
         except Exception:
             log.exception("internal error on %s %s", request.method, request.path)
             return ApiError(500, "internal-error", "internal error (see the server log)").response()
-
-    @web.middleware
-    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path == "/api/callbacks" and request.method == "POST":
-            return await handler(request)        # the website's own key, checked by the route
-        if request.path.startswith("/api/") or request.path == "/api":
-            header = request.headers.get("Authorization", "")
-            scheme, _, given = header.partition(" ")
-            self._check_token(given.strip() if scheme.lower() == "bearer" else None)
-            request[PRINCIPAL_KEY] = BOOTSTRAP
-        return await handler(request)
-
-    def _check_token(self, given: str | None) -> None:
-        expected = self.deps.http.admin_token
-        if not expected:
-            raise ApiError(503, "admin-disabled", "no admin token configured (http.admin_token)")
-        # surrogatepass: a header or websocket value with undecodable bytes is just a wrong token
-        if not given or not hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
-                                                expected.encode("utf-8", "surrogatepass")):
-            raise unauthorized()

@@ -1,4 +1,5 @@
-"""The task API (admin token): every callback, voicemail and web callback request with its state, its
+"""The task API (an agent: the tasks offered to or done by it; a supervisor: the tasks of their queues; an
+admin: all): every callback, voicemail and web callback request with its state, its
 history of transitions and the router's decisions about it (who it was offered to, when, why); the agent's
 action on a voicemail; why a given agent is not chosen for a task (``GET /api/tasks/{id}/why-not/{agent}``,
 the router's reasoning replayed by ``ivr.acd.why_not``)."""
@@ -15,6 +16,7 @@ from ..acd import Router, UnknownAgent, UnknownCall, why_not
 from ..logsafe import mask_number
 from ..tasks import Task, TaskKind, TaskState
 from .errors import ApiError, bad_request, json_body, not_found
+from .identity import Principal, Role, can_see_queue, forbidden, principal_of, require_queue_access
 
 ACTION_FIELDS = frozenset({"action", "disposition"})
 
@@ -47,6 +49,16 @@ class TaskApi:
         r.add_post("/api/tasks/{id}/actions", self.act)
         r.add_get("/api/tasks/{id}/why-not/{agent_id}", self.why_not)
 
+    def _task(self, request: web.Request) -> Task:
+        """The URL's task, if the principal may see it (403 before 404 for a non-admin)."""
+        p = principal_of(request)
+        t = self.book.get(request.match_info["id"])
+        if t is not None and can_see_task(p, t):
+            return t
+        if p.role is not Role.ADMIN:
+            raise forbidden("this task is not yours")
+        raise not_found("task", request.match_info["id"])
+
     def _router(self) -> Router | None:
         if self.router is not None:
             return self.router
@@ -58,6 +70,7 @@ class TaskApi:
         decisions; a task that has ended is no longer routable: 409 ``task-not-routable`` with its decisions."""
         task_id, agent_id = request.match_info["id"], request.match_info["agent_id"]
         t = self.book.get(task_id)
+        require_queue_access(request, t.queue if t is not None else None)
         if t is None:
             raise not_found("task", task_id)
         router = self._router()
@@ -89,9 +102,7 @@ class TaskApi:
     async def act(self, request: web.Request) -> web.Response:
         """The agent's action on a voicemail they are listening to: ``call_back`` (the customer is dialled
         from the agent's line) or ``close`` with a ``disposition``."""
-        task_id = request.match_info["id"]
-        if self.book.get(task_id) is None:
-            raise not_found("task", task_id)
+        task_id = self._task(request).id
         body = await json_body(request, ACTION_FIELDS)
         action, disposition = body.get("action"), body.get("disposition", "")
         if not isinstance(action, str) or not isinstance(disposition, str) or len(disposition) > 64 \
@@ -111,14 +122,20 @@ class TaskApi:
             limit = max(1, min(int(q.get("limit", "200")), 1000))
         except ValueError:
             raise bad_request("invalid-request", "state, kind or limit is not valid") from None
-        tasks = self.book.recent(state=state, kind=kind, queue=q.get("queue") or None, limit=limit)
+        p = principal_of(request)
+        tasks = [t for t in self.book.recent(state=state, kind=kind, queue=q.get("queue") or None, limit=limit)
+                 if can_see_task(p, t)]
         return web.json_response({"tasks": [task_view(t) for t in tasks]})
 
     async def one(self, request: web.Request) -> web.Response:
-        t = self.book.get(request.match_info["id"])
-        if t is None:
-            raise not_found("task", request.match_info["id"])
-        return web.json_response(task_view(t, history=True))
+        return web.json_response(task_view(self._task(request), history=True))
+
+
+def can_see_task(p: Principal, t: Task) -> bool:
+    """Admins every task, a supervisor those of their queues, an agent those offered to or done by it."""
+    if p.role is Role.AGENT:
+        return p.agent_id is not None and p.agent_id in (t.agent_id, t.assigned_agent)
+    return can_see_queue(p, t.queue)
 
 
 def task_view(t: Task, history: bool = False) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The voicemail API: list the messages, stream one's audio (from Asterisk's stored recordings), delete
-one for real. Under ``/api/`` (the admin token, like the rest of the API)."""
+one for real. Admins; an agent may also play the voicemail offered to it (on its screen pop, `may_hear`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -11,12 +12,14 @@ from ..ari import AriError, NotFound
 from ..logsafe import mask_number
 from ..voicemail import Recordings, VoicemailRows, delete_voicemail
 from .errors import ApiError, bad_request, not_found
+from .identity import Principal, Role, forbidden, principal_of, require_role
 
 
 @dataclass(frozen=True)
 class VoicemailApi:
     rows: VoicemailRows
     recordings: Recordings
+    may_hear: Callable[[Principal, int], bool] = lambda _p, _id: False   # besides admins
 
     def add_routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/api/voicemails", self.index)
@@ -24,11 +27,16 @@ class VoicemailApi:
         r.add_delete("/api/voicemails/{id}", self.delete)
 
     async def index(self, request: web.Request) -> web.Response:
+        require_role(request, Role.ADMIN)
         mailbox = request.query.get("mailbox") or None
         rows = self.rows.voicemails(mailbox)
         return web.json_response({"voicemails": [_view(v) for v in rows]})
 
     async def audio(self, request: web.Request) -> web.Response:
+        p = principal_of(request)
+        raw = request.match_info["id"]
+        if p.role is not Role.ADMIN and not (raw.isdigit() and len(raw) <= 18 and self.may_hear(p, int(raw))):
+            raise forbidden("only the voicemail offered to you")
         vm = self._find(request)
         try:
             data, content_type = await self.recordings.stored_recording_file(vm["recording"])
@@ -43,6 +51,7 @@ class VoicemailApi:
                                      "Content-Disposition": f'inline; filename="voicemail-{vm["id"]}.wav"'})
 
     async def delete(self, request: web.Request) -> web.Response:
+        require_role(request, Role.ADMIN)
         vm = self._find(request)
         try:
             await delete_voicemail(self.rows, self.recordings, vm["id"])
