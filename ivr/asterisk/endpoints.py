@@ -37,7 +37,13 @@ def agent_objects(name: str, password: str, *, media_address: str, contact: str 
         ("rtp_symmetric", "yes"), ("force_rport", "yes"), ("rewrite_contact", "yes"),
     ]
     if webrtc:
+        # webrtc = yes: ICE, DTLS-SRTP with an auto-generated certificate, AVPF, rtcp-mux; bundle = yes as
+        # well (22.6+ changes the SSRC when the media source changes, e.g. MOH -> bridge; browsers need
+        # bundle then). A media address binds the RTP to it and makes it Asterisk's only ICE candidate;
+        # without one Asterisk offers every non-loopback address of the machine.
         ep += [("transport", "transport-ws"), ("webrtc", "yes"), ("bundle", "yes")]
+        if media_address:
+            ep += [("media_address", media_address), ("bind_rtp_to_media_address", "yes")]
     else:
         ep += [("transport", "transport-udp"), ("media_address", media_address),
                ("bind_rtp_to_media_address", "yes")]

@@ -31,7 +31,8 @@ class AsteriskError(RuntimeError):
     """Asterisk could not be prepared or started; the message says what to do."""
 
 
-def _agent_endpoints(agents: list[AgentSipConfig], contact: str = "", media_address: str = "127.0.0.1") -> str:
+def _agent_endpoints(agents: list[AgentSipConfig], contact: str = "", media_address: str = "127.0.0.1",
+                     webrtc_media_address: str = "") -> str:
     parts = []
     for a in agents:
         if not a.endpoint.startswith("PJSIP/"):
@@ -40,7 +41,8 @@ def _agent_endpoints(agents: list[AgentSipConfig], contact: str = "", media_addr
         if not a.sip_password:
             raise AsteriskError(f"agent {a.id}: no SIP password (set sip_password or IVR_AGENT_"
                                 f"{a.id.upper().replace('-', '_')}_PASSWORD)")
-        objs = agent_objects(name, a.sip_password, media_address=media_address, contact=contact)
+        objs = agent_objects(name, a.sip_password, contact=contact, webrtc=a.webrtc,
+                             media_address=webrtc_media_address if a.webrtc else media_address)
         parts.append("\n".join(o.render() for o in objs))
     return "\n".join(parts)
 
@@ -80,7 +82,8 @@ def render_configs(cfg: Config, astdir: str, template_dir: Path = TEMPLATE_DIR) 
         "RTP_START": str(cfg.asterisk.rtp_start),
         "RTP_END": str(cfg.asterisk.rtp_end),
         "APP": cfg.ari.app,
-        "AGENT_ENDPOINTS": _agent_endpoints(cfg.agent_sip(), cfg.asterisk.agent_contact, cfg.asterisk.bind_address),
+        "AGENT_ENDPOINTS": _agent_endpoints(cfg.agent_sip(), cfg.asterisk.agent_contact, cfg.asterisk.bind_address,
+                                            cfg.asterisk.webrtc_media_address),
         "TRUNK_ENDPOINTS": _trunk_endpoints(cfg.trunks),
     }
     out = {}

@@ -19,7 +19,7 @@ from ..metrics import QueueSnapshot, queue_snapshot_from_view
 
 log = logging.getLogger(__name__)
 
-_AGENT_CONFIG_EXTRA = {"sip_password", "login"}     # config keys for Asterisk / start-up, not the router's
+_AGENT_CONFIG_EXTRA = {"sip_password", "login", "phone"}   # for Asterisk / start-up, not the router
 _REACHABLE = ("Reachable", "Created", "Updated", "NonQualified")
 
 

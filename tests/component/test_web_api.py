@@ -136,7 +136,8 @@ async def test_queues_and_agents(web_stack, http):
     async with http.get(web_stack.url + "/api/queues/nope", headers=h) as r:
         assert r.status == 404 and (await _json(r))["error_id"] == "queue-not-found"
     async with http.get(web_stack.url + "/api/agents", headers=h) as r:
-        assert [a["agent_id"] for a in (await _json(r))["agents"]] == ["agent1", "agent2", "agent3", "agent4"]
+        assert [a["agent_id"] for a in (await _json(r))["agents"]] == ["agent1", "agent2", "agent3", "agent4",
+                                                                       "agent5"]
     async with http.get(web_stack.url + "/api/agents/nope", headers=h) as r:
         assert r.status == 404 and (await _json(r))["error_id"] == "agent-not-found"
     async with http.post(web_stack.url + "/api/agents/nope/state", headers=h, json={"action": "pause"}) as r:

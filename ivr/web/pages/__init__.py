@@ -1,5 +1,6 @@
 """The HTML pages (agent page, wallboard, index), shipped as package data next to this file and served
-with `HTML_HEADERS`. Their scripts and styles are inline (the CSP allows nothing else)."""
+with `HTML_HEADERS`. Their scripts and styles are inline, plus the scripts this server serves itself
+(/static/, ivr/web/static); the CSP allows nothing else."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from importlib.resources import files
 from aiohttp import web
 
 HTML_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "Content-Security-Policy": "default-src 'none'; script-src 'self' 'unsafe-inline'; "
+                               "style-src 'unsafe-inline'; "
                                "connect-src 'self'; media-src blob:; base-uri 'none'; form-action 'none'; "
                                "frame-ancestors 'none'",
     "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
