@@ -64,6 +64,7 @@ from .estimate import DepartureRate
 from .index import CallEntry, QueueRuntime, TimerKind
 from .policy import admits
 from .queue import QueueConfig, check_overflows
+from .reconfig import QueueChanges
 from .record import CallOutcome
 from .views import AgentSnapshot, CallSnapshot, QueueSnapshot, QueueStats
 
@@ -72,7 +73,7 @@ def _new_stats() -> dict:
     return {f: getattr(QueueStats(), f) for f in QueueStats.__dataclass_fields__}
 
 
-class Router(Engine):
+class Router(QueueChanges, Engine):
     """See the module docstring. All public mutators return ``list[Decision]`` in execution order."""
 
     def __init__(self, queues: Iterable[QueueConfig] = (), clock: Callable[[], float] = time.monotonic,
@@ -87,7 +88,8 @@ class Router(Engine):
     # ------------------------------------------------------------------ configuration
     def add_queue(self, config: QueueConfig) -> None:
         """Add a queue (``Router(queues)`` checks the overflows of its queues together; a queue added here
-        later may overflow to one added after it: until then its callers stay where they are)."""
+        later may overflow to one added after it: until then its callers stay where they are). Changing or
+        removing one at run time: ``update_queue`` / ``remove_queue`` (``reconfig``)."""
         if config.name in self._queues:
             raise DuplicateId(f"queue {config.name!r} already exists")
         qrt = QueueRuntime(config, stats=_new_stats(), departures=DepartureRate(self._advance()))

@@ -169,6 +169,20 @@ class AriClient:
     async def ping(self) -> dict[str, Any]:
         return await self._op("asterisk.ping")
 
+    async def config_get(self, config_class: str, object_type: str, ident: str) -> list[dict[str, str]]:
+        """A sorcery object's fields (``[{"attribute", "value"}]``); NotFound when it does not exist."""
+        return await self._op("asterisk.config_get", configClass=config_class, objectType=object_type, id=ident)
+
+    async def config_put(self, config_class: str, object_type: str, ident: str,
+                         fields: list[dict[str, str]]) -> list[dict[str, str]]:
+        """Create or update a sorcery object (e.g. ``res_pjsip``/``endpoint``/``agent9``) in a writable
+        wizard (config/asterisk/sorcery.conf); 403 when no wizard of that type can be written."""
+        return await self._op("asterisk.config_update", configClass=config_class, objectType=object_type,
+                              id=ident, fields=fields)
+
+    async def config_delete(self, config_class: str, object_type: str, ident: str) -> None:
+        await self._op("asterisk.config_delete", configClass=config_class, objectType=object_type, id=ident)
+
     # -------------------------------------------------------------------------------- applications
     async def application(self) -> dict[str, Any]:
         return await self._op("applications.get", applicationName=self.app)

@@ -28,6 +28,11 @@ OPERATIONS: dict[str, Operation] = {
     "asterisk.ping": Operation("GET", "/asterisk/ping"),
     "asterisk.variable_get": Operation("GET", "/asterisk/variable", ("variable",)),
     "asterisk.variable_set": Operation("POST", "/asterisk/variable", ("variable", "value")),
+    # dynamic configuration (sorcery objects, e.g. res_pjsip endpoint/auth/aor of an agent's phone)
+    "asterisk.config_get": Operation("GET", "/asterisk/config/dynamic/{configClass}/{objectType}/{id}"),
+    "asterisk.config_update": Operation("PUT", "/asterisk/config/dynamic/{configClass}/{objectType}/{id}",
+                                        (), ("fields",)),
+    "asterisk.config_delete": Operation("DELETE", "/asterisk/config/dynamic/{configClass}/{objectType}/{id}"),
     # applications
     "applications.get": Operation("GET", "/applications/{applicationName}"),
     "applications.subscribe": Operation("POST", "/applications/{applicationName}/subscription", ("eventSource",)),
