@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from ..acd.errors import AcdError, ConfigError, UnknownAgent
+from ..acd.policy import requirement_at
 from ..acd.views import AgentSnapshot
 from .deps import AcdView
 from .errors import ApiError, bad_request, json_body, not_found
@@ -46,11 +47,15 @@ class AgentApi:
         return agent_view(acd.router.agent_snapshot(agent_id))
 
     def agent_queues(self, agent_id: str) -> tuple[str, ...]:
-        """The queues agent `agent_id` serves (none for an unknown agent): a supervisor's access."""
+        """The queues agent `agent_id` can serve (a member with the queue's skills at its most relaxed step;
+        none for an unknown agent): a supervisor's agents are those of their queues."""
         acd = self.acd
         if acd is None or agent_id not in acd.router.agent_ids():
             return ()
-        return tuple(acd.router.agent_snapshot(agent_id).queues)
+        r = acd.router
+        skills = r.agent_skills(agent_id)
+        return tuple(q for q in r.agent_snapshot(agent_id).queues
+                     if requirement_at(r.queue_config(q), float("inf")).admits(skills))
 
     def require_access(self, request: web.Request, agent_id: str) -> Principal:
         """403 unless the request's principal may see and act on this agent (before any 404)."""
@@ -82,7 +87,7 @@ class AgentApi:
         if self.acd is None:
             return web.json_response({"agents": []})
         return web.json_response({"agents": [agent_view(a) for a in self.acd.router.agents_snapshot()
-                                             if can_see_agent(p, a.agent_id, a.queues)]})
+                                             if can_see_agent(p, a.agent_id, self.agent_queues(a.agent_id))]})
 
     async def agent(self, request: web.Request) -> web.Response:
         self.require_access(request, request.match_info["id"])

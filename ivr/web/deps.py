@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..audit import AuditLog
+from ..acd.queue import QueueConfig
 from ..acd.views import AgentSnapshot, CallSnapshot, QueueSnapshot
 from ..config import HttpConfig
 from ..users import Accounts
@@ -43,6 +44,10 @@ class RouterView(Protocol):
     def agents_snapshot(self) -> tuple[AgentSnapshot, ...]: ...
 
     def call_snapshot(self, call_id: str) -> CallSnapshot: ...
+
+    def queue_config(self, name: str) -> QueueConfig: ...
+
+    def agent_skills(self, agent_id: str) -> Mapping[str, int]: ...
 
 
 class AcdView(Protocol):
