@@ -6,7 +6,7 @@
  *   <section id="phone"> with #phone-state, buttons #phone-answer #phone-mute #phone-hold #phone-hangup and
  *   <audio id="phone-audio" autoplay>
  * This file finds them and starts itself once GET /api/me/phone answers (200: this login's agent has a
- * browser phone; anything else: the section says why and stays idle). window.ivrPhone is the running phone
+ * browser phone; 404: it has none, the section is hidden; anything else: the section says why). window.ivrPhone is the running phone
  * (tests read ivrPhone.stats()).
  */
 "use strict";
@@ -188,6 +188,7 @@
     try {
       const r = await fetch("/api/me/phone", {credentials: "same-origin", cache: "no-store"});
       const j = await r.json();
+      if (r.status === 404) { $("phone").hidden = true; return; }     // this agent's phone is a SIP phone
       if (!r.ok) { u.state("no browser phone: " + (j.message || r.status), "off"); return; }
       conf = j;
     } catch (e) { u.state("no browser phone: " + e, "off"); return; }
