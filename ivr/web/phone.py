@@ -61,7 +61,9 @@ def browser_phones(cfg: Config) -> dict[str, BrowserPhone]:
 def asterisk_ws_url(cfg: Config) -> str:
     """Asterisk's SIP websocket (its HTTP server, path /ws) as the app reaches it."""
     host = cfg.asterisk.bind_address
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else host
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
     return f"ws://{host}:{cfg.asterisk.http_port}/ws"
 
 
