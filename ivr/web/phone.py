@@ -101,7 +101,8 @@ class PhoneApi:
     async def relay(self, request: web.Request) -> web.StreamResponse:
         agent_id, _ = self._mine(request)
         if self._relays.get(agent_id, 0) >= MAX_RELAYS_PER_AGENT:
-            raise ApiError(429, "too-many-phones", f"at most {MAX_RELAYS_PER_AGENT} phone connections per agent")
+            raise ApiError(429, "too-many-phones",
+                           f"at most {MAX_RELAYS_PER_AGENT} phone connections per agent")
         ws = web.WebSocketResponse(protocols=("sip",), max_msg_size=MAX_SIP_MESSAGE, heartbeat=30)
         if not ws.can_prepare(request).ok:
             raise ApiError(400, "websocket-expected", "open this route as a websocket (subprotocol sip)")
@@ -114,7 +115,8 @@ class PhoneApi:
                                                     max_msg_size=MAX_SIP_MESSAGE)
             except (aiohttp.ClientError, OSError) as e:
                 log.warning("phone relay for agent %s: Asterisk's websocket is unreachable: %s", agent_id, e)
-                raise ApiError(503, "phone-unavailable", "the phone server (Asterisk) is unreachable") from None
+                raise ApiError(503, "phone-unavailable",
+                               "the phone server (Asterisk) is unreachable") from None
             await ws.prepare(request)
             async with up:
                 await _pump_both(ws, up)

@@ -129,7 +129,8 @@ async def test_bad_phone_requests_never_reach_asterisk(web_) -> None:
             await s.ws_connect("/api/me/phone/ws", protocols=("sip",), origin="http://evil.example")
         assert e.value.status == 403
         assert web_.ast.connections == 0
-        socks = [await s.ws_connect("/api/me/phone/ws", protocols=("sip",), origin=web_.url) for _ in range(3)]
+        socks = [await s.ws_connect("/api/me/phone/ws", protocols=("sip",), origin=web_.url)
+                 for _ in range(3)]
         async with s.get("/api/me/phone/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade",
                                                       "Sec-WebSocket-Version": "13",
                                                       "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",

@@ -32,7 +32,8 @@ from tests.support.stack import ari_client, assert_no_leaks, make_test_config, r
 pytestmark = pytest.mark.e2e
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 VIP = "+442079460001"          # Victoria Sterling in the sample CRM
-AGENT, ENDPOINT = "agent5", "PJSIP/agent5"      # the sample browser agent (config/ivr.yaml: phone: webrtc, technical)
+AGENT, ENDPOINT = "agent5", "PJSIP/agent5"   # the sample browser agent (config/ivr.yaml: phone: webrtc)
+SENDERS = "ivrPhone.session.connection.getSenders()"
 MIN_PACKETS = 50               # 20 ms packets: one second of audio each way
 
 
@@ -101,7 +102,8 @@ async def test_browser_phone_answers_a_queued_call_with_audio_both_ways(flow_cfg
             await _loaded(b, "/agent")
             # the page registers the browser phone: Asterisk sees agent5's contact, the ACD its presence
             await b.wait_text("phone-state", lambda t: t.startswith("ready"), timeout=20)
-            await wait_for(lambda: app.acd.router.agent_snapshot(AGENT).registered, 10, what="agent5 registered")
+            await wait_for(lambda: app.acd.router.agent_snapshot(AGENT).registered, 10,
+                           what="agent5 registered")
             # the agent starts logged in (acd.auto_login); pause and come back from the page
             await b.wait_text("agent-state", lambda t: "available" in t)
             await b.eval("document.querySelector('button[data-action=pause]').click()")
@@ -113,7 +115,8 @@ async def test_browser_phone_answers_a_queued_call_with_audio_both_ways(flow_cfg
 
             # the caller speaks (a 7 s recording) and waits for Asterisk to end the call
             caller = SippProcess(SippCaller("400", steps=[("pause", 600), ("dtmf", "2"), ("audio",)],
-                                            end="wait_bye", caller_number=VIP), cfg.asterisk.sip_port, timeout=90)
+                                            end="wait_bye", caller_number=VIP),
+                                 cfg.asterisk.sip_port, timeout=90)
             # rings in the page, and the screen pop is there at the same moment
             await b.wait_text("phone-state", lambda t: t.startswith("ringing"), timeout=20)
             rang = time.monotonic()
@@ -140,15 +143,16 @@ async def test_browser_phone_answers_a_queued_call_with_audio_both_ways(flow_cfg
                 page = await b.eval("ivrPhone.stats()", await_promise=True) or {}
                 return page.get("sent", 0) > MIN_PACKETS and page.get("received", 0) > MIN_PACKETS
             await wait_for(page_counts, 10, 0.2, "RTP both ways in the page (getStats)")
+            assert page["energy"] > 0, page          # the caller's speech is heard, not only silence
             await b.screenshot(ARTIFACTS / "agent-page-webrtc.png")
 
             # mute: the button says so and the browser's sender track is off; unmute restores it
             await b.eval("document.getElementById('phone-mute').click()")
             await b.wait_text("phone-state", lambda t: "muted" in t)
-            assert await b.eval("ivrPhone.session.connection.getSenders().every(s => !s.track || !s.track.enabled)")
+            assert await b.eval(f"{SENDERS}.every(s => !s.track || !s.track.enabled)")
             await b.eval("document.getElementById('phone-mute').click()")
             await b.wait_text("phone-state", lambda t: t == "in call")
-            assert await b.eval("ivrPhone.session.connection.getSenders().some(s => s.track && s.track.enabled)")
+            assert await b.eval(f"{SENDERS}.some(s => s.track && s.track.enabled)")
 
             # hold: a re-INVITE (sendonly) that Asterisk accepts; resume (sendrecv), and media flows again
             await b.eval("document.getElementById('phone-hold').click()")
@@ -174,7 +178,8 @@ async def test_browser_phone_answers_a_queued_call_with_audio_both_ways(flow_cfg
 
 async def _loaded(b: NsBrowser, path: str) -> None:
     async def done() -> bool:
-        return bool(await b.eval(f"location.pathname === {json.dumps(path)} && document.readyState === 'complete'"))
+        return bool(await b.eval(f"location.pathname === {json.dumps(path)} && "
+                                 f"document.readyState === 'complete'"))
     await wait_for(done, 15, 0.1, f"{path} loaded")
 
 

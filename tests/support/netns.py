@@ -32,13 +32,14 @@ class NetNs:
 
 
 def _ip(*args: str) -> None:
-    r = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10)
+    r = subprocess.run(["ip", *args], check=False, capture_output=True, text=True, timeout=10)
     if r.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {r.stderr.strip()}")
 
 
 def _used_addresses() -> str:
-    return subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, timeout=10).stdout
+    r = subprocess.run(["ip", "-4", "-o", "addr"], check=False, capture_output=True, text=True, timeout=10)
+    return r.stdout
 
 
 def _free_subnet() -> ipaddress.IPv4Network:
@@ -71,5 +72,6 @@ def veth_netns() -> Iterator[NetNs]:
         _ip("-n", name, "link", "set", "lo", "up")
         yield NetNs(name, host_if, host, peer)
     finally:
-        subprocess.run(["ip", "link", "del", host_if], capture_output=True, timeout=10)   # deletes both ends
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+        # deleting one end of the pair deletes both
+        subprocess.run(["ip", "link", "del", host_if], check=False, capture_output=True, timeout=10)
+        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True, timeout=10)

@@ -85,5 +85,6 @@ class NsBrowser(Browser):
                 return m.get("result", {})
 
     async def eval(self, expr: str, await_promise: bool = False):
-        r = await self.cdp("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=await_promise)
+        r = await self.cdp("Runtime.evaluate", expression=expr, returnByValue=True,
+                           awaitPromise=await_promise)
         return r.get("result", {}).get("value")

@@ -111,15 +111,19 @@
       if (tries > 0) setTimeout(() => this.applyHold(s, tries - 1), 250);
     }
 
-    /* {state, sent, received}: audio RTP packets of the current call's peer connection (getStats). */
+    /* {state, sent, received, energy}: audio RTP packets of the current call's peer connection and the
+     * energy of what was received (getStats). */
     async stats() {
-      const out = {state: this.stateText(), sent: 0, received: 0, bytesSent: 0, bytesReceived: 0};
+      const out = {state: this.stateText(), sent: 0, received: 0, bytesSent: 0, bytesReceived: 0, energy: 0};
       const pc = this.session && this.session.connection;
       if (!pc) return out;
       (await pc.getStats()).forEach((r) => {
         if (r.kind !== "audio" && r.mediaType !== "audio") return;
         if (r.type === "outbound-rtp") { out.sent += r.packetsSent || 0; out.bytesSent += r.bytesSent || 0; }
-        if (r.type === "inbound-rtp") { out.received += r.packetsReceived || 0; out.bytesReceived += r.bytesReceived || 0; }
+        if (r.type === "inbound-rtp") {
+          out.received += r.packetsReceived || 0; out.bytesReceived += r.bytesReceived || 0;
+          out.energy += r.totalAudioEnergy || 0;      // sound actually heard, not only packets
+        }
       });
       return out;
     }
