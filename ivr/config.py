@@ -303,7 +303,7 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         kwargs[name] = m
     kwargs["trunks"] = _trunks(raw.get("trunks"), env)
     kwargs["extensions"] = _extensions(raw.get("extensions"))
-    kwargs["users"] = _users(raw.get("users"), raw.get("auth"))
+    kwargs["users"] = _users(raw.get("users"), raw.get("auth"), kwargs["agents"], kwargs["queues"])
     cfg = Config(**kwargs)
     _check(cfg)
     return cfg
@@ -376,8 +376,10 @@ def _extensions(data: Any) -> dict[str, str]:
     return out
 
 
-def _users(data: Any, auth: Any) -> tuple[Mapping[str, Any], ...]:
-    """The ``users:`` list (who is seeded at the first start) and the ``auth:`` section, checked here."""
+def _users(data: Any, auth: Any, agents: tuple[Mapping[str, Any], ...],
+           queues: tuple[Mapping[str, Any], ...]) -> tuple[Mapping[str, Any], ...]:
+    """The ``users:`` list (who is seeded at the first start: known agents and queues only) and the
+    ``auth:`` section, checked here."""
     from .users.accounts import AuthPolicy, check_seed
     from .users.model import UserError
     items = data or []
@@ -385,6 +387,12 @@ def _users(data: Any, auth: Any) -> tuple[Mapping[str, Any], ...]:
         if not isinstance(items, list):
             raise UserError("invalid-user", "expected a list of {username, role, agent_id?, queues?}")
         check_seed(items)
+        agent_ids, queue_names = {str(a.get("id")) for a in agents}, {str(q.get("name")) for q in queues}
+        for u in items:
+            if u.get("agent_id") is not None and u["agent_id"] not in agent_ids:
+                raise UserError("unknown-agent", f"{u['username']}: no agent {u['agent_id']!r}")
+            if set(u.get("queues") or ()) - queue_names:
+                raise UserError("unknown-queue", f"{u['username']}: unknown queue(s)")
         AuthPolicy.from_dict(auth if isinstance(auth, dict) else None)
     except (UserError, ValueError, TypeError) as e:
         raise ConfigError(f"users/auth: {e}") from None

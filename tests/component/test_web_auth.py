@@ -197,3 +197,35 @@ async def test_bad_user_edits_are_refused_and_change_nothing(web, body: dict, er
         async with s.post("/api/users", json=body, headers={"X-CSRF-Token": csrf}) as r:
             assert r.status in (400, 409) and (await r.json())["error_id"] == error_id
         assert [u.as_dict() for u in web.app.accounts.store.users()] == before
+
+
+async def test_the_config_seeds_users_once_with_env_or_printed_passwords(tmp_path, monkeypatch, capsys, caplog):
+    cfg = make_test_config(data_dir=str(tmp_path))
+    cfg = dataclasses.replace(cfg, auth={"scrypt_n": 1024}, users=(
+        {"username": "admin", "role": "admin"}, {"username": "agent1", "role": "agent", "agent_id": "agent1"}))
+    monkeypatch.setenv("IVR_USER_ADMIN_PASSWORD", "from the environment")
+    caplog.set_level("DEBUG")
+    app = App(cfg)
+    printed = capsys.readouterr().out
+    (line,) = [x for x in printed.splitlines() if "agent1" in x]
+    generated = line.split("generated password ")[1].split()[0]
+    assert "admin" not in printed and generated not in caplog.text
+    assert app.accounts.authenticate("agent1", generated).agent_id == "agent1"
+    assert app.accounts.authenticate("admin", "from the environment").role == "admin"
+    app.accounts.update_user("agent1", {"password": "changed at run time"})
+    app.accounts.store.close()
+    app.audit.close()
+    if app.storage is not None:
+        app.storage.close()
+    again = App(cfg)                                        # a restart: the store wins, nothing printed
+    assert capsys.readouterr().out == ""
+    assert again.accounts.authenticate("agent1", "changed at run time").username == "agent1"
+    async with aiohttp.ClientSession() as http:
+        server = WebServer(dataclasses.replace(again.web.deps, http=dataclasses.replace(cfg.http, port=0)))
+        await server.start()
+        try:
+            async with http.get(f"http://127.0.0.1:{server.port}/api/agents",
+                                headers={"Authorization": f"Bearer {cfg.http.admin_token}"}) as r:
+                assert r.status == 401 and (await r.json())["error_id"] == "bootstrap-token-retired"
+        finally:
+            await server.stop()
