@@ -119,6 +119,13 @@ async def test_the_relay_carries_sip_both_ways_and_closes_with_the_page(web_) ->
             assert answer.data.startswith("SIP/2.0 200")
             assert web_.ast.received == ["REGISTER sip:127.0.0.1 SIP/2.0\r\n\r\n"] and web_.ast.open == 1
         await wait_for(lambda: web_.ast.open == 0, 5, what="the upstream closed with the page")
+        async with s.ws_connect("/api/me/phone/ws", protocols=("sip",), origin=web_.url) as ws:
+            await ws.send_str("X" * (64 * 1024 + 1))           # above the 64 KiB a SIP message may have
+            msg = await asyncio.wait_for(ws.receive(), 5)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            assert ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+        await wait_for(lambda: web_.ast.open == 0, 5, what="the upstream closed with the page")
+        assert len(web_.ast.received) == 1                     # the big one never reached Asterisk
 
 
 async def test_bad_phone_requests_never_reach_asterisk(web_) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 BASE = ipaddress.ip_network("10.250.0.0/16")     # carved into /30s: .1 the host end, .2 the namespace end
+OURS = re.compile(r"ivrw-([0-9a-f]+)x[0-9a-f]{4}\b")   # ivrw-<creator's pid in hex>x<random>
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,15 @@ def _used_addresses() -> str:
     return r.stdout
 
 
+def _remove_orphans() -> None:
+    """Namespaces of ours whose creating process is gone (a killed test run) are deleted: with them go
+    their veth pairs."""
+    listing = subprocess.run(["ip", "netns", "list"], check=False, capture_output=True, text=True, timeout=10)
+    for m in OURS.finditer(listing.stdout):
+        if not os.path.exists(f"/proc/{int(m.group(1), 16)}"):
+            subprocess.run(["ip", "netns", "del", m.group(0)], check=False, capture_output=True, timeout=10)
+
+
 def _free_subnet() -> ipaddress.IPv4Network:
     used = _used_addresses()
     subnets = list(BASE.subnets(new_prefix=30))
@@ -58,7 +69,8 @@ def veth_netns() -> Iterator[NetNs]:
     that /30 inside the namespace. Needs root (the e2e tier runs as root)."""
     if os.geteuid() != 0:
         raise RuntimeError("creating a network namespace needs root")
-    tag = f"{os.getpid() % 100000}{secrets.token_hex(2)}"
+    _remove_orphans()
+    tag = f"{os.getpid():x}x{secrets.token_hex(2)}"          # at most 11 characters: names fit in 15
     name, host_if, ns_if = f"ivrw-{tag}", f"ivrh{tag}", f"ivrn{tag}"
     net = _free_subnet()
     host, peer = str(net.network_address + 1), str(net.network_address + 2)
