@@ -41,6 +41,7 @@ from .calls.flow_session import FlowSession, utc_now
 from .calls.flows import FlowRegistry
 from .calls.gate import AdmissionGate
 from .calls.janitor import Claims, Janitor, JanitorDeps
+from .calls.live_config import live_config_for
 from .calls.saved_state import QueueState
 from .calls.session import CallSession
 from .calls.session_deps import SessionDeps
@@ -53,9 +54,10 @@ from .flow.model import Destinations
 from .metrics import Metrics, QueueSnapshot
 from .audit import SqliteAuditLog
 from .users import Accounts, AuthPolicy, SqliteUserStore
+from .settings import SqliteConfigStore, live_definitions
 from .storage import Storage
 from .tasks import SqliteTaskStore, Task
-from .tasks.policy import CallbackPolicy
+from .tasks.policy import CallbackPolicy, WebCallbackPolicy
 from .voicemail import RetentionSweeper, VoicemailPolicy
 from .web.deps import WebDeps
 from .web.phone import asterisk_ws_url, browser_phones
@@ -137,13 +139,18 @@ class App:
             from .crm.rules import routing_from_dict
             self.routing = routing_from_dict(dict(cfg.routing))
         self.transfer_legs = TransferLegs()     # a flow's transfer legs, by leg id (ivr/calls/transfer.py)
+        # agents and queues: the file seeds the store, the store's definitions win (docs/acd.md)
+        self.config_store = SqliteConfigStore(cfg.path(cfg.storage.path)) if cfg.storage.path else None
+        agents, queues = live_definitions(self.config_store, cfg.agents, cfg.queues, self.clock.wall())
         self.acd: AcdService | None = None
-        if cfg.queues:
+        if queues:     # no queue at start: no ACD (POST /api/queues answers 503 acd-disabled)
             self.acd = AcdService(AcdDeps(
-                ari=self.ari, submit=self.dispatcher.submit, metrics=self.metrics, queues=tuple(cfg.queues),
-                agents=tuple(cfg.agents), options=dict(cfg.acd), store=self.storage, clock=self.clock,
+                ari=self.ari, submit=self.dispatcher.submit, metrics=self.metrics, queues=tuple(queues),
+                agents=tuple(agents), options=dict(cfg.acd), store=self.storage, clock=self.clock,
                 subscribe=self.add_subscription, has_session=lambda cid: cid in self.sessions,
                 adopted_session=self._adopted_session))
+            self.acd.live_config = live_config_for(self.acd, cfg, self.config_store, agents, self._queue_users,
+                                                   self._queue_known)
         self.task_book: TaskBook | None = None   # callbacks, voicemails, web requests (ivr/calls/task_book.py)
         self.task_history: TaskHistory | None = None    # each task step in the customer's CRM history
         self.task_legs: TaskLegs | None = None
@@ -151,7 +158,7 @@ class App:
             self._start_tasks(cfg)
         self.flows: FlowRegistry | None = None
         if load_flows:
-            queues = {str(q.get("name")) for q in cfg.queues} if cfg.queues else None
+            queues = set(self.acd.router.queue_names()) if self.acd is not None else None
             self.flows = FlowRegistry(cfg.path(cfg.flows.dir), dict(cfg.flows.routes), cfg.flows.default,
                                       known_queues=queues, known_destinations=Destinations(
                                           *cfg.transfer_destinations()))
@@ -200,6 +207,22 @@ class App:
             clock=self.clock))
         acd.tasks = self.task_legs
         self.task_book.start()
+
+    def _queue_users(self, name: str) -> dict[str, list[str]]:
+        """Who else names queue ``name`` (it cannot be removed then): flows, config sections, open tasks."""
+        cfg = self.cfg
+        users = {"flows": self.flows.queue_users(name) if self.flows is not None else [],
+                 "config": [f"voicemail.queues.{m}" for m, q in VoicemailPolicy.from_dict(cfg.voicemail).queues.items()
+                            if q == name] + [f"web_callbacks.topics.{t}" for t, q in
+                                             WebCallbackPolicy.from_dict(cfg.web_callbacks).topics.items() if q == name]}
+        if self.task_book is not None:
+            users["tasks"] = sorted(t.id for t in self.task_book.open_tasks() if t.queue == name)
+        return users
+
+    def _queue_known(self, name: str, known: bool) -> None:
+        """A queue added / removed at run time: flows may name it / no longer."""
+        if self.flows is not None and self.flows.known_queues is not None:
+            (self.flows.known_queues.add if known else self.flows.known_queues.discard)(name)
 
     def _adopted_session(self, channel: Channel, state: QueueState | None) -> AdoptedCall:
         """The session of a caller taken over after a restart, registered before any await (its hang-up
@@ -398,6 +421,8 @@ class App:
                 if self.storage is not None:
                     self.storage.close()
                 self.audit.close()
+                if self.config_store is not None:
+                    self.config_store.close()
                 self.accounts.store.close()
         log.info("ivr stopped")
 

@@ -34,6 +34,14 @@ from .queue import QueueConfig, check_overflows
 _RECONFIG_GEN = itertools.count(2 * 10**18)     # timer generations after a redefinition (never a seq)
 
 
+class AgentBusy(AcdError):
+    """The agent is on a call: it cannot be removed now."""
+
+
+class PhoneConflict(AcdError):
+    """The agent's phone cannot be (re)defined through the API (its endpoint is in pjsip.conf, ...)."""
+
+
 class QueueInUse(AcdError):
     """The queue cannot be removed now; ``reasons`` lists why (callers, agents, overflows)."""
 

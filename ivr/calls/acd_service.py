@@ -60,6 +60,7 @@ from . import adoption
 from .clock import Clock, LoopClock
 from .events import AcdTick, AnnounceDue, Internal, MaxWaitDue, OfferCheckDue
 from .joining import join_call
+from .live_config import LiveConfig
 from .live_offers import LiveDeps, LiveOffers
 from .member import QueuedCall, QueueMember
 from .presence import AgentPresence, PresenceDeps, PresenceStore
@@ -113,6 +114,8 @@ class AcdService:
         self.wall_offset = deps.clock.wall() - deps.clock.now()
         #: the router's decisions about tasks (not live callers) go there (``App`` sets it)
         self.tasks: TaskDecisions | None = None
+        #: agents and queues changed at run time (``live_config``; ``App`` sets it)
+        self.live_config: LiveConfig | None = None
         self.listeners: list[Callable[[str, dict], None]] = []   # agent pages / wallboard: (kind, payload)
         self.presence = AgentPresence(
             PresenceDeps(router=self.router, execute=self.execute, route=self.route, notify=self.notify,
@@ -149,7 +152,10 @@ class AcdService:
         await self.presence.action(agent_id, action, reason)
 
     async def update_agent(self, definition: dict) -> None:
-        await self.presence.update(definition)
+        if self.live_config is not None:
+            await self.live_config.update_agent(str(definition.get("id", "")), definition)
+        else:
+            await self.presence.update(definition)
 
     def active_bridges(self) -> int:
         return sum(1 for c in self.calls.values() if c.bridge_id)
@@ -269,6 +275,8 @@ class AcdService:
 
     async def reconcile(self) -> None:
         """After every (re)connect: presence from GET /endpoints; legs and bridges that vanished."""
+        if self.live_config is not None:
+            await self.live_config.push_phones()     # Asterisk forgets pushed phones when it restarts
         try:
             endpoints = {e.name: e.state == "online" for e in await self.ari.endpoints()}
             channels = {c.id for c in await self.ari.channels()}

@@ -90,6 +90,14 @@ class FlowRegistry:
             return None
         return self.current, self.routes.get(dialed, self.default)
 
+    def queue_users(self, queue: str) -> list[str]:
+        """The flows in service with a node naming ``queue`` (a queue or callback node): it must stay."""
+        cur = self.current
+        if cur is None:
+            return []
+        return sorted(f.name for f in cur.flows.values()
+                      if any(getattr(n, "queue", None) == queue for n in f.nodes.values()))
+
     def changed_on_disk(self) -> bool:
         return self._snapshot_mtimes() != self._mtimes
 

@@ -47,19 +47,45 @@ class AgentPresence:
         self.endpoints: dict[str, str] = {}          # "PJSIP/agent1" -> agent id
         self.names: dict[str, str] = {}
         self._saved: dict[str, tuple[str, str | None]] = deps.store.agent_states() if deps.store else {}
-        router = deps.router
+        self.auto_login = auto_login
         for raw in agents:
-            ac = agent_from_dict({k: v for k, v in raw.items() if k not in _AGENT_CONFIG_EXTRA})
-            router.add_agent(ac, registered=False)   # presence comes from Asterisk
-            saved, reason = self._saved.get(ac.id, (None, None))
-            if saved is None and raw.get("login", auto_login) or saved in ("logged_in", "paused"):
-                router.login(ac.id)
-            if saved == "paused":
-                router.pause(ac.id, reason or "break")
-                log.info("agent %s restored paused (%s)", ac.id, reason or "break")
-            self.endpoints[ac.endpoint] = ac.id
-            self.names[ac.id] = ac.name
-            deps.subscribe(f"endpoint:{ac.endpoint}")
+            self._add(raw)
+
+    def _add(self, raw: Mapping[str, Any]) -> list:
+        """Put an agent in the router (logged out, unregistered: presence comes from Asterisk), then restore
+        what it chose before a restart or log it in (``login``, else ``acd.auto_login``). Its decisions."""
+        router = self.deps.router
+        ac = agent_from_dict({k: v for k, v in raw.items() if k not in _AGENT_CONFIG_EXTRA})
+        out = router.add_agent(ac, registered=False)
+        saved, reason = self._saved.get(ac.id, (None, None))
+        if saved is None and raw.get("login", self.auto_login) or saved in ("logged_in", "paused"):
+            out += router.login(ac.id)
+        if saved == "paused":
+            out += router.pause(ac.id, reason or "break")
+            log.info("agent %s restored paused (%s)", ac.id, reason or "break")
+        self.endpoints[ac.endpoint] = ac.id
+        self.names[ac.id] = ac.name
+        self.deps.subscribe(f"endpoint:{ac.endpoint}")
+        return out
+
+    async def add(self, raw: Mapping[str, Any], registered: bool) -> None:
+        """A new agent at run time (``live_config``): in the router, logged in as configured."""
+        decisions = self.deps.route(self._add, raw)
+        if registered:
+            decisions += self.deps.route(self.deps.router.set_registered, str(raw["id"]), True)
+        await self.deps.execute(decisions)
+        self.deps.notify("agent", self.deps.router.agent_snapshot(str(raw["id"])).as_dict())
+
+    async def remove(self, agent_id: str) -> None:
+        """Forget an agent (``Router.remove_agent``: refused with IllegalTransition while on a call; an offer
+        ringing it is withdrawn and the caller goes back to its place)."""
+        r = self.deps.router
+        endpoint = r.agent_config(agent_id).endpoint
+        await self.deps.execute(self.deps.route(r.remove_agent, agent_id))
+        self.endpoints.pop(endpoint, None)
+        self.names.pop(agent_id, None)
+        self._saved.pop(agent_id, None)
+        log.info("agent %s removed", agent_id)
 
     def agent_of(self, endpoint: str) -> str | None:
         return self.endpoints.get(endpoint)

@@ -126,3 +126,16 @@ class SqliteConfigStore:
 def _check(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}")
+
+
+def live_definitions(store: ConfigStore | None, agents: Iterable[Mapping[str, Any]],
+                     queues: Iterable[Mapping[str, Any]], at: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The agents and queues to start with: the file seeds the store (an agent's SIP password stays in the
+    file / environment: the file's phones are in pjsip.conf), then the store's definitions win. Without a
+    store, the file's."""
+    if store is None:
+        return [dict(a) for a in agents], [dict(q) for q in queues]
+    store.seed("agent", [{k: v for k, v in a.items() if k != "sip_password"} for a in agents],
+               lambda a: str(a.get("id")), at)
+    store.seed("queue", queues, lambda q: str(q.get("name")), at)
+    return store.definitions("agent"), store.definitions("queue")

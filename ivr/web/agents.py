@@ -1,6 +1,7 @@
 """The agent routes of the API: list, read, change state (an agent user: itself; a supervisor: the agents of
-their queues; an admin: all), replace an agent's definition (admin). The agent websocket (ivr/web/live.py)
-acts through the same `AgentApi.action`."""
+their queues; an admin: all); create, replace and remove an agent's definition (admin; read by its
+supervisors too), live and kept in the store (ivr/calls/live_config.py), every change in the audit log. The
+agent websocket (ivr/web/live.py) acts through the same `AgentApi.action`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from aiohttp import web
 from ..acd.errors import AcdError, ConfigError, UnknownAgent
 from ..acd.policy import requirement_at
 from ..acd.views import AgentSnapshot
+from ..audit import AuditLog
+from .config_input import check_agent_definition, config_error, editor_of
 from .deps import AcdView
 from .errors import ApiError, bad_request, json_body, not_found
 from .identity import Principal, Role, can_see_agent, principal_of, require_agent_access, require_role
@@ -31,12 +34,16 @@ def require_acd(acd: AcdView | None) -> AcdView:
 @dataclass(frozen=True)
 class AgentApi:
     acd: AcdView | None
+    audit: AuditLog | None = None
 
     def add_routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/api/agents", self.agents)
+        r.add_post("/api/agents", self.agent_create)
         r.add_get("/api/agents/{id}", self.agent)
         r.add_post("/api/agents/{id}/state", self.agent_state)
         r.add_put("/api/agents/{id}", self.agent_update)
+        r.add_delete("/api/agents/{id}", self.agent_delete)
+        r.add_get("/api/agents/{id}/definition", self.agent_definition)
 
     # ---------------------------------------------------------------------------------- queries
     def snapshot(self, agent_id: str) -> dict[str, Any]:
@@ -102,23 +109,82 @@ class AgentApi:
         return web.json_response(self.snapshot(agent_id))
 
     async def agent_update(self, request: web.Request) -> web.Response:
-        """Replace an agent's definition (skills, languages, team, queues, wrap_up, max_misses)."""
+        """Replace an agent's definition (skills, languages, team, queues, wrap_up, max_misses; an admin may
+        set the SIP password of a phone the app pushes), keeping its state. Persisted and audited."""
         agent_id = request.match_info["id"]
-        require_role(request, Role.ADMIN)
+        p = require_role(request, Role.ADMIN)
         self.snapshot(agent_id)
         body = await json_body(request)
         if body.get("id", agent_id) != agent_id:
             raise bad_request("invalid-request", "the body's id must match the URL")
-        check_agent_body(body)
+        acd = require_acd(self.acd)
+        editor = acd.live_config
+        if editor is None:        # an ACD without live configuration (tests' fakes): the old behaviour
+            check_agent_body(body)
+            try:
+                await acd.update_agent({**body, "id": agent_id})
+            except UnknownAgent:
+                raise not_found("agent", agent_id) from None
+            except ConfigError as e:
+                raise bad_request("invalid-agent", str(e)) from None
+            except AcdError as e:
+                raise ApiError(409, "agent-conflict", str(e)) from None
+            return web.json_response(self.snapshot(agent_id))
+        check_agent_definition(body, creating=False)
         try:
-            await require_acd(self.acd).update_agent({**body, "id": agent_id})
+            before, after = await editor.update_agent(agent_id, body)
         except UnknownAgent:
             raise not_found("agent", agent_id) from None
-        except ConfigError as e:
-            raise bad_request("invalid-agent", str(e)) from None
-        except AcdError as e:
-            raise ApiError(409, "agent-conflict", str(e)) from None
-        return web.json_response(self.snapshot(agent_id))
+        except Exception as e:
+            raise config_error("agent", e) from None
+        self._audit(request, p.actor, "agent.update", agent_id, before, after)
+        return web.json_response(self._definition(agent_id))
+
+    async def agent_create(self, request: web.Request) -> web.Response:
+        """A new agent, live: in the router at once (logged in unless ``login: false``), its SIP phone pushed
+        to Asterisk when the body has a ``sip_password``. 201 with its definition and snapshot."""
+        p = require_role(request, Role.ADMIN)
+        editor = editor_of(self.acd)
+        body = await json_body(request)
+        check_agent_definition(body, creating=True)
+        try:
+            after = await editor.create_agent(body)
+        except Exception as e:
+            raise config_error("agent", e) from None
+        aid = str(body["id"])
+        self._audit(request, p.actor, "agent.create", aid, None, after)
+        return web.json_response(self._definition(aid), status=201)
+
+    async def agent_delete(self, request: web.Request) -> web.Response:
+        """Remove an agent: 409 ``agent-busy`` while it is on a call (nothing changes); a call ringing it goes
+        back to its place for the next agent. 204."""
+        agent_id = request.match_info["id"]
+        p = require_role(request, Role.ADMIN)
+        editor = editor_of(self.acd)
+        try:
+            before = await editor.delete_agent(agent_id)
+        except UnknownAgent:
+            raise not_found("agent", agent_id) from None
+        except Exception as e:
+            raise config_error("agent", e) from None
+        self._audit(request, p.actor, "agent.delete", agent_id, before, None)
+        return web.Response(status=204)
+
+    async def agent_definition(self, request: web.Request) -> web.Response:
+        agent_id = request.match_info["id"]
+        self.require_access(request, agent_id)
+        if agent_id not in require_acd(self.acd).router.agent_ids():
+            raise not_found("agent", agent_id)
+        return web.json_response(self._definition(agent_id))
+
+    def _definition(self, agent_id: str) -> dict[str, Any]:
+        """The agent's snapshot plus ``definition`` (never its SIP password: ``has_sip_password``)."""
+        editor = editor_of(self.acd)
+        return {**self.snapshot(agent_id), "definition": editor.agent_definition(agent_id)}
+
+    def _audit(self, request: web.Request, actor: str, action: str, agent_id: str, before: Any, after: Any) -> None:
+        if self.audit is not None:
+            self.audit.record(actor, action, f"agent:{agent_id}", before=before, after=after, address=request.remote)
 
 
 def agent_view(snap: AgentSnapshot) -> dict[str, Any]:

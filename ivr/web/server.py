@@ -32,6 +32,7 @@ from .errors import ApiError
 from . import static
 from .live import AgentClient, AgentLive
 from .phone import PhoneApi
+from .queues import QueueApi
 from .tasks import TaskApi
 from .users import UsersApi
 from .voicemail import VoicemailApi
@@ -50,7 +51,7 @@ class WebServer:
     def __init__(self, deps: WebDeps) -> None:
         self.deps = deps
         self.auth = Auth(deps.accounts, deps.http.admin_token, deps.audit)     # who asks (ivr/web/auth.py)
-        self.agents = AgentApi(deps.acd)
+        self.agents = AgentApi(deps.acd, deps.audit)
         self.live = AgentLive(self.agents, deps.acd, deps.crm, self.auth.token_principal)
         self.admin = AdminApi(deps.acd, deps.sessions, deps.flows, deps.records, deps.redacted_config)
         self.wallboard = Wallboard(deps.acd, deps.ari_connected, deps.render_metrics, deps.tasks_waiting)
@@ -79,6 +80,7 @@ class WebServer:
         self.wallboard.add_routes(r)        # /, /healthz, /metrics, /wallboard, /wallboard/data
         self.admin.add_routes(r)            # /api/queues, /api/calls, /api/flows, /api/config, /api/records
         self.agents.add_routes(r)           # /api/agents
+        QueueApi(d.acd, d.audit).add_routes(r)     # POST/PUT/DELETE /api/queues, definitions
         self.live.add_routes(r)             # /api/agents/{id}/screen, /agent/{id}, /agent/{id}/ws
         if d.voicemails is not None and d.recordings is not None:
             VoicemailApi(d.voicemails, d.recordings, self.live.may_hear).add_routes(r)

@@ -59,6 +59,28 @@ def add_routes(r: web.UrlDispatcher, fake: FakeAri) -> None:
         fake.global_vars[req.query["variable"]] = req.query.get("value", "")
         return _ok()
 
+    # ------------------------------------------------------------- dynamic configuration (sorcery)
+    dyn: dict[tuple[str, str, str], list[dict[str, str]]] = {}
+
+    def dyn_key(req: web.Request) -> tuple[str, str, str]:
+        m = req.match_info
+        return m["configClass"], m["objectType"], m["id"]
+
+    async def config_get(req: web.Request) -> web.Response:
+        if dyn_key(req) not in dyn:
+            raise AriFailure(404, "Object not found")
+        return _json(dyn[dyn_key(req)])
+
+    async def config_put(req: web.Request) -> web.Response:
+        body = await req.json()
+        dyn[dyn_key(req)] = list(body.get("fields") or [])
+        return _json(dyn[dyn_key(req)])
+
+    async def config_delete(req: web.Request) -> web.Response:
+        if dyn.pop(dyn_key(req), None) is None:
+            raise AriFailure(404, "Object not found")
+        return web.Response(status=204)
+
     # --------------------------------------------------------------------------- applications
     def application(name: str) -> dict[str, Any]:
         allowed, disallowed = fake.event_filters.get(name, (set(), set()))
@@ -320,9 +342,11 @@ def add_routes(r: web.UrlDispatcher, fake: FakeAri) -> None:
         return _json([])
 
     ch_, br_ = "/ari/channels/{channelId}", "/ari/bridges/{bridgeId}"
+    _dyn = "/ari/asterisk/config/dynamic/{configClass}/{objectType}/{id}"
     table: list[tuple[str, str, Any]] = [
         ("GET", "/ari/asterisk/info", info), ("GET", "/ari/asterisk/ping", ping),
         ("GET", "/ari/asterisk/variable", var_get), ("POST", "/ari/asterisk/variable", var_set),
+        ("GET", _dyn, config_get), ("PUT", _dyn, config_put), ("DELETE", _dyn, config_delete),
         ("GET", "/ari/applications/{app}", app_get), ("POST", "/ari/applications/{app}/subscription", subscribe),
         ("DELETE", "/ari/applications/{app}/subscription", unsubscribe),
         ("PUT", "/ari/applications/{app}/eventFilter", event_filter),
