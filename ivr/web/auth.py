@@ -40,7 +40,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SESSION_COOKIE = "ivr_session"
 CSRF_HEADER = "X-CSRF-Token"
-SESSION_KEY = "ivr_session_id"              # the raw session id of a cookie-authenticated request
+SESSION_KEY = web.RequestKey("ivr_session_id", str)   # the raw session id of a cookie-authenticated request
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: routes with their own check or none, where a cookie is not even looked at
 PUBLIC = frozenset({("POST", "/api/callbacks"), ("POST", "/callback"), ("POST", "/api/login")})

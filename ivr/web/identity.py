@@ -40,7 +40,7 @@ class Principal:
         return self.username if self.via != "bootstrap" else "bootstrap-token"
 
 
-PRINCIPAL_KEY = "ivr_principal"
+PRINCIPAL_KEY = web.RequestKey("ivr_principal", Principal)
 
 
 #: the environment's admin token while no admin user exists (docs/api.md, the bootstrap rule)
