@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -56,6 +57,24 @@ def browser_phones(cfg: Config) -> dict[str, BrowserPhone]:
     return {a.id: BrowserPhone(a.endpoint.split("/", 1)[1], a.sip_password, cfg.asterisk.bind_address,
                                names.get(a.id, ""))
             for a in cfg.agent_sip() if a.webrtc and a.endpoint.startswith("PJSIP/")}
+
+
+def live_phones(definitions: Callable[[], Mapping[str, Mapping[str, Any]]], passwords: Mapping[str, str],
+                domain: str) -> PhoneOf:
+    """agent id -> its browser phone, read at each request from the live agent definitions (agents added,
+    changed or removed at run time included, e.g. ``LiveConfig.agents``): ``phone: webrtc``, a PJSIP
+    endpoint, and the SIP password of the definition, else of the config (``IVR_AGENT_<ID>_PASSWORD``:
+    `passwords`)."""
+    def phone_of(agent_id: str) -> BrowserPhone | None:
+        d = definitions().get(agent_id)
+        if d is None or d.get("phone") != "webrtc":
+            return None
+        endpoint = str(d.get("endpoint") or f"PJSIP/{agent_id}")
+        password = str(d.get("sip_password") or passwords.get(agent_id, ""))
+        if not endpoint.startswith("PJSIP/") or not password:
+            return None
+        return BrowserPhone(endpoint.split("/", 1)[1], password, domain, str(d.get("name", "")))
+    return phone_of
 
 
 def asterisk_ws_url(cfg: Config) -> str:

@@ -10,7 +10,7 @@ import pytest
 from ivr.asterisk.endpoints import agent_objects
 from ivr.asterisk.runner import render_configs
 from ivr.config import ConfigError, load_config
-from ivr.web.phone import BrowserPhone, asterisk_ws_url, browser_phones
+from ivr.web.phone import BrowserPhone, asterisk_ws_url, browser_phones, live_phones
 
 SAMPLE = "config/ivr.yaml"
 
@@ -66,3 +66,19 @@ def test_the_page_gets_only_browser_agents_credentials():
     assert asterisk_ws_url(cfg) == f"ws://127.0.0.1:{cfg.asterisk.http_port}/ws"
     assert asterisk_ws_url(_cfg(bind_address="0.0.0.0")).startswith("ws://127.0.0.1:")
     assert asterisk_ws_url(_cfg(bind_address="::1")).startswith("ws://[::1]:")
+
+
+def test_live_phones_follow_the_agents_changed_at_run_time():
+    defs = {"agent5": {"id": "agent5", "name": "Eve", "endpoint": "PJSIP/agent5", "phone": "webrtc"},
+            "agent1": {"id": "agent1", "endpoint": "PJSIP/agent1"}}
+    phone_of = live_phones(lambda: defs, {"agent5": "from-env"}, "127.0.0.1")
+    assert phone_of("agent5") == BrowserPhone("agent5", "from-env", "127.0.0.1", "Eve")
+    assert phone_of("agent1") is None and phone_of("nobody") is None
+    defs["agent9"] = {"id": "agent9", "endpoint": "PJSIP/bob-9", "phone": "webrtc", "sip_password": "pw9"}
+    assert phone_of("agent9") == BrowserPhone("bob-9", "pw9", "127.0.0.1", "")     # added: served at once
+    defs["agent5"] = {**defs["agent5"], "phone": "sip"}
+    assert phone_of("agent5") is None                                            # changed to a SIP phone
+    del defs["agent9"]
+    assert phone_of("agent9") is None                                            # removed
+    defs["agent7"] = {"id": "agent7", "phone": "webrtc"}                         # no password anywhere
+    assert phone_of("agent7") is None
