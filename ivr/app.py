@@ -60,7 +60,7 @@ from .tasks import SqliteTaskStore, Task
 from .tasks.policy import CallbackPolicy, WebCallbackPolicy
 from .voicemail import RetentionSweeper, VoicemailPolicy
 from .web.deps import WebDeps
-from .web.phone import asterisk_ws_url, browser_phones
+from .web.phone import asterisk_ws_url, phones_for
 from .web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,8 @@ class App:
             voicemails=self.storage, recordings=self.ari if self.storage is not None else None,
             task_book=self.task_book, task_legs=self.task_legs, web_callbacks=cfg.web_callbacks, crm=self.crm,
             audit=self.audit, accounts=self.accounts,
-            phone_of=browser_phones(cfg).get, phone_upstream=asterisk_ws_url(cfg)))
+            phone_of=phones_for(cfg, self.acd.live_config if self.acd is not None else None),
+            phone_upstream=asterisk_ws_url(cfg)))
 
     def _start_tasks(self, cfg: Config) -> None:
         acd = self.acd

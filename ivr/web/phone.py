@@ -77,6 +77,15 @@ def live_phones(definitions: Callable[[], Mapping[str, Mapping[str, Any]]], pass
     return phone_of
 
 
+def phones_for(cfg: Config, live: Any | None) -> PhoneOf:
+    """The app's phone book: from the live agent definitions when agents change at run time (`live`: an
+    object with ``agents``, the ACD's ``LiveConfig``), else from the config file."""
+    if live is None:
+        return browser_phones(cfg).get
+    passwords = {a.id: a.sip_password for a in cfg.agent_sip()}
+    return live_phones(lambda: live.agents, passwords, cfg.asterisk.bind_address)
+
+
 def asterisk_ws_url(cfg: Config) -> str:
     """Asterisk's SIP websocket (its HTTP server, path /ws) as the app reaches it."""
     host = cfg.asterisk.bind_address
