@@ -229,3 +229,23 @@ async def test_the_config_seeds_users_once_with_env_or_printed_passwords(tmp_pat
                 assert r.status == 401 and (await r.json())["error_id"] == "bootstrap-token-retired"
         finally:
             await server.stop()
+
+
+async def test_a_user_changes_their_password_with_the_current_one_and_their_sessions_end(web) -> None:
+    s, csrf = await login(web, "ann")
+    async with s:
+        h = {"X-CSRF-Token": csrf}
+        async with s.post("/api/users/ann/password", json={"password": "a brand new one!"}, headers=h) as r:
+            assert r.status == 403 and (await r.json())["error_id"] == "wrong-password"
+        async with s.post("/api/users/sup/password", json={"password": "a brand new one!", "current_password": PW},
+                          headers=h) as r:
+            assert r.status == 403 and (await r.json())["error_id"] == "forbidden"
+        async with s.post("/api/users/ann/password", json={"password": "a brand new one!", "current_password": PW},
+                          headers=h) as r:
+            assert r.status == 200
+        async with s.get("/api/me") as r:
+            assert r.status == 401                      # every session of ann ended
+    s2, _ = await login(web, "ann", "a brand new one!")
+    await s2.close()
+    (entry,) = web.app.audit.entries(action="user.password")
+    assert entry.actor == "ann" and "brand" not in repr(entry.as_dict()) and PW not in repr(entry.as_dict())

@@ -85,6 +85,14 @@ ROUTES: dict[str, tuple[str, object, dict[str, str]]] = {
     "DELETE /api/users/{username}/tokens/{token_id}": ("/api/users/ann/tokens/nope", None, SELF_OR_ADMIN),
     "GET /api/audit": ("/api/audit", None, ADMIN_ONLY),
     "GET /api/me/phone": ("/api/me/phone", None, C_ROUTE),
+    # live configuration (helper B's routes): definitions are admins'; reading one follows the access rules
+    "POST /api/agents": ("/api/agents", {}, ADMIN_ONLY),
+    "DELETE /api/agents/{id}": ("/api/agents/nobody", None, ADMIN_ONLY),
+    "GET /api/agents/{id}/definition": ("/api/agents/agent1/definition", None, ANY_USER),
+    "POST /api/queues": ("/api/queues", {}, ADMIN_ONLY),
+    "PUT /api/queues/{name}": ("/api/queues/nope", {}, ADMIN_ONLY),
+    "DELETE /api/queues/{name}": ("/api/queues/nope", None, ADMIN_ONLY),
+    "GET /api/queues/{name}/definition": ("/api/queues/billing/definition", None, SUPERVISOR),
 }
 #: websockets, asked with a websocket handshake (below)
 WEBSOCKETS = {"GET /agent/ws", "GET /agent/{id}/ws", "GET /api/me/phone/ws"}
@@ -319,4 +327,9 @@ async def test_the_agent_logs_in_on_its_page_and_logging_out_while_ringing_puts_
                        what="the call offered to agent3 after agent1 logged out")
         assert router.agent_snapshot("agent1").state.value == "logged_out"
         assert (await asyncio.to_thread(caller.wait)).ok
+        # Sign out ends the session: back to /login, and the API no longer knows the browser
+        await b.eval("document.getElementById('signout').click(); true")
+        await wait_js(b, "location.pathname === '/login'", timeout=10)
+        await b.eval("fetch('/api/me').then((r) => { window.meStatus = r.status; }); true")
+        await wait_js(b, "window.meStatus === 401", timeout=5)
         await assert_no_leaks(ari)

@@ -149,3 +149,13 @@ def test_auth_policy_refuses_unknown_keys_and_bad_values() -> None:
     for bad in ({"nope": 1}, {"session_hours": 0}, {"login_per_user": 0}, {"scrypt_n": 1000}):
         with pytest.raises((ValueError, TypeError)):
             AuthPolicy.from_dict(bad)
+
+
+def test_a_user_has_at_most_twenty_live_tokens(acc: Accounts) -> None:
+    acc.create_user("bot", "admin", "a long password")
+    made = [acc.create_token("bot", f"t{i}")[0] for i in range(20)]
+    with pytest.raises(UserError) as e:
+        acc.create_token("bot", "one more")
+    assert e.value.error_id == "too-many-tokens"
+    acc.revoke_token("bot", made[0].id)
+    assert acc.create_token("bot", "one more")[0].name == "one more"
