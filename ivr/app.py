@@ -167,7 +167,7 @@ class App:
                 raise StartupError("invalid flows, not starting:\n  " + "\n  ".join(result.errors))
         self.events = EventStream(self.ari, self.dispatcher.submit, subscriptions=self.subscriptions,
                                   event_types=EVENT_TYPES, reconnect_min=cfg.ari.reconnect_min,
-                                  reconnect_max=cfg.ari.reconnect_max)
+                                  reconnect_max=cfg.ari.reconnect_max, before_subscribe=self._push_phones)
         self.session_factory = session_factory or default_session_factory
         self.sessions: dict[str, CallSession] = {}
         self.recent_calls: deque[CallSession] = deque(maxlen=200)   # for the admin API and tests
@@ -219,6 +219,12 @@ class App:
         if self.task_book is not None:
             users["tasks"] = sorted(t.id for t in self.task_book.open_tasks() if t.queue == name)
         return users
+
+    async def _push_phones(self) -> None:
+        """On every ARI connect, before subscribing: the phones of agents added through the API (Asterisk
+        forgets them when it restarts; their endpoints must exist to be subscribed to)."""
+        if self.acd is not None and self.acd.live_config is not None:
+            await self.acd.live_config.push_phones()
 
     def _queue_known(self, name: str, known: bool) -> None:
         """A queue added / removed at run time: flows may name it / no longer."""

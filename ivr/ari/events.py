@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from .client import AriClient
-from .errors import AriError
+from .errors import AriError, Unprocessable
 from .models import Connected, Disconnected, Event, parse_event
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,11 @@ class EventStream:
     def __init__(self, client: AriClient, sink: Callable[[Event], None], *,
                  subscriptions: Callable[[], list[str]] | None = None,
                  event_types: list[str] | None = None, reconnect_min: float = 0.2,
-                 reconnect_max: float = 5.0) -> None:
+                 reconnect_max: float = 5.0, before_subscribe: Callable[[], Awaitable[None]] | None = None) -> None:
         self.client = client
+        #: runs on every connect before the subscriptions (e.g. agent phones pushed to a restarted Asterisk,
+        #: whose endpoints must exist to be subscribed to)
+        self._before_subscribe = before_subscribe
         self._sink = sink
         self._subscriptions = subscriptions or (list)
         self.event_types = event_types
@@ -107,9 +110,20 @@ class EventStream:
     async def _setup(self) -> None:
         if self.event_types is not None:
             await self.client.set_event_filter(self.event_types)
+        if self._before_subscribe is not None:
+            await self._before_subscribe()
         subs = self._subscriptions()
         if subs:
-            await self.client.subscribe(subs)
+            try:
+                await self.client.subscribe(subs)
+            except Unprocessable:
+                # one source does not exist (an agent's endpoint Asterisk does not know): the others still
+                # count; that one is skipped (logged), never the whole connection
+                for source in subs:
+                    try:
+                        await self.client.subscribe([source])
+                    except Unprocessable as e:
+                        log.warning("ARI events: cannot subscribe to %s (%s); skipped", source, e.message)
 
     async def drop(self) -> None:
         """Close the current websocket (tests use it to prove reconnection)."""

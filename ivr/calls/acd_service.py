@@ -275,8 +275,6 @@ class AcdService:
 
     async def reconcile(self) -> None:
         """After every (re)connect: presence from GET /endpoints; legs and bridges that vanished."""
-        if self.live_config is not None:
-            await self.live_config.push_phones()     # Asterisk forgets pushed phones when it restarts
         try:
             endpoints = {e.name: e.state == "online" for e in await self.ari.endpoints()}
             channels = {c.id for c in await self.ari.channels()}

@@ -43,6 +43,8 @@ class DynamicConfig(Protocol):
 
     async def config_delete(self, config_class: str, object_type: str, ident: str) -> None: ...
 
+    async def subscribe(self, event_sources: Any) -> Any: ...
+
 
 #: the PJSIP objects of an agent's phone: (endpoint name, SIP password, webrtc) -> endpoint, auth, aor
 PhoneObjects = Callable[[str, str, bool], tuple[PjsipObject, ...]]
@@ -161,7 +163,11 @@ class LiveConfig:
                 registered = await self.deps.registered(d["endpoint"])
             except AriError:
                 registered = False
-        await self.deps.add_agent(d, registered)
+        await self.deps.add_agent(d, registered)      # also re-applied on every (re)connect from now on
+        try:        # its phone's registrations (EndpointStateChange / ContactStatusChange) from now on
+            await self.deps.ari.subscribe([f"endpoint:{d['endpoint']}"])
+        except AriError as e:
+            log.warning("agent %s: endpoint events not subscribed now (at the next connect): %s", aid, e)
         self.agents[aid] = d
         self._save("agent", aid, d)
         return d

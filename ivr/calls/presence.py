@@ -81,6 +81,9 @@ class AgentPresence:
         ringing it is withdrawn and the caller goes back to its place)."""
         r = self.deps.router
         endpoint = r.agent_config(agent_id).endpoint
+        if r.agent_snapshot(agent_id).state is not AgentState.LOGGED_OUT:
+            # logged out first (its decisions still name a known agent), saved as such
+            await self.deps.execute(self.deps.route(r.logout, agent_id))
         await self.deps.execute(self.deps.route(r.remove_agent, agent_id))
         self.endpoints.pop(endpoint, None)
         self.names.pop(agent_id, None)
