@@ -153,7 +153,9 @@ class Auth:
             user = self.accounts.authenticate(username, password)
         except LoginRefused:
             self.per_user.hit(username)
-            self._audit("-", "login-failed", f"user:{username}" if username.isprintable() else "user:?", address)
+            # an unknown name is not recorded: it is often a password typed into the wrong field
+            known = self.accounts.store.user(username) is not None
+            self._audit("-", "login-failed", f"user:{username}" if known else "user:(unknown)", address)
             raise ApiError(401, "login-failed", "wrong user name or password") from None
         raw, session = self.accounts.start_session(user)
         self._audit(user.username, "login", f"user:{user.username}", address)
