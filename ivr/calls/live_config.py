@@ -167,7 +167,7 @@ class LiveConfig:
         try:        # its phone's registrations (EndpointStateChange / ContactStatusChange) from now on
             await self.deps.ari.subscribe([f"endpoint:{d['endpoint']}"])
         except AriError as e:
-            log.warning("agent %s: endpoint events not subscribed now (at the next connect): %s", aid, e)
+            log.warning("agent %s: endpoint events not subscribed (tried again at every connect): %s", aid, e)
         self.agents[aid] = d
         self._save("agent", aid, d)
         return d

@@ -86,6 +86,10 @@ async def test_an_agent_added_live_registers_takes_a_call_and_survives_a_restart
             assert pw not in text
             assert body["agent_id"] == "agent9" and body["state"] == "available" and not body["registered"]
             assert body["definition"]["skills"] == {"billing": 3} and body["definition"]["has_sip_password"]
+            # an agent with no phone Asterisk knows: added, unregistered; it must not break the next connect
+            st, body, text = await api.call("POST", "/api/agents", {"id": "agent8", "skills": {"billing": 1},
+                                                                    "login": False})
+            assert st == 201 and body["state"] == "logged_out" and not body["definition"]["has_sip_password"], text
             # its phone registers on the running Asterisk (no restart): the router sees it
             phone = await asyncio.to_thread(AgentPhone("agent9", pw, cfg.asterisk.sip_port).start)
             await wait_for(lambda: app.acd.router.agent_snapshot("agent9").registered, 10, what="agent9 registered")
@@ -109,6 +113,7 @@ async def test_an_agent_added_live_registers_takes_a_call_and_survives_a_restart
                 await ari.config_delete("res_pjsip", kind, ident)
         async with running_app(cfg) as app:
             assert app.acd.router.agent_config("agent9").skills == {"billing": 2, "sales": 1}   # the store won
+            assert app.acd.router.agent_snapshot("agent8").state.value == "logged_out"
             phone = await asyncio.to_thread(AgentPhone("agent9", pw, cfg.asterisk.sip_port).start)
             await wait_for(lambda: app.acd.router.agent_snapshot("agent9").registered, 10, what="agent9 again")
             await _answered_by(app, cfg, "agent9")
