@@ -34,7 +34,9 @@ SUPERVISOR = {"none": AUTH, "agent": DENY, "supervisor": OK, "admin": OK}
 ANY_USER = {"none": AUTH, "agent": OK, "supervisor": OK, "admin": OK}
 SELF_OR_ADMIN = {"none": AUTH, "agent": OK, "supervisor": DENY, "admin": OK}     # {username} is ann, the agent
 OPEN = {"none": PUBLIC, "agent": PUBLIC, "supervisor": PUBLIC, "admin": PUBLIC}
-C_ROUTE = {"none": AUTH}            # helper C's browser phone routes: logged-in only; roles are C's to assert
+#: the browser phone's credentials: an agent's own (agent1 has a SIP phone: 404 no-phone, not a refusal), never
+#: a supervisor's or an admin's (404 no-phone); tests/component/test_phone_relay.py has the rest
+C_ROUTE = {"none": AUTH, "agent": OK, "supervisor": OK, "admin": OK}
 
 #: every route: (the URL asked, the JSON body, the expected outcome by role). {username} -> ann, {id} -> agent1
 ROUTES: dict[str, tuple[str, object, dict[str, str]]] = {
