@@ -251,3 +251,15 @@ async def test_a_user_changes_their_password_with_the_current_one_and_their_sess
     await s2.close()
     (entry,) = web.app.audit.entries(action="user.password")
     assert entry.actor == "ann" and "brand" not in repr(entry.as_dict()) and PW not in repr(entry.as_dict())
+
+
+async def test_the_audit_api_filters_and_refuses_bad_limits(web) -> None:
+    s, _csrf = await login(web, "root")
+    async with s:
+        async with s.get("/api/audit", params={"actor": "bootstrap-token", "limit": "2"}) as r:
+            entries = (await r.json())["entries"]
+        assert len(entries) == 2 and {e["actor"] for e in entries} == {"bootstrap-token"}
+        assert entries[0]["id"] > entries[1]["id"]                       # newest first
+        for bad in ({"limit": "0"}, {"limit": "x"}, {"limit": "1001"}, {"action": "a" * 201}):
+            async with s.get("/api/audit", params=bad) as r:
+                assert r.status == 400 and (await r.json())["error_id"] == "invalid-request"
