@@ -63,6 +63,17 @@ def _audit(cfg, **filters):
         log.close()
 
 
+async def _cannot_register(cfg, agent_id: str, password: str) -> bool:
+    p = AgentPhone(agent_id, password, cfg.asterisk.sip_port)
+    try:
+        await asyncio.to_thread(p.start, 3)
+    except RuntimeError:
+        return True
+    finally:
+        await asyncio.to_thread(p.stop)
+    return False
+
+
 async def _answered_by(app, cfg, agent_id: str, key: str = "1") -> None:
     n = len(_records(app))
     sipp = _caller(cfg, key)
@@ -95,18 +106,23 @@ async def test_an_agent_added_live_registers_takes_a_call_and_survives_a_restart
             await wait_for(lambda: app.acd.router.agent_snapshot("agent9").registered, 10, what="agent9 registered")
             await _answered_by(app, cfg, "agent9")
             # a wrong password does not register (the pushed auth is real)
-            with pytest.raises(RuntimeError):
-                await asyncio.to_thread(AgentPhone("agent9", "wrong-" + pw, cfg.asterisk.sip_port).start, 3)
+            assert await _cannot_register(cfg, "agent9", "wrong-" + pw)
             st, body, _ = await api.call("PUT", "/api/agents/agent9", {"skills": {"billing": 2, "sales": 1},
                                                                        "name": "Nina Novak"})
             assert st == 200 and body["definition"]["skills"] == {"billing": 2, "sales": 1}
+            # a new SIP password (write-only, kept when a later PUT does not give one)
+            pw2 = secrets.token_urlsafe(12)
+            st, body, text = await api.call("PUT", "/api/agents/agent9", {
+                "skills": {"billing": 2, "sales": 1}, "name": "Nina Novak", "sip_password": pw2})
+            assert st == 200 and pw2 not in text and body["definition"]["has_sip_password"], text
         await asyncio.to_thread(phone.stop)
         phone = None
         entries = _audit(cfg, target="agent:agent9")
-        assert [e.action for e in entries] == ["agent.update", "agent.create"]
-        assert entries[1].actor == "bootstrap-token" and entries[1].after["sip_password"] == "***"
-        assert entries[0].before["skills"] == {"billing": 3} and entries[0].after["skills"] == {"billing": 2, "sales": 1}
-        assert pw not in json.dumps([e.as_dict() for e in entries])
+        assert [e.action for e in entries] == ["agent.update", "agent.update", "agent.create"]
+        assert entries[2].actor == "bootstrap-token" and entries[2].after["sip_password"] == "***"
+        assert entries[1].before["skills"] == {"billing": 3} and entries[1].after["skills"] == {"billing": 2, "sales": 1}
+        assert entries[0].before["sip_password"] == entries[0].after["sip_password"] == "***"
+        assert pw not in json.dumps([e.as_dict() for e in entries]) and pw2 not in json.dumps([e.as_dict() for e in entries])
         # Asterisk forgets pushed phones when it restarts: do that to it, then restart the app
         async with ari_client(cfg) as ari:
             for kind, ident in (("endpoint", "agent9"), ("auth", "agent9-auth"), ("aor", "agent9")):
@@ -114,7 +130,8 @@ async def test_an_agent_added_live_registers_takes_a_call_and_survives_a_restart
         async with running_app(cfg) as app:
             assert app.acd.router.agent_config("agent9").skills == {"billing": 2, "sales": 1}   # the store won
             assert app.acd.router.agent_snapshot("agent8").state.value == "logged_out"
-            phone = await asyncio.to_thread(AgentPhone("agent9", pw, cfg.asterisk.sip_port).start)
+            assert await _cannot_register(cfg, "agent9", pw)      # the old password no longer does
+            phone = await asyncio.to_thread(AgentPhone("agent9", pw2, cfg.asterisk.sip_port).start)
             await wait_for(lambda: app.acd.router.agent_snapshot("agent9").registered, 10, what="agent9 again")
             await _answered_by(app, cfg, "agent9")
             async with ari_client(cfg) as ari:
