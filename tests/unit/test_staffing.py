@@ -192,7 +192,9 @@ def test_agents_needed_minimal_and_monotone(a, aht, t, target, more, tighter):
     n = agents_needed(rate, aht, target, t)
     assert n > a
     assert service_level(rate, aht, n, t) >= target
-    if n - 1 > a:
+    # agents_needed treats a load within 1e-12 of a whole number as that number (rate x aht rounds: 15 ->
+    # 14.999...), so n - 1 is a candidate only beyond that tolerance
+    if n - 1 > a * (1 + 1e-12):
         assert service_level(rate, aht, n - 1, t) < target
     # more calls, longer calls, a higher target or a shorter threshold never need fewer agents
     assert agents_needed(rate * more, aht, target, t) >= n
