@@ -299,6 +299,10 @@ async def test_bad_input_on_every_new_route_changes_nothing(flow_cfg):
             assert (st, err["error_id"]) == (401, "unauthorized"), (method, path)
         assert (router.agent_ids(), router.queue_names()) == (agents, queues)
         assert router.queue_config("billing") == billing and router.agent_config("agent2") == agent2
+        st, body, _ = await api.call("DELETE", "/api/queues/billing")
+        in_use = body["details"]["in_use"]
+        assert st == 409 and in_use["config"] == ["voicemail.queues.support", "web_callbacks.topics.billing"]
+        assert "acd" in in_use["flows"] and "calls" not in in_use
         st, body, _ = await api.call("GET", "/api/queues/billing/definition")
         assert st == 200 and body["definition"]["required_skills"] == {"billing": 1}
     assert _audit(cfg, action="agent.create") == [] and _audit(cfg, action="queue.update") == []
