@@ -8,7 +8,6 @@ Cleanup on hangup is idempotent: timers cancelled, CRM task cancelled, the ACD t
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -58,11 +57,12 @@ from ..logsafe import CallLog, mask_number
 from ..tasks import NewTask, TaskKind
 from .clock import Cancellable
 from .events import CrmAnswered, QueueDone, TimerDue, TransferDone, TransferLegEvent, TransferTimeout
+from .ids import sequence
 from .session_deps import SessionDeps, customer_card, task_request
 from .transfer import TransferAttempt, TransferDeps, resolve_target
 
 log = logging.getLogger(__name__)
-_seq = itertools.count(1)
+_seq = sequence()     # process-unique numbers for ids on Asterisk (ivr/calls/ids.py)
 
 
 class FlowSession:

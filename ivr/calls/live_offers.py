@@ -16,7 +16,6 @@ Owns ``legs`` (agent leg -> call id); the caller's ``QueuedCall`` is the ACD's (
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from ..ari import (
 from ..crm.model import clean_text
 from .clock import Clock
 from .events import OfferCheckDue
-from .ids import bridge_id
+from .ids import bridge_id, sequence
 from .member import QueuedCall
 from .waiting_media import WaitingMedia
 
@@ -48,7 +47,7 @@ log = logging.getLogger(__name__)
 _CAUSES = {16: "normal", 17: "busy", 18: "no-response", 19: "no-answer", 21: "rejected", 34: "congestion",
            20: "unregistered", 3: "unreachable", 38: "network-down"}
 OFFER_CHECK_DELAY = 2.0     # seconds before looking for an agent leg whose originate timed out
-_seq = itertools.count(1)
+_seq = sequence()     # process-unique numbers for ids on Asterisk (ivr/calls/ids.py)
 
 
 class LiveHost(Protocol):

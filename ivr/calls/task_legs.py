@@ -23,7 +23,6 @@ lives and cleans whatever outlives it).
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -53,12 +52,13 @@ from .events import (
     TransferLegEvent,
     TransferTimeout,
 )
+from .ids import sequence
 from .task_book import TaskBook
 from .transfer import Target, TransferAri, TransferAttempt, TransferDeps
 
 log = logging.getLogger(__name__)
 
-_seq = itertools.count(1)
+_seq = sequence()     # process-unique numbers for ids on Asterisk (ivr/calls/ids.py)
 #: The dispatcher key of the book's wake-ups (held-back tasks due, windows closing).
 #: Seconds after an originate that timed out to hang its leg up again (Asterisk may make it late).
 LEG_RECHECK = 2.0

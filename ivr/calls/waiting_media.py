@@ -4,7 +4,6 @@ position and estimated wait (app_queue's wording). Owns the caller's media field
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable
@@ -17,10 +16,11 @@ from ..acd.views import CallSnapshot
 from ..ari import AriError, Event
 from .clock import Clock
 from .events import AnnounceDue
+from .ids import sequence
 from .member import QueuedCall
 
 log = logging.getLogger(__name__)
-_seq = itertools.count(1)
+_seq = sequence()     # process-unique numbers for ids on Asterisk (ivr/calls/ids.py)
 PLAYBACK_PREFIX = "acd-"
 
 
