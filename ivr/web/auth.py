@@ -51,9 +51,28 @@ def principal_for(user: User, via: str) -> Principal:
     return Principal(user.username, Role(user.role), user.agent_id, frozenset(user.queues), via=via)
 
 
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _host_port(netloc: str, scheme: str) -> str:
+    """``host[:port]`` lower-cased, the scheme's default port written out (``example.com`` on https ->
+    ``example.com:443``)."""
+    netloc = netloc.lower()
+    host, sep, port = netloc.rpartition(":")
+    if sep and port.isdigit() and (not host.startswith("[") or host.endswith("]")):
+        return netloc                                   # a port is given ("[::1]:8080"; not "[::1]")
+    return f"{netloc}:{_DEFAULT_PORTS.get(scheme, '')}"
+
+
 def same_origin(request: web.Request, origin: str) -> bool:
+    """`origin` names the host (and port) the request was sent to. The scheme is not compared: behind a
+    proxy that ends TLS the browser's origin is ``https://`` while the app sees plain http; the proxy must
+    keep the ``Host`` header (docs/api.md). An origin on another host or port is refused."""
     parts = urlsplit(origin)
-    return parts.scheme in ("http", "https") and parts.netloc == request.host and parts.scheme == request.scheme
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    given = _host_port(parts.netloc, parts.scheme)
+    return given in {_host_port(request.host, "http"), _host_port(request.host, "https")}
 
 
 class Auth:

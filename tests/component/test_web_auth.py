@@ -83,14 +83,23 @@ async def test_a_cookie_request_that_changes_state_needs_the_csrf_token_and_our_
                                                              "Origin": "http://evil.example"}) as r:
             assert r.status == 403 and (await r.json())["error_id"] == "csrf-failed"
         assert web.app.accounts.store.user("eve") is None
+        host = web.url.split("://", 1)[1]
+        for other in (f"http://{host.rsplit(':', 1)[0]}:1", "null", "file://" + host):   # another port, opaque
+            async with s.post("/api/users", json=body, headers={"X-CSRF-Token": csrf, "Origin": other}) as r:
+                assert r.status == 403 and (await r.json())["error_id"] == "csrf-failed"
         async with s.post("/api/users", json=body, headers={"X-CSRF-Token": csrf, "Origin": web.url}) as r:
+            assert r.status == 201
+        # behind a proxy that ends TLS: the page's origin is https on the default port, the proxy keeps Host
+        body2 = {**body, "username": "eve2"}
+        async with s.post("/api/users", json=body2, headers={"X-CSRF-Token": csrf, "Origin": "https://cc.example",
+                                                              "Host": "cc.example"}) as r:
             assert r.status == 201
         async with s.post("/api/logout", headers={"X-CSRF-Token": csrf}) as r:
             assert r.status == 200
         async with s.get("/api/me") as r:
             assert r.status == 401
     actions = [e.action for e in web.app.audit.entries(actor="root")]
-    assert actions[:3] == ["logout", "user.create", "login"]
+    assert actions[:4] == ["logout", "user.create", "user.create", "login"]
 
 
 async def test_login_attempts_are_limited_per_user_and_recorded_without_the_password(web) -> None:
