@@ -23,13 +23,13 @@ from typing import Any
 from aiohttp import web
 
 from ..tasks.policy import WebCallbackPolicy
+from . import admin_page, static
 from .admin import AdminApi
 from .agents import AgentApi
 from .auth import Auth
 from .callbacks import WebCallbacks
 from .deps import WebDeps
 from .errors import ApiError
-from . import static
 from .live import AgentClient, AgentLive
 from .phone import PhoneApi
 from .queues import QueueApi
@@ -82,6 +82,7 @@ class WebServer:
         self.agents.add_routes(r)           # /api/agents
         QueueApi(d.acd, d.audit).add_routes(r)     # POST/PUT/DELETE /api/queues, definitions
         self.live.add_routes(r)             # /api/agents/{id}/screen, /agent/{id}, /agent/{id}/ws
+        admin_page.add_routes(r)            # /admin
         if d.voicemails is not None and d.recordings is not None:
             VoicemailApi(d.voicemails, d.recordings, self.live.may_hear).add_routes(r)
         book, legs = d.task_book, d.task_legs

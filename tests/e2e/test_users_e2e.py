@@ -53,6 +53,7 @@ ROUTES: dict[str, tuple[str, object, dict[str, str]]] = {
     "GET /static/{name}": ("/static/softphone.js", None, OPEN),
     "GET /agent/{id}": ("/agent/agent1", None, OPEN),
     "GET /agent": ("/agent", None, {"none": "redirect", "agent": OK, "supervisor": OK, "admin": OK}),
+    "GET /admin": ("/admin", None, {"none": "redirect", "agent": DENY, "supervisor": DENY, "admin": OK}),
     "POST /api/logout": ("/api/logout", None, ANY_USER),
     "GET /api/me": ("/api/me", None, ANY_USER),
     "GET /api/queues": ("/api/queues", None, SUPERVISOR),

@@ -1,6 +1,6 @@
 """The pages' static scripts, shipped as package data next to this file: ``jssip.min.js`` (JsSIP 3.13.8,
 built by scripts/build-js.sh from web/package-lock.json) and ``softphone.js`` (the agent page's browser
-phone, docs/webrtc.md). Served at ``/static/<name>`` by `add_routes`; nothing is downloaded at run time."""
+phone, docs/webrtc.md) and ``admin.js`` (the admin page). Served at ``/static/<name>`` by `add_routes`; nothing is downloaded at run time."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ..errors import ApiError
 
-SCRIPTS = ("jssip.min.js", "softphone.js")
+SCRIPTS = ("jssip.min.js", "softphone.js", "admin.js")
 HEADERS = {"Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "no-cache",
            "X-Content-Type-Options": "nosniff"}
 
