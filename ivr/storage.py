@@ -50,14 +50,21 @@ def configure_file_db(db: sqlite3.Connection) -> None:
     db.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
 
 
+def open_db(path: str | Path, schema: str) -> sqlite3.Connection:
+    """A connection to one of the project's SQLite files (its directory made, opened as `configure_file_db`
+    says, in autocommit mode, usable from the thread-pool) with `schema` applied; ``":memory:"`` for tests."""
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    if str(path) != ":memory:":
+        configure_file_db(db)
+    db.executescript(schema)
+    return db
+
+
 class Storage:
     def __init__(self, path: str | Path = ":memory:") -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        if str(path) != ":memory:":
-            configure_file_db(self._db)
-        self._db.executescript(SCHEMA)
+        self._db = open_db(path, SCHEMA)
         self._lock = threading.Lock()
 
     def close(self) -> None:

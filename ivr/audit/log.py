@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from ..storage import open_db
 
 #: keys whose values never reach the audit log (matched case-insensitively, also inside nested values)
 SECRET_KEYS = frozenset({"password", "sip_password", "token", "admin_token", "secret", "password_hash",
@@ -65,13 +66,7 @@ CREATE INDEX IF NOT EXISTS audit_log_target ON audit_log(target, id);
 
 class SqliteAuditLog:
     def __init__(self, path: str | Path = ":memory:", wall: Callable[[], float] = time.time) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        if str(path) != ":memory:":
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.executescript(SCHEMA)
+        self._db = open_db(path, SCHEMA)
         self._lock = threading.Lock()
         self._wall = wall
 

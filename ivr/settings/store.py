@@ -15,11 +15,12 @@ leaves through the API or the audit log; the store's file must be readable by th
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+from ..storage import open_db
 
 Kind = Literal["agent", "queue"]
 KINDS: tuple[Kind, ...] = ("agent", "queue")
@@ -58,13 +59,7 @@ CREATE TABLE IF NOT EXISTS config_items (
 
 class SqliteConfigStore:
     def __init__(self, path: str | Path = ":memory:") -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        if str(path) != ":memory:":
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.executescript(SCHEMA)
+        self._db = open_db(path, SCHEMA)
         self._lock = threading.Lock()
 
     def close(self) -> None:
