@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-rate", type=float, default=200)
     p.add_argument("--resolution", type=float, default=0.05, help="bisect until within this fraction (0.05)")
     p.add_argument("--agents", type=int, default=400)
-    p.add_argument("--waiting", type=int, default=200, help="callers for the memory-per-waiting-call phase")
+    p.add_argument("--waiting", type=int, default=200,
+                   help="callers for the memory-per-waiting-call phase (0: no memory phase)")
     p.add_argument("--min-completion", type=float, default=99.5, help="percent (default 99.5)")
     p.add_argument("--max-pdd", type=float, default=200, help="p99 post-dial delay limit, ms (default 200)")
     p.add_argument("--log-level", default="WARNING", help="the app's log level (default WARNING)")
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             b.run_calls("B", 5, 2)      # warm-up
             wait_app_idle(b, 15)
             mem = None
-            if a.storm_rate is None:
+            if a.storm_rate is None and a.waiting > 0:
                 mem = waiting_memory(b, a.waiting, max(10.0, min(20.0, a.waiting / 10)))
                 b.say(f"app RSS growth per waiting call: {mem['app_kb_per_call']:.1f} KB")
                 wait_app_idle(b, 30)

@@ -58,7 +58,7 @@ from ..logsafe import CallLog
 from ..metrics import Metrics, QueueSnapshot
 from . import adoption
 from .clock import Clock, LoopClock
-from .events import AcdTick, AnnounceDue, Internal, MaxWaitDue, OfferCheckDue
+from .events import AcdTick, AnnounceDue, Internal, MaxWaitDue, MusicDue, OfferCheckDue
 from .joining import join_call
 from .live_config import LiveConfig
 from .live_offers import LiveDeps, LiveOffers
@@ -205,13 +205,15 @@ class AcdService:
             if cmd.max_wait:
                 qc.max_wait = self.clock.call_later(cmd.max_wait, self.deps.submit, MaxWaitDue(key=qc.call_id))
         # the offer goes out first (the agent's phone rings sooner), then music and the saved queue state
-        # (both at once); an agent who answers meanwhile finds `answered` set and no music is started
+        # (both at once); with an agent's phone ringing the music waits a moment (``MUSIC_DELAY``), and an
+        # agent who answers meanwhile finds `answered` set and no music is started
         await self.execute(decisions)
         if not qc.refused and qc.call_id in self.calls:
             state = QueueState(call.queue, self.clock.wall(), call.priority, dict(call.extra_skills),
                                caller["name"] or "", session.flow_name, session.did, dict(call.optional_skills))
             qc.saved = state
-            await asyncio.gather(self.media.moh(qc, True), self._persist(qc, state))
+            await asyncio.gather(self.media.joined(qc, ringing=qc.leg_id is not None),
+                                 self._persist(qc, state))
             self.media.schedule(qc)
 
     async def caller_gone(self, session: QueueMember) -> None:
@@ -241,12 +243,14 @@ class AcdService:
             self._tick, self._tick_at = None, None
             await self.execute(self.route(self.router.tick))
             return True
-        if isinstance(ev, (AnnounceDue, MaxWaitDue, OfferCheckDue)):
+        if isinstance(ev, (AnnounceDue, MaxWaitDue, OfferCheckDue, MusicDue)):
             qc = self.calls.get(ev.key)
             if qc is None:
                 return True
             if isinstance(ev, AnnounceDue):
                 await self.media.announce(qc)
+            elif isinstance(ev, MusicDue):
+                await self.media.music_due(qc)
             elif isinstance(ev, OfferCheckDue):
                 await self.live.check(qc, ev.leg)
             elif not qc.answered:

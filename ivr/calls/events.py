@@ -87,6 +87,11 @@ class AnnounceDue(Internal):
 
 
 @dataclass(frozen=True)
+class MusicDue(Internal):
+    """The caller ``key`` has waited ``MUSIC_DELAY`` with an agent's phone ringing: its music starts."""
+
+
+@dataclass(frozen=True)
 class MaxWaitDue(Internal):
     """The queue node's own ``max_wait`` for the caller ``key`` is reached."""
 

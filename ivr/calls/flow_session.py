@@ -89,6 +89,7 @@ class FlowSession:
         self._timers: dict[str, Cancellable] = {}
         self._playbacks: dict[str, str] = {}     # ARI playback id -> runner playback id
         self._language: str | None = None
+        self._channel_language = channel.language    # what Asterisk has on the channel now
         self._escalated_to: str | None = None       # queue / transfer: the call needed people (metrics)
         self._queue_node: tuple[str, str] | None = None
         self._crm_task: asyncio.Task | None = None
@@ -365,8 +366,11 @@ class FlowSession:
         channel, so what Asterisk plays by itself on it later (queue announcements, digits, numbers) is in
         that language too."""
         self._language = language
+        if language == self._channel_language:
+            return      # the channel already speaks it (e.g. the endpoint's default): no request
         try:
             await self.ari.set_var(self.channel_id, "CHANNEL(language)", language)
+            self._channel_language = language
         except AriError as e:
             self.log.info("channel language not set: %s", e)
 

@@ -53,6 +53,7 @@ class QueuedCall:
     answered: bool = False
     moh: bool = False
     announce: Cancellable | None = None
+    music_due: Cancellable | None = None   # music that starts only if nobody answered by then
     max_wait: Cancellable | None = None
     announcement_id: str | None = None
     log: Any = None
@@ -61,6 +62,6 @@ class QueuedCall:
     saved: QueueState | None = None    # what its channel carries for a restart (the queue follows moves)
 
     def cancel_timers(self) -> None:
-        for h in (self.announce, self.max_wait):
+        for h in (self.announce, self.max_wait, self.music_due):
             if h is not None:
                 h.cancel()

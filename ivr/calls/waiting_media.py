@@ -15,13 +15,16 @@ from ..acd.queue import QueueConfig
 from ..acd.views import CallSnapshot
 from ..ari import AriError, Event
 from .clock import Clock
-from .events import AnnounceDue
+from .events import AnnounceDue, MusicDue
 from .ids import sequence
 from .member import QueuedCall
 
 log = logging.getLogger(__name__)
 _seq = sequence()     # process-unique numbers for ids on Asterisk (ivr/calls/ids.py)
 PLAYBACK_PREFIX = "acd-"
+#: seconds a caller whose agent's phone already rings waits before the music starts: a call an agent
+#: (e.g. on auto-answer) takes at once gets no burst of music, and costs no music start and stop on Asterisk
+MUSIC_DELAY = 0.5
 
 
 class MediaAri(Protocol):
@@ -69,6 +72,20 @@ class WaitingMedia:
         except AriError as e:
             qc.log.debug("moh %s: %s", "start" if on else "stop", e)
 
+    async def joined(self, qc: QueuedCall, ringing: bool) -> None:
+        """The caller joined the queue: music now, or after ``MUSIC_DELAY`` when an agent's phone
+        already rings for it."""
+        if not ringing:
+            await self.moh(qc, True)
+        elif qc.music_due is None:
+            qc.music_due = self.deps.clock.call_later(MUSIC_DELAY, self.deps.submit, MusicDue(key=qc.call_id))
+
+    async def music_due(self, qc: QueuedCall) -> None:
+        """``MUSIC_DELAY`` has passed: music, unless an agent answered or an announcement plays."""
+        qc.music_due = None
+        if not qc.answered and qc.announcement_id is None:
+            await self.moh(qc, True)
+
     def schedule(self, qc: QueuedCall) -> None:
         """The next announcement after the queue's ``announce_frequency`` (none without one)."""
         freq = self.deps.router.queue_config(qc.queue).announce_frequency
@@ -113,6 +130,9 @@ class WaitingMedia:
 
     async def stop(self, qc: QueuedCall) -> None:
         """The caller leaves the line (answered, back to its flow): no music, no announcement."""
+        if qc.music_due is not None:
+            qc.music_due.cancel()
+            qc.music_due = None
         if qc.announce is not None:
             qc.announce.cancel()
             qc.announce = None

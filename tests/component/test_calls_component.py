@@ -4,10 +4,12 @@ being originated, ringing or answered; a busy agent). The e2e tier proves the sa
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from ivr.acd import AgentState
-from ivr.calls import live_offers
+from ivr.calls import live_offers, waiting_media
 from tests.support.component_app import Stack, component_stack
 from tests.support.fake_clock import FakeClock
 
@@ -37,8 +39,8 @@ async def test_a_caller_goes_through_the_menu_to_the_agent_and_back_out(stack: S
     [originate] = fake.originates()
     assert originate.path == f"/channels/{leg}" and leg.startswith(f"{caller}-a")
     assert originate.query["appArgs"] == f"agent,{caller}" and originate.query["app"] == "ivr"
-    await stack.settle()
-    assert fake.channels[caller].moh, "the caller hears music while the agent's phone rings"
+    await stack.until(lambda: fake.channels[caller].moh,
+                      "the caller hears music while the agent's phone rings (after MUSIC_DELAY)")
     assert stack.agent_state("agent1") is AgentState.RESERVED
 
     fake.answer(leg)
@@ -298,3 +300,44 @@ async def test_on_the_fake_clock_a_phone_that_rings_forever_is_given_up_and_the_
         await stack.until(lambda: not fake.channels and not fake.bridges, "everything torn down")
         await stack.settle()
         assert_nothing_left(stack)
+
+
+async def test_an_agent_who_answers_at_once_leaves_the_caller_no_burst_of_music(stack: Stack) -> None:
+    """With an agent's phone ringing, music waits ``MUSIC_DELAY``: a call answered sooner (an agent on
+    auto-answer) starts and stops no music on Asterisk."""
+    fake = stack.fake
+    caller = fake.incoming_call(CALLER, "401")
+    leg = await stack.ringing_leg("PJSIP/agent1")
+    fake.answer(leg)
+    await stack.until(lambda: len(getattr(fake.bridges.get(f"call-{caller}"), "channels", ())) == 2,
+                      "both legs in the bridge")
+    await asyncio.sleep(waiting_media.MUSIC_DELAY + 0.2)
+    await stack.settle()
+    on_caller = [r for r in fake.requests if r.path.startswith(f"/channels/{caller}/")]
+    assert not [r for r in on_caller if r.path.endswith("/moh")], "no music started or stopped"
+    assert not fake.channels[caller].moh
+    fake.hangup(caller)
+    await stack.until(lambda: not fake.bridges and not fake.channels, "the bridge and the legs gone")
+    await stack.settle()
+    assert_nothing_left(stack)
+
+
+@pytest.mark.parametrize(("key", "language", "requests"), [("1", "en", 0), ("2", "fr", 1)])
+async def test_the_channel_language_is_set_only_when_it_changes(stack: Stack, key: str, language: str,
+                                                                 requests: int) -> None:
+    """A language menu (403): English is the channel's language already, so the flow's own `language: en`
+    and choosing English cost no request; French is set on the channel once (Asterisk's own prompts follow
+    it)."""
+    fake = stack.fake
+    caller = fake.incoming_call("+442071230000", "403")
+    await stack.until(lambda: fake.playing(caller), "the language menu")
+    fake.finish_playbacks(caller)
+    fake.dtmf(caller, key)
+    await stack.until(lambda: fake.playing(caller), "the welcome prompt")
+    await stack.settle()
+    sets = [r for r in fake.requests if r.path == f"/channels/{caller}/variable"
+            and r.query.get("variable") == "CHANNEL(language)"]
+    assert len(sets) == requests, sets
+    assert fake.channels[caller].language == language
+    fake.hangup(caller)
+    await stack.until(lambda: not fake.channels, "the caller gone")

@@ -30,6 +30,36 @@ from .stack import make_test_config
 #: The flows of the component tier: 400 plays a welcome and a one-key menu before the billing queue; 401 goes
 #: straight to the billing queue (races need no prompts); 402 plays one prompt, then the queue.
 FLOWS = {
+    "lang.yaml": """\
+flow: lang
+description: component tests, a language menu
+entry: choose
+language: en
+nodes:
+  choose:
+    type: menu
+    prompt: [sound:vm-press, digits:1, sound:vm-press, digits:2]
+    options:
+      "1": english
+      "2": french
+    timeout: 5
+    on_invalid: english
+    on_timeout: english
+  english:
+    type: set
+    variables: {language: en}
+    next: welcome
+  french:
+    type: set
+    variables: {language: fr}
+    next: welcome
+  welcome:
+    type: play
+    prompt: sound:hello-world
+    next: goodbye
+  goodbye:
+    type: hangup
+""",
     "comp.yaml": """\
 flow: comp
 description: component tests, through a menu
@@ -98,7 +128,7 @@ TRUNK = TrunkConfig(name="carrier", host="127.0.0.1", port=5099)
 
 def component_config(data_dir: str | None = None, **callbacks: Any) -> Config:
     """The sample config (agents agent1-4, queues billing/technical/sales/legacy) with the component flows
-    on 400/401, no CRM, one trunk ``carrier``, lenient admission (a busy CI box must not shed calls), and the
+    on 400-403, no CRM, one trunk ``carrier``, lenient admission (a busy CI box must not shed calls), and the
     callback policy overridden by ``callbacks``. The ARI URL is set by ``component_stack``."""
     data_dir = data_dir or tempfile.mkdtemp(prefix="ivr-comp-")
     flow_dir = os.path.join(data_dir, "flows")
@@ -107,7 +137,8 @@ def component_config(data_dir: str | None = None, **callbacks: Any) -> Config:
         with open(os.path.join(flow_dir, name), "w") as f:
             f.write(text)
     cfg = make_test_config(data_dir=data_dir, flows={"dir": flow_dir, "default": "comp",
-                                                     "routes": {"400": "comp", "401": "direct", "402": "announce"}, "watch": False})
+                                                     "routes": {"400": "comp", "401": "direct", "402": "announce",
+                                                                "403": "lang"}, "watch": False})
     return dataclasses.replace(cfg, crm={"backend": "none"}, trunks=(TRUNK,), callbacks=dict(callbacks),
                                admission={"enabled": False})
 
