@@ -142,3 +142,44 @@ async def test_caller_hanging_up_while_waiting_or_while_the_agent_rings_leaves_n
         assert not app.acd.calls and not app.acd.legs and not app.sessions
         assert [r["outcome"] for r in app.storage.call_records()] == ["abandoned", "abandoned"]
         assert _state(app, "agent1").state == AgentState.PAUSED
+
+
+
+async def test_music_waits_half_a_second_while_an_agent_rings(flow_cfg, phones):
+    """docs/acd.md: with an agent's phone already ringing as the caller joins, the music starts MUSIC_DELAY
+    later (pyVoIP answers after ~1 s, so here it does start); with no agent free it starts at once. A call
+    answered within the delay starting no music at all is shown by the component test
+    test_an_agent_who_answers_at_once_leaves_the_caller_no_burst_of_music."""
+    from ivr.calls.waiting_media import MUSIC_DELAY
+    cfg = with_queue_overrides(flow_cfg, wrap_up=0, ring_timeout=20)
+    phones("agent1")
+    async with running_app(cfg) as app, ari_client(cfg) as ari:
+        started: dict[str, float] = {}
+        real_start = app.ari.moh_start
+
+        async def spy(channel_id: str, moh_class: str | None = None) -> None:
+            started.setdefault(channel_id, time.monotonic())
+            await real_start(channel_id, moh_class)
+        app.ari.moh_start = spy   # type: ignore[method-assign]
+        await _wait_registered(app, "agent1")
+        # 1) agent1's phone rings as the caller joins: music only after the delay, then the agent answers
+        caller = _caller(cfg, "1", talk_ms=1500, audio=False)
+        await wait_for(lambda: _state(app, "agent1").state != AgentState.AVAILABLE, 10, what="agent rung")
+        rung_at = time.monotonic()
+        [cid] = list(app.acd.calls)
+        qc = await _bridged_call(app)
+        if cid in started:
+            assert started[cid] - rung_at >= MUSIC_DELAY - 0.15, started[cid] - rung_at
+        assert (await asyncio.to_thread(caller.wait)).ok
+        await assert_no_leaks(ari)
+        assert qc.agent_id == "agent1"
+        # 2) nobody free (agent1 paused): the caller joins with no phone ringing and hears music at once
+        await app.acd.agent_action("agent1", "pause", "lunch")
+        caller = _caller(cfg, "1", talk_ms=2000, audio=False)
+        await wait_for(lambda: app.acd.calls, 10, what="the caller waiting")
+        joined_at = time.monotonic()
+        [cid] = list(app.acd.calls)
+        await wait_for(lambda: cid in started, 5, what="music for the waiting caller")
+        assert started[cid] - joined_at < MUSIC_DELAY, started[cid] - joined_at
+        assert (await asyncio.to_thread(caller.wait)).ok
+        await assert_no_leaks(ari)
