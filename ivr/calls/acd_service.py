@@ -204,16 +204,19 @@ class AcdService:
                         f", preferred agent {call.preferred_agent}" if call.preferred_agent else "")
             if cmd.max_wait:
                 qc.max_wait = self.clock.call_later(cmd.max_wait, self.deps.submit, MaxWaitDue(key=qc.call_id))
-        # the offer goes out first (the agent's phone rings sooner), then music and the saved queue state
-        # (both at once); with an agent's phone ringing the music waits a moment (``MUSIC_DELAY``), and an
-        # agent who answers meanwhile finds `answered` set and no music is started
+        if not qc.refused:
+            qc.saved = QueueState(call.queue, self.clock.wall(), call.priority, dict(call.extra_skills),
+                                  caller["name"] or "", session.flow_name, session.did, dict(call.optional_skills))
+        # the offer goes out first (the agent's phone rings sooner; its leg carries the saved queue state),
+        # then music and the saved state on the caller's channel (both at once). With an agent's phone
+        # ringing both wait a moment (``MUSIC_DELAY``): an agent who answers meanwhile finds `answered` set,
+        # and Asterisk starts no music and sets no variable for that call
         await self.execute(decisions)
         if not qc.refused and qc.call_id in self.calls:
-            state = QueueState(call.queue, self.clock.wall(), call.priority, dict(call.extra_skills),
-                               caller["name"] or "", session.flow_name, session.did, dict(call.optional_skills))
-            qc.saved = state
-            await asyncio.gather(self.media.joined(qc, ringing=qc.leg_id is not None),
-                                 self._persist(qc, state))
+            if qc.leg_id is not None:
+                await self.media.joined(qc, ringing=True)
+            else:
+                await asyncio.gather(self.media.joined(qc, ringing=False), self._save(qc))
             self.media.schedule(qc)
 
     async def caller_gone(self, session: QueueMember) -> None:
@@ -250,7 +253,7 @@ class AcdService:
             if isinstance(ev, AnnounceDue):
                 await self.media.announce(qc)
             elif isinstance(ev, MusicDue):
-                await self.media.music_due(qc)
+                await asyncio.gather(self.media.music_due(qc), self._save(qc))
             elif isinstance(ev, OfferCheckDue):
                 await self.live.check(qc, ev.leg)
             elif not qc.answered:
@@ -309,7 +312,7 @@ class AcdService:
         elif isinstance(d, CallRequeued):
             qc = self.calls.get(d.call_id)
             if qc is not None:
-                await self.media.moh(qc, True)
+                await asyncio.gather(self.media.moh(qc, True), self._save(qc))
         elif isinstance(d, QueueExit):
             qc = self.calls.get(d.call_id)
             if qc is not None:     # its CallFinished follows: that one takes the caller back to the flow
@@ -352,7 +355,7 @@ class AcdService:
             return
         result = outcome.flow_result.value
         await self.media.stop(qc)
-        if not qc.refused:
+        if qc.persisted:
             await self._persist(qc, None)
         if outcome is not CallOutcome.ANSWERED:
             session.outcome = result
@@ -398,12 +401,22 @@ class AcdService:
         await self.media.moved(qc, d.from_queue)
         if qc.saved is not None:
             qc.saved = dataclasses.replace(qc.saved, queue=d.to_queue)
+            if qc.persisted:
+                await self._persist(qc, qc.saved)
+
+    async def _save(self, qc: QueuedCall) -> None:
+        """The caller waits (no agent's phone rang, or none answered within ``MUSIC_DELAY``): its channel
+        carries its queue state from now on. Before that, the ringing agent leg carries it (``LiveOffers``
+        originates the leg with it), so a restart in that moment re-queues the caller all the same
+        (``adoption``); a call answered at once costs no variable on Asterisk."""
+        if qc.saved is not None and not qc.persisted and not qc.answered:
             await self._persist(qc, qc.saved)
 
     async def _persist(self, qc: QueuedCall, state: QueueState | None) -> None:
         """Leave on the caller's channel what a restarted app needs to take the call over."""
         try:
             await self.ari.set_var(qc.call_id, QUEUE_VAR, state.encode() if state else "")
+            qc.persisted = state is not None
         except AriError as e:
             qc.log.debug("queue state not saved on the channel: %s", e)
 
@@ -442,9 +455,9 @@ class AcdService:
     async def end_conversation(self, qc: QueuedCall, by: str) -> None:
         await self.live.end_conversation(qc, by)
 
-    async def waiting_media(self, qc: QueuedCall) -> None:
+    async def adopted_waits(self, qc: QueuedCall) -> None:
         qc.moh = False
-        await self.media.moh(qc, True)
+        await asyncio.gather(self.media.moh(qc, True), self._save(qc))
         self.media.schedule(qc)
 
     # ----------------------------------------------------------------------------------- timers

@@ -4,8 +4,9 @@ Asterisk keeps the app's channels and bridges when the app dies: a waiting calle
 hold, a bridged conversation goes on. What the new process needs to take them over is on Asterisk too
 (``saved_state``):
 * a waiting caller carries the channel variable ``IVR_ACD`` (queue, when it joined, priority, extra
-  and optional skills, customer name; set when it joins the queue, cleared when it leaves without an agent), so the
-  callers are re-queued oldest first with their original wait;
+  and optional skills, customer name; set when it waits, cleared when it leaves without an agent), so the
+  callers are re-queued oldest first with their original wait. Before it waits (an agent's phone rang as it
+  joined, less than ``MUSIC_DELAY`` ago) the ringing agent leg carries it, from its originate;
 * a conversation is the bridge ``call-<caller channel id>`` holding the caller and the agent leg
   ``<caller channel id>-a<n>`` whose channel name gives the agent's endpoint.
 The caller's IVR position is not persisted: an adopted caller whose queue stay ends without an agent
@@ -154,7 +155,9 @@ class AdoptionHost(Protocol):
 
     async def end_conversation(self, qc: QueuedCall, by: str) -> None: ...
 
-    async def waiting_media(self, qc: QueuedCall) -> None: ...
+    async def adopted_waits(self, qc: QueuedCall) -> None:
+        """The adopted caller waits: music, announcements, its queue state on its channel."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -200,27 +203,30 @@ async def adopt(host: AdoptionHost, deps: AdoptionDeps, channels: list[Channel],
         conversations += await _adopt_conversation(host, deps, caller, legs[0], agent_id, b)
         adopted |= {call_id, legs[0].id}
     leftover = []
+    from_legs: dict[str, QueueState] = {}
     for c in channels:              # agent legs still ringing: the caller goes back to its place
         m = AGENT_LEG.match(c.id)
         if m and c.id not in adopted and not host.owns_leg(c.id) and not host.tracks(m["call"]):
+            leg_state = await _saved_state(ari, c.id)     # the caller's, if its own channel has none yet
+            if leg_state is not None:
+                from_legs[m["call"]] = leg_state
             log.info("adoption: hanging up agent leg %s left ringing", c.id)
             await ari.hangup_quietly(c.id)
             adopted.add(c.id)
             leftover.append(c.id)
     if leftover:
         await _gone(deps, leftover)   # so the agent's phone is free before it is rung again
-    waiting: list[tuple[QueueState, Channel]] = []
+    waiting: list[tuple[QueueState, Channel, bool]] = []
     for cid in sorted(orphans - adopted):
         if AGENT_LEG.match(cid):
             continue
-        try:
-            state = QueueState.decode(await ari.get_var(cid, QUEUE_VAR))
-        except AriError:
-            continue
+        state = await _saved_state(ari, cid)      # none (a 404 on Asterisk 22) before the caller waited
+        on_caller = state is not None
+        state = state or from_legs.get(cid)
         if state is not None and state.queue in host.router.queue_names():
-            waiting.append((state, by_id[cid]))
-    for state, ch in sorted(waiting, key=lambda w: w[0].joined_at):
-        await adopt_waiting(host, deps, ch, state)
+            waiting.append((state, by_id[cid], on_caller))
+    for state, ch, on_caller in sorted(waiting, key=lambda w: w[0].joined_at):
+        await adopt_waiting(host, deps, ch, state, persisted=on_caller)
         adopted.add(ch.id)
     if adopted:
         log.warning("adopted after a restart: %d conversations, %d waiting callers", conversations, len(waiting))
@@ -241,10 +247,8 @@ async def _gone(deps: AdoptionDeps, ids: list[str], timeout: float = 2.0) -> Non
 
 async def _adopt_conversation(host: AdoptionHost, deps: AdoptionDeps, caller: Channel, leg: Channel,
                               agent_id: str, bridge: Bridge) -> int:
-    try:
-        state = QueueState.decode(await deps.ari.get_var(caller.id, QUEUE_VAR))
-    except AriError:
-        state = None
+    # the caller's channel carries its queue state once it waited; one answered at once has it on the leg
+    state = await _saved_state(deps.ari, caller.id) or await _saved_state(deps.ari, leg.id)
     queues = host.router.queue_names()
     queue = state.queue if state and state.queue in queues else None
     if queue is None:   # fall back on the bridge's name ("queue <name>"), then any queue of the agent
@@ -276,10 +280,20 @@ async def _adopt_conversation(host: AdoptionHost, deps: AdoptionDeps, caller: Ch
     return 1
 
 
-async def adopt_waiting(host: AdoptionHost, deps: AdoptionDeps, channel: Channel, state: QueueState) -> None:
+async def _saved_state(ari: AdoptionAri, channel_id: str) -> QueueState | None:
+    try:
+        return QueueState.decode(await ari.get_var(channel_id, QUEUE_VAR))
+    except AriError:
+        return None
+
+
+async def adopt_waiting(host: AdoptionHost, deps: AdoptionDeps, channel: Channel, state: QueueState, *,
+                        persisted: bool = True) -> None:
+    """Re-queue a caller with its saved state; ``persisted``: its own channel carries it (else it came from
+    the agent leg that rang for it, and the caller's channel gets it when it waits)."""
     session = deps.new_session(channel, state)
     qc = QueuedCall(session, channel.id, state.queue, to_monotonic(deps.clock, state.joined_at),
-                    log=CallLog(log, {"call": channel.id}), saved=state)
+                    log=CallLog(log, {"call": channel.id}), saved=state, persisted=persisted)
     host.track(qc)
     call = Call(channel.id, state.queue, priority=state.priority, extra_skills=skill_levels(state.extra_skills),
                 optional_skills=skill_weights(state.optional_skills),
@@ -294,5 +308,5 @@ async def adopt_waiting(host: AdoptionHost, deps: AdoptionDeps, channel: Channel
     qc.refused = any(isinstance(d, QueueExit) and d.call_id == qc.call_id for d in decisions)
     qc.log.info("adopted in queue %s (waiting %.0fs)", state.queue, deps.clock.wall() - state.joined_at)
     if not qc.refused:
-        await host.waiting_media(qc)
+        await host.adopted_waits(qc)
     await host.execute(decisions)

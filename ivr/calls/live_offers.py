@@ -39,6 +39,7 @@ from .clock import Clock
 from .events import OfferCheckDue
 from .ids import bridge_id, sequence
 from .member import QueuedCall
+from .saved_state import QUEUE_VAR
 from .waiting_media import WaitingMedia
 
 log = logging.getLogger(__name__)
@@ -95,10 +96,13 @@ class LiveOffers:
         self.legs[leg] = d.call_id
         name = qc.session.customer_name() or qc.session.channel.caller.name or "Caller"
         number = qc.session.caller_raw or "anonymous"
+        # until the caller's own channel carries its queue state (it waits: ``AcdService._save``), the leg
+        # does, so a restart while the agent's phone rings still re-queues the caller (``adoption``)
+        saved = {QUEUE_VAR: qc.saved.encode()} if qc.saved is not None and not qc.persisted else None
         try:
             await self.ari.originate(
                 leg, d.endpoint, app_args=["agent", d.call_id], timeout=max(1, int(round(d.ring_timeout))),
-                caller_id=f'"{_quote(name)}" <{_quote(number)}>', originator=d.call_id)
+                caller_id=f'"{_quote(name)}" <{_quote(number)}>', originator=d.call_id, variables=saved)
         except AriError as e:
             if isinstance(e, Unavailable):
                 # a timeout / connection error is our trouble with Asterisk, not the agent's: no miss

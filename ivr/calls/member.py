@@ -59,7 +59,9 @@ class QueuedCall:
     log: Any = None
     legs_tried: list[str] = field(default_factory=list)
     caller_hung_up: bool = False       # we hung the caller up: nothing goes back to its flow
-    saved: QueueState | None = None    # what its channel carries for a restart (the queue follows moves)
+    saved: QueueState | None = None    # what a restarted app needs to queue it again (the queue follows moves)
+    persisted: bool = False            # its channel carries ``saved`` (``IVR_ACD``); until then the ringing
+                                       # agent leg does (``acd_service._save``)
 
     def cancel_timers(self) -> None:
         for h in (self.announce, self.max_wait, self.music_due):

@@ -1,6 +1,6 @@
 """What a queued call leaves on Asterisk so that a new process of the app can take it over (see
-``adoption``): the channel variable ``IVR_ACD`` with the caller's queue state, and the names that tie an
-agent leg to its endpoint."""
+``adoption``): the channel variable ``IVR_ACD`` with the caller's queue state (on the caller once it waits,
+on the agent leg that rings for it until then), and the names that tie an agent leg to its endpoint."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from ivr.acd import AgentState
+from ivr.ari import NotFound
 from ivr.calls.saved_state import QUEUE_VAR, QueueState
 from ivr.sim.sipp import SippCaller, SippProcess
 from tests.e2e.conftest import with_queue_overrides
@@ -29,8 +30,11 @@ def _caller(cfg, number: str, hold_ms: int) -> SippProcess:
 
 async def _queued_states(ari) -> dict[str, QueueState]:
     """caller number -> the queue state its channel carries (callers in queue or talking)."""
+    from ivr.calls.ids import AGENT_LEG
     out = {}
     for ch in await ari.channels():
+        if AGENT_LEG.match(ch.id):       # an agent leg carries its caller's state too (from its originate)
+            continue
         try:
             st = QueueState.decode(await ari.get_var(ch.id, QUEUE_VAR))
         except Exception:
@@ -95,16 +99,23 @@ async def _in_queue(ari, n: int) -> bool:
 
 
 async def test_sigkill_while_an_agent_rings_frees_the_agent_and_requeues_the_caller(flow_cfg, phones, tmp_path):
+    """Killed at once when the agent's phone starts ringing, well within MUSIC_DELAY (0.5 s) of the offer:
+    the caller's channel carries no queue state yet (a call answered in that moment never costs the
+    variable); the ringing agent leg carries it from its originate. The new process hangs that leg up and
+    re-queues the caller from its place, and from then on the caller's channel carries the state."""
     cfg = with_queue_overrides(flow_cfg, wrap_up=0, ring_timeout=30, announce_frequency=None)
     phones(agent1="ignore")                           # rings, never answers
     proc = AppProcess(cfg, tmp_path / "app1").start()
     try:
         async with ari_client(cfg) as ari:
             caller = _caller(cfg, "441000000009", 9000)
-            legs = await wait_for(lambda: _agent_legs(ari), 15, what="agent leg ringing")
+            legs = await wait_for(lambda: _agent_legs(ari), 15, interval=0.02, what="agent leg ringing")
+            proc.kill()                               # SIGKILL: no cleanup runs
             assert len(legs) == 1
-            (_, state), = (await _queued_states(ari)).values()
-            proc.kill()
+            call_id = legs[0].rsplit("-a", 1)[0]
+            assert await _var(ari, call_id) == ""                     # not on the caller yet ...
+            state = QueueState.decode(await _var(ari, legs[0]))
+            assert state is not None and state.queue == "billing"    # ... on the leg
     finally:
         proc.kill()
     async with running_app(cfg) as app, ari_client(cfg) as ari:
@@ -112,16 +123,25 @@ async def test_sigkill_while_an_agent_rings_frees_the_agent_and_requeues_the_cal
         # the leg the dead process left ringing was hung up; the caller rings the agent again from its place
         await wait_for(lambda: _gone(ari, legs[0]), 10, what="old leg hung up")
         qc = next(iter(app.acd.calls.values()))
-        assert not qc.answered and qc.leg_id != legs[0]
+        assert qc.call_id == call_id and not qc.answered and qc.leg_id != legs[0]
         snap = app.acd.router.call_snapshot(qc.call_id)
         assert snap.wait == pytest.approx(time.time() - state.joined_at, abs=0.5)   # wait counts from joining
         assert snap.rona_count == 0 and snap.offers == 1
+        saved = await wait_for(lambda: _var(ari, call_id), 5, what="the state saved on the caller's channel")
+        assert QueueState.decode(saved).joined_at == pytest.approx(state.joined_at, abs=0.1)
         assert (await asyncio.to_thread(caller.wait)).ok  # hangs up while ringing
         await assert_no_leaks(ari)
         await wait_for(lambda: not app.acd.calls and not app.sessions, 5, what="caller gone")
         a = app.acd.router.agent_snapshot("agent1")
         assert a.state == AgentState.AVAILABLE and a.misses == 0
         assert [r["outcome"] for r in app.storage.call_records()] == ["abandoned"]
+
+
+async def _var(ari, cid: str) -> str:
+    try:
+        return await ari.get_var(cid, QUEUE_VAR)
+    except NotFound:          # Asterisk 22: a variable never set is a 404
+        return ""
 
 
 async def test_asterisk_restart_with_calls_in_progress_leaves_no_stuck_state(asterisk, flow_cfg, phones):

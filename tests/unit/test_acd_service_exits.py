@@ -10,10 +10,10 @@ import time
 from types import SimpleNamespace
 
 from ivr.acd import AgentState
-from ivr.ari import Channel, StasisEnd, StasisStart
+from ivr.ari import AriError, Channel, StasisEnd, StasisStart
 from ivr.calls.saved_state import QUEUE_VAR, QueueState
 from ivr.calls import adoption
-from ivr.calls.events import MaxWaitDue
+from ivr.calls.events import MaxWaitDue, MusicDue
 from ivr.flow import Enqueue
 from tests.unit.test_acd_service_faults import make_service
 
@@ -81,11 +81,64 @@ async def _answered(app, acd, s):
     return qc
 
 
-def test_the_agent_hanging_up_leaves_the_caller_to_the_flow_as_answered():
+def _saved_on_caller(app, cid):
+    return [a[2] for n, a in app.ari.calls if n == "set_var" and a[:2] == (cid, QUEUE_VAR)]
+
+
+def test_a_call_answered_at_once_carries_its_queue_state_on_the_agent_leg_only():
     async def go():
         app, acd = make_service()
         s = session("c1")
         qc = await _answered(app, acd, s)
+        (kw,) = [kw for n, kw in app.ari.keywords if n == "originate"]
+        state = QueueState.decode(kw["variables"][QUEUE_VAR])
+        assert state.queue == "billing" and state.flow == "support"
+        await acd.on_event(MusicDue(key="c1"))        # answered before it fired (cancelled on Asterisk's clock)
+        await acd.on_channel_gone(StasisEnd(type="StasisEnd", channel=Channel(qc.leg_id)))
+        assert s.results == ["answered"]
+        assert _saved_on_caller(app, "c1") == []       # nothing saved on the caller, so nothing to clear
+    run(go())
+
+
+def test_a_caller_whose_agent_does_not_answer_at_once_carries_its_queue_state():
+    async def go():
+        app, acd = make_service()
+        s = session("c1")
+        await acd.enqueue(s, Enqueue("billing"))
+        qc = acd.calls["c1"]
+        assert qc.leg_id and _saved_on_caller(app, "c1") == []
+        await acd.on_event(MusicDue(key="c1"))          # MUSIC_DELAY later, the phone still rings
+        (saved,) = _saved_on_caller(app, "c1")
+        assert QueueState.decode(saved).encode() == qc.saved.encode() and qc.persisted
+        app.ari.keywords.clear()
+        await acd.on_channel_gone(StasisEnd(type="StasisEnd", channel=Channel(qc.leg_id)))   # no answer
+        for _, kw in app.ari.keywords:                  # the next leg need not carry it any more
+            assert not (kw.get("variables") or {}).get(QUEUE_VAR)
+    run(go())
+
+
+def test_a_caller_whose_agent_leg_fails_at_once_carries_its_queue_state():
+    async def go():
+        app, acd = make_service()
+        app.ari.fail["originate"] = AriError("POST", "/channels", 400, "Bad Request")
+        s = session("c1")
+        await acd.enqueue(s, Enqueue("billing"))
+        qc = acd.calls["c1"]
+        (saved,) = _saved_on_caller(app, "c1")[:1]
+        assert QueueState.decode(saved).queue == "billing" and qc.persisted and qc.moh
+    run(go())
+
+
+def test_the_agent_hanging_up_leaves_the_caller_to_the_flow_as_answered():
+    async def go():
+        app, acd = make_service()
+        s = session("c1")
+        await acd.enqueue(s, Enqueue("billing"))
+        await acd.on_event(MusicDue(key="c1"))          # the agent took a moment: the caller's state is saved
+        qc = acd.calls["c1"]
+        await acd.on_stasis_start(StasisStart(type="StasisStart", channel=Channel(qc.leg_id),
+                                              args=("agent", "c1")))
+        assert qc.bridge_id
         app.ari.calls.clear()
         await acd.on_channel_gone(StasisEnd(type="StasisEnd", channel=Channel(qc.leg_id)))
         assert s.results == ["answered"] and s.outcome == "answered"
@@ -187,3 +240,33 @@ def test_one_vocabulary_of_queue_outcomes():
     assert CallOutcome.OVERFLOW.flow_result is CallOutcome.TIMEOUT
     assert QUEUE_OUTCOMES == tuple(o.value for o in LEFT_OUTCOMES)
     assert REFUSAL_REASONS == tuple(o.value for o in REFUSAL_OUTCOMES)
+
+
+def test_a_restart_while_the_agent_rings_requeues_a_caller_whose_state_only_the_leg_carries():
+    """Killed within ``MUSIC_DELAY`` of an offer: the caller's channel has no saved state yet, the ringing
+    agent leg has it (from its originate). The new process hangs the leg up and re-queues the caller with
+    its original wait, and the caller's channel gets the state from then on."""
+    async def go():
+        app, acd = make_service()
+        pause_all(acd)
+        state = QueueState("technical", time.time() - 0.3, 2, {"technical": 3}, "Ada", "support", "100")
+        saved = {"c9-a7": state.encode()}
+
+        async def get_var(cid, name):
+            app.ari.calls.append(("get_var", (cid, name)))
+            return saved.get(cid, "") if name == QUEUE_VAR else ""
+
+        async def nothing():
+            return []
+        app.ari.get_var, app.ari.bridges, app.ari.channels = get_var, nothing, nothing
+        deps = adoption.AdoptionDeps(acd.ari, acd.clock, lambda ch, st: session(ch.id))
+        adopted = await adoption.adopt(acd, deps, [Channel("c9"), Channel("c9-a7", name="PJSIP/agent1-0001")],
+                                       {"c9", "c9-a7"})
+        assert adopted == {"c9", "c9-a7"}
+        assert ("hangup_quietly", ("c9-a7",)) in app.ari.calls
+        snap = acd.router.call_snapshot("c9")
+        assert snap.priority == 2 and snap.wait >= 0.3
+        assert dict(acd.router._calls["c9"].call.extra_skills) == {"technical": 3}
+        assert [QueueState.decode(v).encode() for v in _saved_on_caller(app, "c9")] == [state.encode()]
+        assert acd.calls["c9"].persisted and acd.calls["c9"].moh
+    run(go())

@@ -20,11 +20,13 @@ CONFIG = "config/ivr.yaml"
 class FakeAri:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
+        self.keywords: list[tuple[str, dict]] = []
         self.fail: dict[str, Exception] = {}
 
     def __getattr__(self, name):
         async def op(*args, **kw):
             self.calls.append((name, args))
+            self.keywords.append((name, kw))
             if name in self.fail:
                 raise self.fail[name]
         return op
