@@ -897,14 +897,17 @@ def waiting_memory(b: Bench, calls: int, rate: float) -> dict[str, float]:
 
 # ------------------------------------------------------------------------------------------ profiling
 def start_profiler(b: Bench, seconds: float, rate: int = 100) -> subprocess.Popen | None:
-    """py-spy (pip install py-spy into .venv) on the app process, non-blocking, raw collapsed stacks."""
+    """py-spy (pip install py-spy into .venv) on the app process, non-blocking, raw collapsed stacks, only
+    samples of a thread holding the GIL (``--gil``): under uvloop the event loop waits for I/O inside its C
+    ``run_forever`` (py-spy shows ``Runner.run``), which without ``--gil`` counted as work. SQLite work in
+    worker threads runs without the GIL, so it is under-counted here (it is CPU, but not the loop's)."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None or b.app_pid is None:
         b.say("py-spy not found (.venv/bin/pip install py-spy): no profile")
         return None
     b.profile_path = b.dir / "app-profile.txt"
     b.profiler = b.procs.spawn([spy, "record", "-p", str(b.app_pid), "-r", str(rate), "-d", str(int(seconds)),
-                          "-f", "raw", "-o", str(b.profile_path), "--nonblocking"], b.dir / "py-spy.out")
+                          "-f", "raw", "-o", str(b.profile_path), "--nonblocking", "--gil"], b.dir / "py-spy.out")
     return b.profiler
 
 
@@ -958,7 +961,7 @@ def profile_summary(path: Path, top: int = 25) -> list[str]:
                 incl[f] = incl.get(f, 0) + int(n)
     if not total:
         return ["empty profile"]
-    out = ["app profile by area (share of working samples):"]
+    out = ["app profile by area (share of samples holding the GIL):"]
     out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in sorted(areas.items(), key=lambda kv: -kv[1])]
     out.append(f"app profile: {total} working samples ({idle} more waited in epoll or in an idle worker thread); "
                "inclusive share of functions in ivr/:")

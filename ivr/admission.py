@@ -113,23 +113,28 @@ class _RecentQuantile:
     hundreds of requests a second, where one slow request among them (a GC pause, a scheduling hiccup) is
     no sign of saturation but a slow tenth of them is. Memory is bounded by ``cap`` samples."""
 
-    __slots__ = ("cap", "q", "samples", "window")
+    __slots__ = ("cap", "q", "times", "values", "window")
 
     def __init__(self, window: float, q: float = 0.9, cap: int = 4096) -> None:
         self.window, self.q, self.cap = window, q, cap
-        self.samples: deque[tuple[float, float]] = deque(maxlen=cap)
+        # two deques in step, so that the quantile is taken over ``values`` in C (read once per new call)
+        self.times: deque[float] = deque(maxlen=cap)
+        self.values: deque[float] = deque(maxlen=cap)
 
     def add(self, now: float, sample: float) -> None:
-        self.samples.append((now, sample))
+        self.times.append(now)
+        self.values.append(sample)
 
     def read(self, now: float) -> float:
-        s = self.samples
-        while s and s[0][0] < now - self.window:
-            s.popleft()
-        if not s:
+        t, v = self.times, self.values
+        oldest = now - self.window
+        while t and t[0] < oldest:
+            t.popleft()
+            v.popleft()
+        if not v:
             return 0.0
-        k = max(1, math.ceil(len(s) * (1.0 - self.q)))     # the k-th largest is the q quantile
-        return heapq.nlargest(k, (v for _, v in s))[-1]
+        k = max(1, math.ceil(len(v) * (1.0 - self.q)))     # the k-th largest is the q quantile
+        return heapq.nlargest(k, v)[-1]
 
 
 @dataclass(frozen=True)

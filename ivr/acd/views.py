@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
 from .agent import AgentState
@@ -17,12 +17,26 @@ def _plain(v: Any) -> Any:
         return {k: _plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [_plain(x) for x in v]
+    if is_dataclass(v) and not isinstance(v, type):
+        return {name: _plain(getattr(v, name)) for name in _field_names(type(v))}
     return v
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 class _AsDict:
     def as_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))  # type: ignore[call-overload]
+        """Plain values, like ``dataclasses.asdict`` without its deep copies (the values are immutable; an
+        agent's state changes several times per call and each change is pushed to its page)."""
+        return _plain(self)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

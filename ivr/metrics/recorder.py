@@ -80,6 +80,7 @@ class Metrics:
         self._allowed_pause_reasons = frozenset(pause_reasons) if pause_reasons is not None else None
         self._seen_pause_reasons: set[str] = set()
         self._names: dict[str, set[Any]] = {"queue": set(), "flow": set(), "node": set()}
+        self._flows_seen: set[str] = set()      # flows whose series exist (created at 0 once)
         self._sl_threshold: dict[str, float] = {}
         self._warned: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
@@ -227,9 +228,11 @@ class Metrics:
 
     def _flow(self, flow: str) -> str:
         f = self._name("flow", flow)
-        self.flow_calls.labels(f)
-        for to in ESCALATIONS:    # from 0, so containment has data before the first escalation
-            self.escalations.labels(f, to)
+        if f not in self._flows_seen:
+            self._flows_seen.add(f)
+            self.flow_calls.labels(f)
+            for to in ESCALATIONS:    # from 0, so containment has data before the first escalation
+                self.escalations.labels(f, to)
         return f
 
     # ------------------------------------------------------------------------------- flows

@@ -634,6 +634,38 @@ def test_snapshots():
     r.unpause("b")  # takes c2
 
 
+def test_snapshot_as_dict_equals_dataclasses_asdict_made_plain():
+    """``as_dict`` skips ``asdict``'s deep copies (hot: every agent state change is pushed to its page); the
+    result must be the same plain data, nested queue snapshots and stats included."""
+    from dataclasses import asdict
+
+    from ivr.acd.views import _plain
+
+    def old_way(x):
+        def plain(v):
+            if isinstance(v, (AgentState, CallState)):
+                return v.value
+            if isinstance(v, dict):
+                return {k: plain(y) for k, y in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [plain(y) for y in v]
+            return v
+        return plain(asdict(x))
+
+    r, clock = setup([Q], [AgentConfig("a", name="Ann", skills={"x": 2}), AgentConfig("b", skills={"x": 2})],
+                     t=0.0)
+    r.pause("b", "training")
+    busy(r, clock, "a", "q", "c0")
+    clock.t = 10
+    r.enqueue(Call("c1", "q"))
+    clock.t = 20
+    snaps = [r.queue_snapshot("q"), r.call_snapshot("c1"), r.call_snapshot("c0"), *r.agents_snapshot()]
+    for snap in snaps:
+        assert snap.as_dict() == old_way(snap) and _plain(snap) == snap.as_dict()
+    q = r.queue_snapshot("q").as_dict()
+    assert q["calls"][0]["state"] == "waiting" and isinstance(q["stats"], dict)
+
+
 def test_errors_leave_router_unchanged():
     r, _ = setup([Q], [AgentConfig("a", skills={"x": 2})])
     with pytest.raises(UnknownQueue):
