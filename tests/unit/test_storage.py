@@ -31,7 +31,7 @@ def test_voicemail_and_callback(tmp_path):
 
 def test_both_sqlite_connections_have_a_small_bounded_page_cache(tmp_path):
     """The default 2 MB cache per connection filled over ~20 min of soak and grew the process
-    (bench/README.md "What grows"); both file-backed connections are capped at SQLITE_CACHE_KIB."""
+    (bench/README.md, "Soak"); both file-backed connections are capped at SQLITE_CACHE_KIB."""
     from ivr.crm.store import SqliteCrm
     from ivr.storage import SQLITE_CACHE_KIB
 
