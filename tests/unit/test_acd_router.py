@@ -610,13 +610,19 @@ def test_call_record_of_an_answered_call():
     assert st.answered == 1 and st.service_level_pct == 100.0 and st.avg_hold_time == 15
 
 
-def test_snapshots():
+def _center_with_a_call_on_and_one_waiting():
+    """Ann on call c0, b paused for training, c1 waiting since t=10 (now t=10)."""
     r, clock = setup([Q], [AgentConfig("a", name="Ann", skills={"x": 2}), AgentConfig("b", skills={"x": 2})],
                      t=0.0)
     r.pause("b", "training")
     busy(r, clock, "a", "q", "c0")
     clock.t = 10
     r.enqueue(Call("c1", "q"))
+    return r, clock
+
+
+def test_snapshots():
+    r, clock = _center_with_a_call_on_and_one_waiting()
     clock.t = 12
     r.enqueue(Call("c2", "q", priority=1))
     clock.t = 20
@@ -652,12 +658,7 @@ def test_snapshot_as_dict_equals_dataclasses_asdict_made_plain():
             return v
         return plain(asdict(x))
 
-    r, clock = setup([Q], [AgentConfig("a", name="Ann", skills={"x": 2}), AgentConfig("b", skills={"x": 2})],
-                     t=0.0)
-    r.pause("b", "training")
-    busy(r, clock, "a", "q", "c0")
-    clock.t = 10
-    r.enqueue(Call("c1", "q"))
+    r, clock = _center_with_a_call_on_and_one_waiting()
     clock.t = 20
     snaps = [r.queue_snapshot("q"), r.call_snapshot("c1"), r.call_snapshot("c0"), *r.agents_snapshot()]
     for snap in snaps:
