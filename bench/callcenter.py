@@ -445,7 +445,8 @@ class Bench:
 
     def __init__(self, *, agents: int = 400, log_level: str = "WARNING", rtp_ports: int = 6000,
                  customers_every: int = 10, customers_max_serial: int = 20000, keep: bool = False,
-                 verbose: bool = True, ast_verbose: int = 0, scrape_interval: float = 5.0) -> None:
+                 verbose: bool = True, ast_verbose: int = 0, scrape_interval: float = 5.0,
+                 rest_websockets: int | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="ivr-bench-"))
         self.procs = Procs()
         self.keep = keep
@@ -474,7 +475,8 @@ class Bench:
             "asterisk": {"bind_address": "127.0.0.1", "sip_port": free_udp_port(), "http_port": free_tcp_port(),
                          "rtp_start": rtp[0], "rtp_end": rtp[1], "instance": f"bench-{os.getpid()}-{secrets.token_hex(3)}",
                          "agent_contact": f"sip:{{name}}@127.0.0.1:{self.uas_port}"},
-            "ari": {"user": "ivr", "password": self.password, "app": "ivr-bench"},
+            "ari": {"user": "ivr", "password": self.password, "app": "ivr-bench",
+                    **({} if rest_websockets is None else {"rest_websockets": rest_websockets})},
             "flows": {"dir": str(self.dir / "flows"), "default": "bench", "routes": {DID: "bench"}, "watch": False},
             "http": {"bind_address": "127.0.0.1", "port": self.http_port, "admin_token": self.token},
             "log": {"level": log_level},

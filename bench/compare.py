@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-completion", type=float, default=99.5, help="percent (default 99.5)")
     p.add_argument("--max-pdd", type=float, default=200, help="p99 post-dial delay limit, ms (default 200)")
     p.add_argument("--log-level", default="WARNING", help="the app's log level (default WARNING)")
+    p.add_argument("--rest-websockets", type=int, default=None,
+                   help="B's ari.rest_websockets (REST over N ARI websockets, 0 = HTTP); default: the app's default")
     p.add_argument("--only", choices=["A", "B"], help="run one scenario only")
     p.add_argument("--max-minutes", type=float, default=25, help="search time bound per scenario (default 25)")
     p.add_argument("--keep", action="store_true", help="keep the work dir (configs, sipp logs, app log)")
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, tuple] = {}
     stories: dict[str, list[str]] = {}
     storms: dict = {}
-    with Bench(agents=a.agents, log_level=a.log_level, keep=a.keep) as b:
+    with Bench(agents=a.agents, log_level=a.log_level, keep=a.keep, rest_websockets=a.rest_websockets) as b:
         b.start_asterisk()
 
         def scenario(k: str, mem: dict | None = None) -> None:

@@ -22,6 +22,7 @@ from datetime import datetime
 
 from .admission import Admission, AdmissionPolicy
 from .ari import (
+    BULK_LISTS,
     AriClient,
     AriError,
     Channel,
@@ -77,9 +78,6 @@ EVENT_TYPES = ["StasisStart", "StasisEnd", "ChannelDestroyed", "ChannelDtmfRecei
                "ChannelHangupRequest"]
 
 
-_BULK_LISTS = frozenset({"/channels", "/bridges", "/endpoints", "/deviceStates", "/sounds"})
-
-
 def default_session_factory(app: App, ev: StasisStart) -> CallSession | None:
     if ev.args[:1] == ("inbound",) and app.flows is not None:
         chosen = app.flows.flow_for(ev.channel.exten)
@@ -106,6 +104,9 @@ class App:
         self.dispatcher = Dispatcher(self.handle, on_lag=self.metrics.event_lag)
         self.admission = Admission(AdmissionPolicy.from_dict(cfg.admission), time.monotonic, self.active_calls)
         self.ari.on_latency = self._ari_latency
+        self.rest_sockets = (self.ari.use_websockets(cfg.ari.rest_websockets, reconnect_min=cfg.ari.reconnect_min,
+                                                     reconnect_max=cfg.ari.reconnect_max)
+                             if cfg.ari.rest_websockets > 0 else None)
         self.gate = AdmissionGate(self.admission, self.ari, self.metrics)
         self.janitor = Janitor(JanitorDeps(
             ari=self.ari, claims=self._claims, is_ours=self._in_our_app, pending=self.dispatcher.busy,
@@ -274,7 +275,7 @@ class App:
     def _ari_latency(self, seconds: float, method: str, path: str) -> None:
         """Admission's ARI latency: the requests of calls, not the bulk lists of the janitor and reconcile
         (GET /channels with hundreds of channels is slow by size, not because Asterisk is saturated)."""
-        if not (method == "GET" and path in _BULK_LISTS):
+        if not (method == "GET" and path in BULK_LISTS):
             self.admission.ari_latency(seconds)
 
     def _claims(self) -> Claims:
@@ -398,6 +399,8 @@ class App:
             tasks = [asyncio.create_task(self.events.run(), name="ari-events"),
                      asyncio.create_task(self.gate.run(), name="admission"),
                      asyncio.create_task(self.janitor.run(), name="janitor")]
+            if self.rest_sockets is not None:
+                tasks.append(asyncio.create_task(self.rest_sockets.run(), name="ari-rest-websockets"))
             if self.contact_quality is not None:
                 tasks.append(asyncio.create_task(self.contact_quality.run(), name="contact-quality"))
             if self.voicemail_retention is not None and self.voicemail_retention.policy.retention_days:
@@ -410,6 +413,8 @@ class App:
                 await self._stopping.wait()
             finally:
                 await self.events.stop()
+                if self.rest_sockets is not None:
+                    self.rest_sockets.stop()
                 if self.web is not None:
                     await self.web.stop()
                 for t in tasks:

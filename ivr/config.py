@@ -64,6 +64,7 @@ class AriConfig:
     reconnect_min: float = 0.2
     reconnect_max: float = 5.0
     request_timeout: float = 10.0   # seconds before a REST request counts as failed (ARI unavailable)
+    rest_websockets: int = 2        # REST over this many ARI websockets (0: HTTP); docs/architecture.md
 
 
 @dataclass(frozen=True)
@@ -409,6 +410,8 @@ def _check(cfg: Config) -> None:
         raise ConfigError("asterisk.rtp_start must be below asterisk.rtp_end")
     if not 0 <= cfg.http.port < 65536:
         raise ConfigError(f"http.port: {cfg.http.port} is not a valid port")
+    if not 0 <= cfg.ari.rest_websockets <= 16:
+        raise ConfigError(f"ari.rest_websockets: {cfg.ari.rest_websockets} is not between 0 and 16")
     endpoints = {a.endpoint for a in cfg.agent_sip()}
     for name, endpoint in cfg.extensions.items():
         if endpoint not in endpoints:

@@ -19,6 +19,7 @@ import aiohttp
 from .errors import AriError, NotFound, Unavailable, error_for_status
 from .models import Bridge, Channel, DeviceState, Endpoint, LiveRecording, Playback
 from .operations import OPERATIONS
+from .rest_socket import RestSockets
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,12 @@ def _batches(sources: Iterable[str]) -> list[list[str]]:
     return out
 
 
+#: GETs of whole collections: slow by size (hundreds of channels), never on a REST websocket, where Asterisk
+#: would make every request queued behind one wait for it; not a sign of a saturated Asterisk (admission)
+BULK_LISTS = frozenset({"/channels", "/bridges", "/endpoints", "/deviceStates", "/sounds", "/applications",
+                        "/recordings/stored"})
+
+
 class AriClient:
     """REST half of ARI. `async with AriClient(...)` owns the HTTP session."""
 
@@ -65,6 +72,15 @@ class AriClient:
         #: called with (seconds, method, path) of every REST request (a timeout or connection error counts
         #: as the time it took): feeds admission control
         self.on_latency: Callable[[float, str, str], None] | None = None
+        #: when set (`use_websockets`), requests go over these ARI websockets while one is connected
+        self.sockets: RestSockets | None = None
+
+    def use_websockets(self, count: int, *, reconnect_min: float = 0.2, reconnect_max: float = 5.0) -> RestSockets:
+        """Send REST requests over `count` websockets (their `run()` keeps them connected) instead of HTTP
+        whenever one is connected. Raw responses (a recording's audio) always use HTTP."""
+        self.sockets = RestSockets(lambda: self.session, self.base_url, self.app, count,
+                                   reconnect_min=reconnect_min, reconnect_max=reconnect_max)
+        return self.sockets
 
     async def __aenter__(self) -> AriClient:
         self.session  # noqa: B018 - create it now, inside the running loop
@@ -122,9 +138,17 @@ class AriClient:
 
     async def _request(self, method: str, path: str, query: list[tuple[str, str]],
                        body: dict[str, Any] | None, raw: bool = False) -> Any:
-        url = f"{self.base_url}/ari{path}"
         self.requests_made += 1
         t0 = time.monotonic()
+        sock = (self.sockets.pick() if self.sockets is not None and not raw
+                and not (method == "GET" and path in BULK_LISTS) else None)
+        if sock is not None:
+            try:
+                return await sock.request(method, path, query, body, self._timeout.total or 10.0)
+            finally:
+                if self.on_latency is not None:
+                    self.on_latency(time.monotonic() - t0, method, path)
+        url = f"{self.base_url}/ari{path}"
         try:
             async with self.session.request(method, url, params=query, json=body, timeout=self._timeout) as r:
                 if raw and r.status < 300:

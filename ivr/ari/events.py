@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from .backoff import backoff_delay
 from .client import AriClient
 from .errors import AriError, Unprocessable
 from .models import Connected, Disconnected, Event, parse_event
@@ -23,13 +23,6 @@ from .models import Connected, Disconnected, Event, parse_event
 log = logging.getLogger(__name__)
 
 ConnectHook = Callable[[AriClient], Awaitable[None]]
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Full jitter: uniform in [base/2, min(cap, base * 2**attempt)] (never a thundering herd)."""
-    r = rng or random
-    hi = min(cap, base * (2 ** min(attempt, 16)))
-    return r.uniform(min(base / 2, hi), hi)
 
 
 class EventStream:

@@ -109,14 +109,18 @@ async def _flag_is(ari, value: str) -> bool:
     return await ari.global_var("IVR_SHED") == value
 
 
-async def test_a_bridge_whose_teardown_timed_out_is_destroyed_by_the_janitor(flow_cfg, phones):
+@pytest.mark.parametrize("rest_websockets", [0, 2], ids=["http", "websocket"])
+async def test_a_bridge_whose_teardown_timed_out_is_destroyed_by_the_janitor(flow_cfg, phones, rest_websockets):
     cfg = with_queue_overrides(flow_cfg, wrap_up=0)
     phones("agent1")
     async with TcpProxy(cfg.asterisk.http_port) as proxy:
-        app_cfg = with_overrides(cfg, ari={"url": f"http://127.0.0.1:{proxy.port}", "request_timeout": 1.0})
+        app_cfg = with_overrides(cfg, ari={"url": f"http://127.0.0.1:{proxy.port}", "request_timeout": 1.0,
+                                           "rest_websockets": rest_websockets})
         async with running_app(app_cfg) as app, ari_client(cfg) as ari:
             app.janitor.interval = 1.0
             await wait_for(lambda: app.acd.router.agent_snapshot("agent1").registered, 10)
+            if rest_websockets:
+                await wait_for(lambda: app.rest_sockets.connected == rest_websockets, 10, what="REST websockets up")
             caller = _served(cfg, 2500)
             qc = await wait_for(lambda: next((c for c in app.acd.calls.values() if c.bridge_id), None), 15,
                                 what="bridged")
@@ -125,6 +129,7 @@ async def test_a_bridge_whose_teardown_timed_out_is_destroyed_by_the_janitor(flo
             proxy.stall(b"DELETE /ari/bridges/", 4.0)
             assert (await asyncio.to_thread(caller.wait)).ok
             await wait_for(lambda: proxy.stalled >= 1, 10, what="the teardown's DELETE swallowed")
+            assert proxy.stalled_ws == (proxy.stalled if rest_websockets else 0)   # over the transport tested
             await wait_for(lambda: not app.acd.calls, 10, what="the app ended the conversation")
             assert bridge in {b.id for b in await ari.bridges()}       # the leak really happened
             await assert_no_leaks(ari, timeout=15)                      # and the janitor removed it

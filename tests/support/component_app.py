@@ -144,8 +144,11 @@ def component_config(data_dir: str | None = None, **callbacks: Any) -> Config:
 
 
 def with_ari(cfg: Config, fake: FakeAri, request_timeout: float = 2.0) -> Config:
+    # the fake speaks REST over HTTP only: REST over websockets is shown on the real Asterisk
+    # (tests/e2e/test_ari_rest_websocket_e2e.py)
     return with_overrides(cfg, ari={"url": fake.url, "user": fake.user, "password": fake.password,
-                                    "app": fake.app_name, "request_timeout": request_timeout})
+                                    "app": fake.app_name, "request_timeout": request_timeout,
+                                    "rest_websockets": 0})
 
 
 def agent_endpoints(cfg: Config) -> dict[str, str]:

@@ -27,6 +27,7 @@ def test_generic_env_override_is_typed(tmp_path):
     ("asterisk: {sip_prot: 1}\n", "asterisk: unknown key(s) sip_prot"),
     ("asterisk: {sip_port: abc}\n", "asterisk.sip_port: expected an integer"),
     ("asterisk: {sip_port: 70000}\n", "not a valid port"),
+    ("ari: {rest_websockets: -1}\n", "ari.rest_websockets: -1 is not between 0 and 16"),
     ("nonsense: 1\n", "unknown section(s) nonsense"),
     ("asterisk: [1, 2]\n", "asterisk: expected a mapping"),
     ("a: [\n", "invalid YAML"),

@@ -1,0 +1,12 @@
+"""Reconnect delays shared by the ARI websockets."""
+
+from __future__ import annotations
+
+import random
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Full jitter: uniform in [base/2, min(cap, base * 2**attempt)] (never a thundering herd)."""
+    r = rng or random
+    hi = min(cap, base * (2 ** min(attempt, 16)))
+    return r.uniform(min(base / 2, hi), hi)
