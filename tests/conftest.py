@@ -6,7 +6,12 @@ import os
 
 import pytest
 
+from ivr.acd.engine import Engine
 from tests.support.stack import make_test_config
+
+# every router choice read from a kept ranking (ivr/acd/ranking.py) is checked against scoring every
+# available agent, in every test of every tier
+Engine.verify_rankings = True
 
 
 @pytest.fixture(scope="session")

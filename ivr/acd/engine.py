@@ -128,7 +128,10 @@ class Engine(Moves):
     def _index_add(self, a: Agent) -> None:
         aid = a.id
         for q in self._agent_queues[aid]:
-            self._queues[q].avail.add(aid)
+            qrt = self._queues[q]
+            qrt.avail.add(aid)
+            if qrt.ranks.by_profile:
+                qrt.ranks.add(aid, a.skills, a.idle_since)
         abs_ = self._avail_by_skill
         for s in a.skills:
             p = abs_.get(s)
@@ -140,7 +143,10 @@ class Engine(Moves):
     def _index_remove(self, a: Agent) -> None:
         aid = a.id
         for q in self._agent_queues[aid]:
-            self._queues[q].avail.discard(aid)
+            qrt = self._queues[q]
+            qrt.avail.discard(aid)
+            if qrt.ranks.by_profile:
+                qrt.ranks.remove(aid)
         for s in a.skills:
             p = self._avail_by_skill.get(s)
             if p is not None:
@@ -427,6 +433,9 @@ class Engine(Moves):
                     break
         return best
 
+    #: tests set it: every choice from a ranking is checked against the full scan
+    verify_rankings = False
+
     def _best_agent_for(self, c: CallEntry):
         """Best eligible available agent for waiting call ``c``: (agent, ranked top keys, n, step)."""
         qrt = c.qrt
@@ -435,6 +444,25 @@ class Engine(Moves):
             return None
         k = bisect_right(c.step_at, self._now)
         groups = c.group._reqs[k]
+        if c.pref_agent is not None or c.optional is not None:
+            return self._scan_best(c, groups, k)
+        agents = self._agents
+        r = qrt.ranks.get((groups, qrt.reqs[k].optional),
+                          ((aid, agents[aid].skills, agents[aid].idle_since) for aid in qavail))
+        n = len(r.entries)
+        res = (agents[(top := r.best(c.missed_by, Explanation.MAX_CANDIDATES))[0][3]], top, n, k) if n else None
+        if self.verify_rankings:
+            scan = self._scan_best(c, groups, k)
+            assert (res is None and scan is None) or (
+                res is not None and scan is not None and res[0] is scan[0] and res[2:] == scan[2:]
+                and res[1] == scan[1][:Explanation.MAX_CANDIDATES]), (res, scan)
+        return res
+
+    def _scan_best(self, c: CallEntry, groups: tuple, k: int):
+        """``_best_agent_for`` by scoring every available eligible agent (a preferred agent, a call's own
+        optional skills, and the check of the rankings)."""
+        qrt = c.qrt
+        qavail = qrt.avail
         if c.pref_agent is not None:
             pool: Iterable[str] = (c.pref_agent,)
         else:

@@ -28,6 +28,7 @@ from .call import Call, CallState
 from .estimate import DepartureRate
 from .policy import Requirement, SkillGroup, compile_requirements, merge_call, merge_optional, step_afters
 from .queue import QueueConfig
+from .ranking import Rankings
 
 _seq = attrgetter("seq")
 _key = attrgetter("key")
@@ -171,10 +172,13 @@ class QueueRuntime:
     departures: DepartureRate = field(default_factory=lambda: DepartureRate(0.0))
     #: tasks of this queue ringing an agent or being worked (counted against ``task_agents_percent``)
     engaged_tasks: set[str] = field(default_factory=set)
+    #: ``avail`` in ranking order per requirement profile in use (``ranking``); the engine keeps it with ``avail``
+    ranks: Rankings = field(default_factory=Rankings)
 
     def __post_init__(self) -> None:
         self.reqs = compile_requirements(self.config)
         self.afters = step_afters(self.config)
+        self.ranks.clear()                      # a new definition: new requirement profiles
 
     @property
     def name(self) -> str:

@@ -40,9 +40,11 @@ Complexity (why it is fast at 10k waiting calls / 1k agents)
 * Agent frees up: only the heads of the non-empty groups of the agent's queues are checked (see
   ``index`` for why heads suffice under monotone relaxation) plus the agent's pinned calls:
   O(#groups x skills per requirement), independent of the number of waiting calls.
-* New / requeued / relaxed call: candidates come from the smallest of "available members of the queue"
-  and "available agents holding skill s" for the skills of each requirement group, so only plausible
-  agents are scored.
+* New / requeued / relaxed call: the queue keeps its available agents in ranking order for each
+  requirement profile in use (``ranking``), so the best few are read from the front instead of scoring
+  every available agent. A call with its own optional skills or a preferred agent is scored the long
+  way: candidates come from the smallest of "available members of the queue" and "available agents
+  holding skill s" for the skills of each requirement group, so only plausible agents are scored.
 * Queue insert/remove is a bisect on a list sorted by join order (appends at the tail in the common case),
   timers are a heap with lazy invalidation.
 """

@@ -1,0 +1,104 @@
+"""Available agents of a queue kept in ranking order for one requirement profile (internal to the router).
+
+Choosing the best agent for a call ranks every available eligible agent by (fit score, longest idle,
+id). Scoring them all on every arriving call costs time linear in the idle agents (~300 scored per call in
+`bench/compare.py`, the router's largest share of the app's CPU). But an agent's score for a profile
+(the call's requirement groups at its relaxation step, and the optional skills) depends only on the
+agent's skills, and ``idle_since`` only changes while the agent is not available. So a queue keeps, per
+profile in use, its available eligible agents sorted by ``(-score, idle_since, id)``: kept up to date when
+an agent becomes available or stops being available (the engine's ``_index_add`` / ``_index_remove``, the
+same places as the queue's ``avail`` set), and read from the front, so the best few cost O(few).
+
+A queue keeps at most ``MAX_PROFILES`` such rankings (least recently used dropped): calls with their own
+optional skills use the full scan instead. `tests/unit/test_acd_ranking.py` checks, over random
+operations, that every choice equals the full scan's.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Mapping
+
+from .policy import SkillGroup, fit_score
+
+MAX_PROFILES = 8
+
+Profile = tuple[tuple[SkillGroup, ...], tuple[tuple[str, float], ...]]
+
+
+class Ranking:
+    """Available agents eligible for one profile, best first: entries ``(-score, idle_since, agent id)``."""
+
+    __slots__ = ("entries", "groups", "keys", "optional")
+
+    def __init__(self, groups: tuple[SkillGroup, ...], optional: tuple[tuple[str, float], ...]) -> None:
+        self.groups = groups
+        self.optional = optional
+        self.entries: list[tuple[float, float, str]] = []
+        self.keys: dict[str, tuple[float, float, str]] = {}
+
+    def add(self, aid: str, skills: Mapping[str, int], idle_since: float) -> None:
+        self.remove(aid)
+        sc = fit_score(self.groups, self.optional, skills)
+        if sc is not None:
+            key = (-sc, idle_since, aid)
+            self.keys[aid] = key
+            insort(self.entries, key)
+
+    def remove(self, aid: str) -> None:
+        key = self.keys.pop(aid, None)
+        if key is not None:
+            del self.entries[bisect_left(self.entries, key)]
+
+    def best(self, missed: frozenset[str] | set[str], limit: int) -> list[tuple[bool, float, float, str]]:
+        """The first ``limit`` of all entries ordered as the full scan orders them: agents who already
+        missed this call after all others."""
+        top: list[tuple[bool, float, float, str]] = []
+        later: list[tuple[bool, float, float, str]] = []
+        for e in self.entries:
+            if e[2] in missed:
+                later.append((True, *e))
+                continue
+            top.append((False, *e))
+            if len(top) >= limit:
+                return top
+        return (top + later)[:limit]
+
+
+class Rankings:
+    """One queue's rankings by profile, least recently used first."""
+
+    __slots__ = ("by_profile",)
+
+    def __init__(self) -> None:
+        self.by_profile: dict[Profile, Ranking] = {}
+
+    def get(self, profile: Profile, available: Iterable[tuple[str, Mapping[str, int], float]]) -> Ranking:
+        """The ranking of ``profile``, built from ``available`` (id, skills, idle_since) on first use."""
+        r = self.by_profile.pop(profile, None)
+        if r is None:
+            r = Ranking(*profile)
+            entries = []
+            for aid, skills, idle in available:
+                sc = fit_score(r.groups, r.optional, skills)
+                if sc is not None:
+                    key = (-sc, idle, aid)
+                    r.keys[aid] = key
+                    entries.append(key)
+            entries.sort()
+            r.entries = entries
+            if len(self.by_profile) >= MAX_PROFILES:
+                del self.by_profile[next(iter(self.by_profile))]
+        self.by_profile[profile] = r          # most recently used last
+        return r
+
+    def add(self, aid: str, skills: Mapping[str, int], idle_since: float) -> None:
+        for r in self.by_profile.values():
+            r.add(aid, skills, idle_since)
+
+    def remove(self, aid: str) -> None:
+        for r in self.by_profile.values():
+            r.remove(aid)
+
+    def clear(self) -> None:
+        self.by_profile.clear()
