@@ -40,6 +40,7 @@ from .errors import IllegalTransition, UnknownAgent, UnknownCall, UnknownQueue
 from .index import CallEntry, Group, QueueRuntime, TimerKind, Timers, insert_pinned, remove_pinned
 from .moves import Moves
 from .policy import admits, fit_score
+from . import ranking as _ranking
 from .record import CallOutcome, CallRecord
 
 _WAITING = CallState.WAITING
@@ -446,9 +447,17 @@ class Engine(Moves):
         groups = c.group._reqs[k]
         if c.pref_agent is not None or c.optional is not None:
             return self._scan_best(c, groups, k)
+        ranks = qrt.ranks
+        if len(qavail) < _ranking.MIN_AVAILABLE:
+            if ranks.by_profile:
+                ranks.clear()               # few idle agents: scanning them is cheaper than keeping rankings
+            return self._scan_best(c, groups, k)
+        profile = (groups, qrt.reqs[k].optional)
+        if not ranks.wanted(profile):
+            return self._scan_best(c, groups, k)
         agents = self._agents
-        r = qrt.ranks.get((groups, qrt.reqs[k].optional),
-                          ((aid, agents[aid].skills, agents[aid].idle_since) for aid in qavail))
+        pool = self._pool(qavail, groups)
+        r = ranks.get(profile, ((aid, agents[aid].skills, agents[aid].idle_since) for aid in pool if aid in qavail))
         n = len(r.entries)
         res = (agents[(top := r.best(c.missed_by, Explanation.MAX_CANDIDATES))[0][3]], top, n, k) if n else None
         if self.verify_rankings:
@@ -458,33 +467,38 @@ class Engine(Moves):
                 and res[1] == scan[1][:Explanation.MAX_CANDIDATES]), (res, scan)
         return res
 
+    def _pool(self, qavail: set[str], groups: tuple) -> Iterable[str]:
+        """Available agents that may hold a requirement group: the smallest of "available members of the
+        queue" and "available agents holding skill s" per group (a superset of the eligible ones)."""
+        pools = []
+        abs_ = self._avail_by_skill
+        for grp in groups:
+            best = qavail
+            for s, _ in grp:
+                p = abs_.get(s)
+                if not p:
+                    best = None
+                    break
+                if len(p) < len(best):
+                    best = p
+            if best is qavail:
+                return qavail  # filtering by queue membership makes any union a subset of it
+            if best is not None:
+                pools.append(best)
+        if not pools:
+            return ()
+        return pools[0] if len(pools) == 1 else set().union(*pools)
+
     def _scan_best(self, c: CallEntry, groups: tuple, k: int):
-        """``_best_agent_for`` by scoring every available eligible agent (a preferred agent, a call's own
-        optional skills, and the check of the rankings)."""
+        """``_best_agent_for`` by scoring every available eligible agent: a preferred agent, a call's own
+        optional skills, a queue with few available agents, a profile without a ranking (yet), and the
+        check of the rankings."""
         qrt = c.qrt
         qavail = qrt.avail
         if c.pref_agent is not None:
             pool: Iterable[str] = (c.pref_agent,)
         else:
-            pools = []
-            abs_ = self._avail_by_skill
-            for grp in groups:
-                best = qavail
-                for s, _ in grp:
-                    p = abs_.get(s)
-                    if not p:
-                        best = None
-                        break
-                    if len(p) < len(best):
-                        best = p
-                if best is qavail:
-                    pools = [qavail]  # filtering by queue membership makes any union a subset of it
-                    break
-                if best is not None:
-                    pools.append(best)
-            if not pools:
-                return None
-            pool = pools[0] if len(pools) == 1 else set().union(*pools)
+            pool = self._pool(qavail, groups)
         optional = qrt.reqs[k].optional if c.optional is None else c.optional[k]
         agents = self._agents
         missed = c.missed_by

@@ -9,8 +9,11 @@ profile in use, its available eligible agents sorted by ``(-score, idle_since, i
 an agent becomes available or stops being available (the engine's ``_index_add`` / ``_index_remove``, the
 same places as the queue's ``avail`` set), and read from the front, so the best few cost O(few).
 
-A queue keeps at most ``MAX_PROFILES`` such rankings (least recently used dropped): calls with their own
-optional skills use the full scan instead. `tests/unit/test_acd_ranking.py` checks, over random
+Keeping a ranking costs a score and an insert for every agent that becomes available, so the engine keeps
+them only where reading them beats scanning: while the queue has at least ``MIN_AVAILABLE`` available
+agents (a busy queue drops them: its few idle agents are scanned), for a profile asked for
+``MIN_USES`` times since it last had a ranking, at most ``MAX_PROFILES`` per queue (least recently used
+dropped). Calls with their own optional skills or a preferred agent are always scanned. `tests/unit/test_acd_ranking.py` checks, over random
 operations, that every choice equals the full scan's.
 """
 
@@ -21,7 +24,9 @@ from collections.abc import Iterable, Mapping
 
 from .policy import SkillGroup, fit_score
 
-MAX_PROFILES = 8
+MAX_PROFILES = 4
+MIN_AVAILABLE = 48
+MIN_USES = 3
 
 Profile = tuple[tuple[SkillGroup, ...], tuple[tuple[str, float], ...]]
 
@@ -68,13 +73,28 @@ class Ranking:
 class Rankings:
     """One queue's rankings by profile, least recently used first."""
 
-    __slots__ = ("by_profile",)
+    __slots__ = ("by_profile", "uses")
 
     def __init__(self) -> None:
         self.by_profile: dict[Profile, Ranking] = {}
+        self.uses: dict[Profile, int] = {}
+
+    def wanted(self, profile: Profile) -> bool:
+        """Count a use of ``profile``: True when it has a ranking or has earned one (``get`` builds it)."""
+        if profile in self.by_profile:
+            return True
+        n = self.uses.get(profile, 0) + 1
+        if n < MIN_USES:
+            if len(self.uses) > 64:
+                self.uses.clear()           # many one-off profiles: forget them
+            self.uses[profile] = n
+            return False
+        self.uses.pop(profile, None)
+        return True
 
     def get(self, profile: Profile, available: Iterable[tuple[str, Mapping[str, int], float]]) -> Ranking:
-        """The ranking of ``profile``, built from ``available`` (id, skills, idle_since) on first use."""
+        """The ranking of ``profile``, built from ``available`` (id, skills, idle_since: at least every
+        available agent eligible for it) on first use."""
         r = self.by_profile.pop(profile, None)
         if r is None:
             r = Ranking(*profile)
@@ -102,3 +122,4 @@ class Rankings:
 
     def clear(self) -> None:
         self.by_profile.clear()
+        self.uses.clear()

@@ -13,6 +13,7 @@ import pytest
 
 from ivr.acd import AcdError, AgentConfig, Call, Offer, QueueConfig, RelaxationStep, Router
 from ivr.acd.engine import Engine
+from ivr.acd import ranking
 from ivr.acd.ranking import MAX_PROFILES, Ranking
 
 SKILLS = ["support", "billing", "sales", "lang:fr", "lang:de"]
@@ -51,8 +52,18 @@ def test_best_puts_agents_who_missed_the_call_last_and_stops_at_the_limit():
     assert [e[3] for e in r.best(set(), 5)] == ["c", "a"] and set(r.keys) == {"a", "c"}
 
 
+@pytest.fixture
+def rank_always(monkeypatch):
+    """Rankings for every profile from its first use, however few agents are available."""
+    monkeypatch.setattr(ranking, "MIN_AVAILABLE", 0)
+    monkeypatch.setattr(ranking, "MIN_USES", 1)
+
+
 @pytest.mark.parametrize("seed", range(6))
-def test_random_walks_choose_exactly_as_the_full_scan(seed):
+@pytest.mark.parametrize("thresholds", ["always", "default"])
+def test_random_walks_choose_exactly_as_the_full_scan(seed, thresholds, request):
+    if thresholds == "always":
+        request.getfixturevalue("rank_always")
     rng = random.Random(seed)
     clock = Clock()
     queues = [
@@ -63,7 +74,17 @@ def test_random_walks_choose_exactly_as_the_full_scan(seed):
         QueueConfig("q2", required_skills={"billing": 1}, optional_skills={"lang:fr": 2.0}, ring_timeout=10),
     ]
     r = Router(queues, clock)
-    agents = [f"a{i}" for i in range(40)]
+    read = 0
+    get = ranking.Rankings.get
+
+    def counting_get(self, *a):
+        nonlocal read
+        read += 1
+        return get(self, *a)
+
+    ranking.Rankings.get = counting_get  # type: ignore[method-assign]
+    request.addfinalizer(lambda: setattr(ranking.Rankings, "get", get))
+    agents = [f"a{i}" for i in range(40 if thresholds == "always" else 160)]
     for aid in agents:
         r.add_agent(AgentConfig(aid, skills=_skills(rng),
                                 queues=None if rng.random() < 0.7 else frozenset({"q1"})))
@@ -116,11 +137,11 @@ def test_random_walks_choose_exactly_as_the_full_scan(seed):
         except AcdError:
             pass                  # e.g. answering an offer the router withdrew meanwhile (ring timeout)
     assert offers > 300                                     # the walk really routed
-    assert r._queues["q1"].ranks.by_profile               # and read rankings doing it
+    assert read > 100                                      # and read rankings doing it
     assert all(len(q.ranks.by_profile) <= MAX_PROFILES for q in r._queues.values())
 
 
-def test_more_profiles_than_a_queue_keeps_evict_the_least_recently_used():
+def test_more_profiles_than_a_queue_keeps_evict_the_least_recently_used(rank_always):
     clock = Clock()
     r = Router([QueueConfig("q", required_skills={"support": 1}, optional_skills={"billing": 1.0})], clock)
     for i in range(20):
@@ -130,3 +151,23 @@ def test_more_profiles_than_a_queue_keeps_evict_the_least_recently_used():
         ds = r.enqueue(Call(f"c{i}", "q", extra_skills={f"x{i}": 1}))
         assert [d for d in ds if isinstance(d, Offer)], i
     assert len(r._queues["q"].ranks.by_profile) == MAX_PROFILES
+
+
+def test_a_busy_queue_keeps_no_ranking_and_a_profile_earns_one_by_use():
+    clock = Clock()
+    r = Router([QueueConfig("q", required_skills={"support": 1}, optional_skills={"billing": 1.0},
+                            wrap_up=0)], clock)
+    n = ranking.MIN_AVAILABLE + 2
+    for i in range(n):
+        r.add_agent(AgentConfig(f"a{i}", skills={"support": 1 + i % 5, "billing": 1 + i % 3}))
+        r.login(f"a{i}")
+    ranks = r._queues["q"].ranks
+    for i in range(ranking.MIN_USES - 1):
+        r.enqueue(Call(f"c{i}", "q"))
+        assert not ranks.by_profile                    # scanned until the profile is asked for often
+    r.enqueue(Call("c-next", "q"))
+    assert len(ranks.by_profile) == 1
+    # agents taken until fewer than MIN_AVAILABLE are free: the ranking goes, its upkeep with it
+    for i in range(3):
+        r.enqueue(Call(f"d{i}", "q"))
+    assert not ranks.by_profile
