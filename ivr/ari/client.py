@@ -7,7 +7,6 @@ logged). Every request goes through `_op`, which only accepts parameters listed 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -16,7 +15,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from .errors import AriError, NotFound, Unavailable, error_for_status
+from .errors import AriError, NotFound, Unavailable, response_value
 from .models import Bridge, Channel, DeviceState, Endpoint, LiveRecording, Playback
 from .operations import OPERATIONS
 from .rest_socket import RestSockets
@@ -153,20 +152,7 @@ class AriClient:
             async with self.session.request(method, url, params=query, json=body, timeout=self._timeout) as r:
                 if raw and r.status < 300:
                     return await r.read(), r.content_type
-                text = await r.text()
-                if r.status >= 300:
-                    msg = text
-                    try:
-                        msg = json.loads(text).get("message", text)
-                    except (ValueError, AttributeError):
-                        pass
-                    raise error_for_status(method, path, r.status, str(msg)[:300])
-                if not text:
-                    return None
-                try:
-                    return json.loads(text)
-                except ValueError:
-                    return text
+                return response_value(method, path, r.status, await r.text())
         except AriError:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError) as e:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 
 class AriError(Exception):
     """An ARI request failed. `status` is the HTTP status (0 when Asterisk could not be reached)."""
@@ -36,3 +39,21 @@ def error_for_status(method: str, path: str, status: int, message: str) -> AriEr
     if cls is None:
         cls = Unavailable if status >= 500 or status == 0 else AriError
     return cls(method, path, status, message)
+
+
+def response_value(method: str, path: str, status: int, text: str) -> Any:
+    """A REST response's value (parsed JSON, the text itself, or None when empty), or its typed error:
+    the same for a response over HTTP and over a websocket."""
+    if status >= 300:
+        message = text
+        try:
+            message = json.loads(text).get("message", text)
+        except (ValueError, AttributeError):
+            pass
+        raise error_for_status(method, path, status, str(message)[:300])
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

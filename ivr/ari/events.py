@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from .backoff import backoff_delay
+from .backoff import backoff_delay, wait_unless
 from .client import AriClient
 from .errors import AriError, Unprocessable
 from .models import Connected, Disconnected, Event, parse_event
@@ -93,12 +93,8 @@ class EventStream:
                 log.warning("ARI events: cannot connect to %s (%s); retrying", self.ws_url.split("?")[0], reason)
             if self._stop.is_set():
                 break
-            delay = backoff_delay(attempt, self._min, self._max)
+            await wait_unless(self._stop, backoff_delay(attempt, self._min, self._max))
             attempt += 1
-            try:
-                await asyncio.wait_for(self._stop.wait(), delay)
-            except TimeoutError:
-                pass
 
     async def _setup(self) -> None:
         if self.event_types is not None:

@@ -25,8 +25,8 @@ from typing import Any
 
 import aiohttp
 
-from .backoff import backoff_delay
-from .errors import Unavailable, error_for_status
+from .backoff import backoff_delay, wait_unless
+from .errors import Unavailable, response_value
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +65,7 @@ class RestSocket:
             raise Unavailable(method, path, 0, type(e).__name__ + (f": {e}" if str(e) else "")) from None
         finally:
             self.pending.pop(rid, None)
-        if status >= 300:
-            message = text
-            try:
-                message = json.loads(text).get("message", text)
-            except (ValueError, AttributeError):
-                pass
-            raise error_for_status(method, path, status, str(message)[:300])
-        if not text:
-            return None
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
+        return response_value(method, path, status, text)
 
     def received(self, data: str) -> None:
         try:
@@ -162,9 +150,5 @@ class RestSockets:
                 break
             if attempt % 10 == 0:
                 log.info("ARI REST websocket %s down (%s); HTTP meanwhile", sock.url.split("app=")[1], reason)
-            delay = backoff_delay(attempt, self._min, self._max)
+            await wait_unless(self._stop, backoff_delay(attempt, self._min, self._max))
             attempt += 1
-            try:
-                await asyncio.wait_for(self._stop.wait(), delay)
-            except TimeoutError:
-                pass
