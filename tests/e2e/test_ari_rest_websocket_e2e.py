@@ -62,3 +62,31 @@ async def test_while_the_websockets_are_down_http_carries_the_requests_and_they_
         made, over_ws = await _one_call(app, cfg)
         assert over_ws >= 7, (made, over_ws)
         await assert_no_leaks(ari)
+
+
+async def test_ids_and_values_arrive_at_asterisk_the_same_over_both_transports(asterisk):
+    """Path parameters are percent-encoded by the client and decoded by Asterisk, query values travel as
+    they are: an id or a caller's name with spaces, quotes, %, & or + reaches Asterisk unchanged either way."""
+    from ivr.ari import NotFound
+    cfg = asterisk.cfg
+    async with ari_client(cfg) as http, ari_client(cfg) as over_ws:
+        pool = over_ws.use_websockets(1)
+        runner = asyncio.create_task(pool.run())
+        try:
+            await wait_for(lambda: pool.connected == 1, 10, what="REST websocket connected")
+            for client, prefix in ((http, "h"), (over_ws, "w")):
+                made = pool.requests
+                for i, (ident, name) in enumerate([("a:b c", '"Ren%41e" <+33 1>'), ("x%y&z", "a&b=c+d"),
+                                                   ("é ü", "naïve")]):
+                    bid = f"{prefix}{i}-{ident}"
+                    b = await client.create_bridge(bid, name=name)
+                    assert (b.id, b.raw.get("name")) == (bid, name)
+                    assert (await http.bridge(bid)).raw.get("name") == name      # as Asterisk holds it
+                    await client.destroy_bridge(bid)
+                    with pytest.raises(NotFound):
+                        await client.bridge(bid)
+                assert (pool.requests - made > 0) == (client is over_ws)
+        finally:
+            pool.stop()
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
