@@ -12,6 +12,10 @@ None and the client uses HTTP: a request never waits for a socket.
 
 A socket that closes fails its requests in flight with `Unavailable` (status 0), like a broken HTTP
 connection: whether Asterisk executed them is unknown, as with an HTTP timeout.
+
+A socket is used only once Asterisk has answered a `GET /asterisk/ping` sent over it (`probe`): an older
+Asterisk accepts the websocket but ignores requests on it, and then every request goes over HTTP (logged
+once as a warning) instead of timing out.
 """
 
 from __future__ import annotations
@@ -89,6 +93,34 @@ class RestSocket:
         self.pending.clear()
 
 
+PROBE_SECONDS = 5.0
+
+
+async def probe(ws: aiohttp.ClientWebSocketResponse, timeout: float = PROBE_SECONDS) -> bool | None:
+    """Does Asterisk answer REST requests on this websocket? True; False when no answer came within
+    `timeout` (an Asterisk before 22.4 / 21.9 / 20.14); None when the socket closed meanwhile."""
+    await ws.send_str(json.dumps({"type": "RESTRequest", "request_id": "probe", "method": "GET",
+                                  "uri": "asterisk/ping"}))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (left := deadline - loop.time()) > 0:
+        try:
+            msg = await asyncio.wait_for(ws.receive(), left)
+        except TimeoutError:
+            break
+        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+                        aiohttp.WSMsgType.ERROR):
+            return None
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            try:
+                data = json.loads(msg.data)
+            except ValueError:
+                continue
+            if isinstance(data, dict) and data.get("type") == "RESTResponse" and data.get("request_id") == "probe":
+                return True
+    return False
+
+
 class RestSockets:
     """A pool of `RestSocket`s kept connected (reconnect with backoff) while `run()` runs."""
 
@@ -102,6 +134,9 @@ class RestSockets:
         self._min, self._max = reconnect_min, reconnect_max
         self._stop = asyncio.Event()
         self.requests = 0
+        #: Asterisk ignored a probe: it takes no REST over websockets, everything goes over HTTP
+        self.unsupported = False
+        self._worked = False        # some socket's probe was answered once: this Asterisk has them
 
     def pick(self) -> RestSocket | None:
         """The connected socket with the fewest requests in flight; None while none is connected."""
@@ -133,13 +168,24 @@ class RestSockets:
             try:
                 async with self._session().ws_connect(sock.url, heartbeat=10.0,
                                                       timeout=aiohttp.ClientWSTimeout(ws_close=2.0)) as ws:
-                    sock.ws = ws
-                    attempt = 0
-                    async for msg in ws:
-                        if msg.type == aiohttp.WSMsgType.TEXT:
-                            sock.received(msg.data)
-                        elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
-                            break
+                    answered = await probe(ws)
+                    if answered is False and not self._worked:
+                        if not self.unsupported:
+                            self.unsupported = True
+                            log.warning("Asterisk does not answer ARI REST requests over websockets (needs "
+                                        "22.4, 21.9 or 20.14 or later): REST goes over HTTP")
+                        return
+                    if answered:            # else: closed, or a slow answer from an Asterisk that has them
+                        self._worked = True
+                        sock.ws = ws
+                        attempt = 0
+                        async for msg in ws:
+                            if msg.type == aiohttp.WSMsgType.TEXT:
+                                sock.received(msg.data)
+                            elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
+                                break
+                    else:
+                        reason = "no answer to the probe" if answered is False else "closed during the probe"
             except asyncio.CancelledError:
                 sock.closed("stopped")
                 raise

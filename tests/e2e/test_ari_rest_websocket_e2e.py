@@ -12,6 +12,7 @@ from ivr.config import with_overrides
 from ivr.sim.sipp import SippCaller, SippProcess
 from tests.e2e.conftest import with_queue_overrides
 from tests.support.stack import ari_client, assert_no_leaks, running_app, wait_for
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.e2e
 
@@ -62,6 +63,25 @@ async def test_while_the_websockets_are_down_http_carries_the_requests_and_they_
         made, over_ws = await _one_call(app, cfg)
         assert over_ws >= 7, (made, over_ws)
         await assert_no_leaks(ari)
+
+
+async def test_an_asterisk_that_ignores_rest_over_websockets_gets_everything_over_http(flow_cfg, phones, caplog):
+    """An Asterisk before 22.4 / 21.9 / 20.14 accepts the websocket and ignores the requests on it: played
+    here by a proxy that swallows the sockets' probe. No request waits on such a socket."""
+    phones("agent1")
+    async with TcpProxy(flow_cfg.asterisk.http_port) as proxy:
+        proxy.stall(b"GET /ari/asterisk/ping", 120.0)      # the app sends no other ping
+        cfg = with_overrides(with_queue_overrides(flow_cfg, wrap_up=0),
+                             ari={"url": f"http://127.0.0.1:{proxy.port}", "rest_websockets": 2})
+        async with running_app(cfg) as app, ari_client(flow_cfg) as ari:
+            await wait_for(lambda: app.rest_sockets.unsupported, 12, what="the probes went unanswered")
+            assert proxy.stalled_ws >= 1
+            assert "does not answer ARI REST requests over websockets" in caplog.text
+            await wait_for(lambda: app.acd.router.agent_snapshot("agent1").registered, 10)
+            made, over_ws = await _one_call(app, cfg)
+            assert over_ws == 0 and made >= 7, (made, over_ws)
+            assert app.rest_sockets.connected == 0
+            await assert_no_leaks(ari)
 
 
 async def test_ids_and_values_arrive_at_asterisk_the_same_over_both_transports(asterisk):

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 
+import aiohttp
 import pytest
 
 from ivr.ari import AriClient, NotFound, Unavailable
-from ivr.ari.rest_socket import RestSocket, RestSockets
+from ivr.ari.rest_socket import RestSocket, RestSockets, probe
 
 
 class FakeWs:
@@ -155,3 +156,32 @@ async def test_the_client_sends_over_a_socket_except_bulk_lists_and_raw_bodies_a
         with pytest.raises(Unavailable):
             await client._request("POST", "/channels/c1/answer", [], None)
         assert len(sock.calls) == 1 and client.requests_made == 4
+
+
+class ProbeWs:
+    """A websocket whose Asterisk answers (or not) the probe, after other messages."""
+
+    def __init__(self, replies: list) -> None:
+        self.replies = replies
+        self.sent: list[dict] = []
+
+    async def send_str(self, data: str) -> None:
+        self.sent.append(json.loads(data))
+
+    async def receive(self):
+        if not self.replies:
+            await asyncio.sleep(3600)
+        kind, data = self.replies.pop(0)
+        return aiohttp.WSMessage(kind, data, None)
+
+
+async def test_a_socket_is_used_only_once_asterisk_answered_a_probe_over_it():
+    text = aiohttp.WSMsgType.TEXT
+    answering = ProbeWs([(text, '{"type": "ApplicationReplaced"}'), (text, "junk"),
+                         (text, '{"type": "RESTResponse", "request_id": "probe", "status_code": 200}')])
+    assert await probe(answering, timeout=1) is True  # type: ignore[arg-type]
+    assert answering.sent == [{"type": "RESTRequest", "request_id": "probe", "method": "GET", "uri": "asterisk/ping"}]
+    # an Asterisk before 22.4 reads the message and says nothing
+    assert await probe(ProbeWs([]), timeout=0.05) is False  # type: ignore[arg-type]
+    # the socket closed during the probe: not a verdict on Asterisk, just a connection to retry
+    assert await probe(ProbeWs([(aiohttp.WSMsgType.CLOSED, None)]), timeout=1) is None  # type: ignore[arg-type]
