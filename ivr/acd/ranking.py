@@ -13,8 +13,8 @@ Keeping a ranking costs a score and an insert for every agent that becomes avail
 them only where reading them beats scanning: while the queue has at least ``MIN_AVAILABLE`` available
 agents (a busy queue drops them: its few idle agents are scanned), for a profile asked for
 ``MIN_USES`` times since it last had a ranking, at most ``MAX_PROFILES`` per queue (least recently used
-dropped). Calls with their own optional skills or a preferred agent are always scanned. `tests/unit/test_acd_ranking.py` checks, over random
-operations, that every choice equals the full scan's.
+dropped). Calls with their own optional skills or a preferred agent are always scanned.
+`tests/unit/test_acd_ranking.py` checks, over random operations, that every choice equals the full scan's.
 """
 
 from __future__ import annotations
@@ -42,12 +42,18 @@ class Ranking:
         self.entries: list[tuple[float, float, str]] = []
         self.keys: dict[str, tuple[float, float, str]] = {}
 
+    def _key(self, aid: str, skills: Mapping[str, int], idle_since: float) -> tuple[float, float, str] | None:
+        """The agent's entry, kept in ``keys``; None (and nothing kept) when it is not eligible."""
+        sc = fit_score(self.groups, self.optional, skills)
+        if sc is None:
+            return None
+        key = self.keys[aid] = (-sc, idle_since, aid)
+        return key
+
     def add(self, aid: str, skills: Mapping[str, int], idle_since: float) -> None:
         self.remove(aid)
-        sc = fit_score(self.groups, self.optional, skills)
-        if sc is not None:
-            key = (-sc, idle_since, aid)
-            self.keys[aid] = key
+        key = self._key(aid, skills, idle_since)
+        if key is not None:
             insort(self.entries, key)
 
     def remove(self, aid: str) -> None:
@@ -98,15 +104,8 @@ class Rankings:
         r = self.by_profile.pop(profile, None)
         if r is None:
             r = Ranking(*profile)
-            entries = []
-            for aid, skills, idle in available:
-                sc = fit_score(r.groups, r.optional, skills)
-                if sc is not None:
-                    key = (-sc, idle, aid)
-                    r.keys[aid] = key
-                    entries.append(key)
-            entries.sort()
-            r.entries = entries
+            keys = (r._key(aid, skills, idle) for aid, skills, idle in available)
+            r.entries = sorted(k for k in keys if k is not None)
             if len(self.by_profile) >= MAX_PROFILES:
                 del self.by_profile[next(iter(self.by_profile))]
         self.by_profile[profile] = r          # most recently used last

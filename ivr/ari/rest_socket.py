@@ -1,8 +1,8 @@
 """ARI REST requests over websockets (Asterisk 22.4+: `RESTRequest` / `RESTResponse` messages).
 
-An HTTP round trip costs both sides far more than a websocket message: aiohttp builds a URL, headers and a
-response object per request, Asterisk parses an HTTP request and writes headers back. Measured on the
-bench box: ~0.07 ms per ping over a websocket against ~0.28 ms over keep-alive HTTP (`bench/README.md`).
+An HTTP round trip costs the app about twice the CPU of a websocket message (aiohttp builds a URL, headers
+and a response object per request); Asterisk pays about the same either way (`bench/ari_transport.py`,
+figures in `bench/README.md`).
 
 Asterisk handles the requests of one websocket one at a time (its reader thread runs each to the end), so
 `RestSockets` keeps a small pool, each socket its own Stasis application (``<app>-rest<N>``, subscribed to
@@ -116,7 +116,8 @@ async def probe(ws: aiohttp.ClientWebSocketResponse, timeout: float = PROBE_SECO
                 data = json.loads(msg.data)
             except ValueError:
                 continue
-            if isinstance(data, dict) and data.get("type") == "RESTResponse" and data.get("request_id") == "probe":
+            if isinstance(data, dict) and data.get("type") == "RESTResponse" \
+                    and data.get("request_id") == "probe":
                 return True
     return False
 

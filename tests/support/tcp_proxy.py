@@ -78,7 +78,7 @@ class TcpProxy:
         return True
 
     async def _client_to_server(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """HTTP requests pass chunk by chunk; after a websocket upgrade the client's frames pass one by one."""
+        """HTTP requests pass chunk by chunk; after a websocket upgrade, the client's frames one by one."""
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
                 if self._swallow(data):
@@ -86,11 +86,11 @@ class TcpProxy:
                 writer.write(data)
                 await writer.drain()
                 if data.startswith(b"GET /ari/events") and b"upgrade: websocket" in data.lower():
-                    while frame := await _read_frame(reader):
+                    while True:
+                        frame = await _read_frame(reader)      # at EOF: IncompleteReadError, suppressed
                         if not self._swallow_message(frame[1]):
                             writer.write(frame[0])
                             await writer.drain()
-                    break
         writer.transport.abort()
 
     def _swallow_message(self, payload: bytes) -> bool:
@@ -105,17 +105,15 @@ class TcpProxy:
         return False
 
     @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, swallow=None) -> None:
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
-                if swallow is not None and swallow(data):
-                    continue
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()
 
 
-async def _read_frame(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     """One client websocket frame (RFC 6455, always masked): (its bytes as sent, its unmasked payload)."""
     head = await reader.readexactly(2)
     n = head[1] & 0x7F
