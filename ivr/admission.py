@@ -201,11 +201,13 @@ class Admission:
             return AdmissionState(1.0, "capacity", lag, ari, calls, p.max_calls)
         return AdmissionState(self._share, self._reason, lag, ari, calls, p.max_calls)
 
-    def admit(self) -> str | None:
-        """For one new call: None to admit it, else the reason it is refused."""
+    def admit(self, st: AdmissionState | None = None) -> str | None:
+        """For one new call: None to admit it, else the reason it is refused (``st``: this instant's
+        ``evaluate()`` when the caller has it already)."""
         if not self.policy.enabled:
             return None
-        st = self.evaluate()
+        if st is None:
+            st = self.evaluate()
         if st.shed >= 1.0 or st.shed > 0.0 and self._random() < st.shed:
             return st.reason
         return None

@@ -14,7 +14,7 @@ seconds of joining (usually excluded from service-level figures).
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -81,9 +81,13 @@ class CallRecord:
         return None if self.answered_at is None else self.ended_at - self.answered_at
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # every value is immutable: no deep copy (``dataclasses.asdict`` copies each, once per call)
+        d = {name: getattr(self, name) for name in _FIELDS}
         d["outcome"] = self.outcome.value
         d["overflowed_from"] = list(self.overflowed_from)
         d["wait_time"] = self.wait_time
         d["talk_time"] = self.talk_time
         return d
+
+
+_FIELDS = tuple(f.name for f in fields(CallRecord))

@@ -6,7 +6,9 @@ table against the swagger that the real Asterisk serves at /ari/api-docs/. Param
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -16,9 +18,8 @@ class Operation:
     query: tuple[str, ...] = ()     # query-string parameters
     body: tuple[str, ...] = ()      # JSON body parameters (ARI's paramType "body")
 
-    @property
+    @cached_property
     def path_params(self) -> tuple[str, ...]:
-        import re
         return tuple(re.findall(r"\{(\w+)\}", self.path))
 
 

@@ -60,14 +60,18 @@ class RestSocket:
         if body is not None:
             msg["content_type"] = "application/json"
             msg["message_body"] = json.dumps(body)
-        fut: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[int, str]] = loop.create_future()
         self.pending[rid] = fut
+        # a timer on the future itself: asyncio.wait_for would wrap it in another future per request
+        timer = loop.call_later(timeout, _expire, fut)
         try:
             await ws.send_str(json.dumps(msg))
-            status, text = await asyncio.wait_for(fut, timeout)
+            status, text = await fut
         except (TimeoutError, aiohttp.ClientError, OSError, ConnectionError) as e:
             raise Unavailable(method, path, 0, type(e).__name__ + (f": {e}" if str(e) else "")) from None
         finally:
+            timer.cancel()
             self.pending.pop(rid, None)
         return response_value(method, path, status, text)
 
@@ -91,6 +95,11 @@ class RestSocket:
             if not fut.done():
                 fut.set_exception(ConnectionError(reason))
         self.pending.clear()
+
+
+def _expire(fut: asyncio.Future[tuple[int, str]]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
 
 
 PROBE_SECONDS = 5.0

@@ -59,6 +59,7 @@ class AdmissionGate:
         self._counted: int | None = None          # last IVR_SHED_TOTAL read (None: take it as the base)
         self._counted_at = -1e9
         self._reason: str | None = None
+        self._shown: tuple[str | None, float] | None = None     # what the gauges say
         self._io: asyncio.Task[None] | None = None
 
     @property
@@ -67,10 +68,11 @@ class AdmissionGate:
 
     def admit_call(self) -> str | None:
         """A new inbound call at StasisStart: None to take it, else the reason to refuse it (counted)."""
-        reason = self.admission.admit()
+        st = self.admission.evaluate()
+        reason = self.admission.admit(st)
         if reason is not None:
             self._metrics.calls_shed("app")
-        self._track(self.admission.evaluate())
+        self._track(st)
         return reason
 
     async def on_connect(self) -> None:
@@ -104,7 +106,10 @@ class AdmissionGate:
                             "%s)", st.reason, st.event_lag, st.ari_latency, st.calls,
                             f" of {st.max_calls}" if st.max_calls else "")
             self._reason = st.reason
-        self._metrics.admission_state(st.reason, st.shed)
+        shown = (st.reason, st.shed)
+        if shown != self._shown:        # the gauges move only when the state does (not on every call)
+            self._shown = shown
+            self._metrics.admission_state(st.reason, st.shed)
 
     async def _sync(self, force: bool = False) -> None:
         now = self._clock()

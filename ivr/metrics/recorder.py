@@ -387,9 +387,11 @@ class Metrics:
         self.ari_reconnects.inc()
 
     def event_lag(self, seconds: float) -> None:
-        s = self._seconds(seconds)
-        if s is not None:
-            self.event_lag_seconds.observe(s)
+        # once per ARI event: the dispatcher's float, so no general ``_seconds`` conversion
+        if seconds >= 0.0:
+            self.event_lag_seconds.observe(seconds)
+        elif seconds < 0.0:             # NaN is neither: not recorded
+            self.event_lag_seconds.observe(0.0)
 
     # ------------------------------------------------------------------------------- exposition
     def render(self) -> bytes:
