@@ -431,6 +431,11 @@ class Router(QueueChanges, Engine):
         """The agent's definition (skills, queues, endpoint...). Raises UnknownAgent."""
         return self._agent(agent_id).config
 
+    def is_registered(self, agent_id: str) -> bool:
+        """Whether the agent's phone is registered (without building a snapshot: asked on every
+        endpoint event). Raises UnknownAgent."""
+        return self._agent(agent_id).registered
+
     def agent_skills(self, agent_id: str) -> Mapping[str, int]:
         """The agent's effective skills (languages folded in as ``lang:<code>``); read-only."""
         return self._agent(agent_id).skills

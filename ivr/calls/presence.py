@@ -107,7 +107,7 @@ class AgentPresence:
 
     async def set_registered(self, agent_id: str, online: bool) -> None:
         r = self.deps.router
-        if r.agent_snapshot(agent_id).registered == online:
+        if r.is_registered(agent_id) == online:
             return
         log.info("agent %s %s", agent_id, "registered" if online else "unregistered")
         await self.deps.execute(self.deps.route(r.set_registered, agent_id, online))
