@@ -220,7 +220,8 @@ class FlowSession:
             self.log.debug("node %s:%s (%s)", cmd.flow, cmd.node, cmd.kind)
             return
         if isinstance(cmd, FlowEnded):
-            self.log.info("flow ended: %s; path: %s", cmd.reason, " > ".join(self.runner.visited_nodes))
+            if self.log.isEnabledFor(logging.INFO):
+                self.log.info("flow ended: %s; path: %s", cmd.reason, " > ".join(self.runner.visited_nodes))
             if self._node and self.deps.metrics is not None and cmd.reason != "hangup":
                 self.deps.metrics.node_exit(self._node[0], self._node[1], self._exit_of(_exit_label(cmd.reason)))
                 self._node = None
