@@ -446,8 +446,9 @@ class Bench:
     def __init__(self, *, agents: int = 400, log_level: str = "WARNING", rtp_ports: int = 6000,
                  customers_every: int = 10, customers_max_serial: int = 20000, keep: bool = False,
                  verbose: bool = True, ast_verbose: int = 0, scrape_interval: float = 5.0,
-                 rest_websockets: int | None = None) -> None:
+                 rest_websockets: int | None = None, cprofile: str | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="ivr-bench-"))
+        self.cprofile = cprofile         # run the app under cProfile, writing the profile here when it stops
         self.procs = Procs()
         self.keep = keep
         self.verbose = verbose
@@ -567,7 +568,8 @@ class Bench:
         # IVR_BENCH_APP_PREFIX runs the app under a tool, e.g. "heaptrack -o /tmp/app" (RSS figures are then
         # the wrapper's, not the app's)
         prefix = shlex.split(os.environ.get("IVR_BENCH_APP_PREFIX", ""))
-        self.app = self.procs.spawn([*prefix, sys.executable, "-m", "ivr", "run", "--config", str(self.config_path)],
+        python = [sys.executable, *(["-m", "cProfile", "-o", self.cprofile] if self.cprofile else [])]
+        self.app = self.procs.spawn([*prefix, *python, "-m", "ivr", "run", "--config", str(self.config_path)],
                                     self.dir / "app.log", cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the work dir (configs, sipp logs, app log)")
     p.add_argument("--profile", action="store_true",
                    help="py-spy the app during B's confirmation run and print where its CPU goes")
+    p.add_argument("--cprofile", metavar="PATH",
+                   help="run the app under cProfile (several times slower: its CPU figures are not comparable) and "
+                        "write the profile to PATH when it stops; bench/cprofile_calls.py PATH CALLS reads it")
     storm_args(p)
     a = p.parse_args(argv)
     if a.quick:
@@ -211,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, tuple] = {}
     stories: dict[str, list[str]] = {}
     storms: dict = {}
-    with Bench(agents=a.agents, log_level=a.log_level, keep=a.keep, rest_websockets=a.rest_websockets) as b:
+    with Bench(agents=a.agents, log_level=a.log_level, keep=a.keep, rest_websockets=a.rest_websockets,
+               cprofile=a.cprofile) as b:
         b.start_asterisk()
 
         def scenario(k: str, mem: dict | None = None) -> None:
