@@ -58,8 +58,7 @@ class AdmissionGate:
         self._pushed_at = -1e9
         self._counted: int | None = None          # last IVR_SHED_TOTAL read (None: take it as the base)
         self._counted_at = -1e9
-        self._reason: str | None = None
-        self._shown: tuple[str | None, float] | None = None     # what the gauges say
+        self._shown: tuple[str | None, float] | None = None     # (reason, share) the gauges say; None: unset
         self._io: asyncio.Task[None] | None = None
 
     @property
@@ -97,7 +96,10 @@ class AdmissionGate:
 
     # ------------------------------------------------------------------------------------- edge
     def _track(self, st: AdmissionState) -> None:
-        if st.reason != self._reason:
+        shown = (st.reason, st.shed)
+        if shown == self._shown:        # the gauges move only when the state does (not on every call)
+            return
+        if st.reason != (self._shown[0] if self._shown else None):     # an edge: logged
             if st.open:
                 log.warning("admission: accepting every new call again (event lag %.2fs, ARI latency %.2fs, "
                             "%d calls)", st.event_lag, st.ari_latency, st.calls)
@@ -105,11 +107,8 @@ class AdmissionGate:
                 log.warning("admission: shedding new calls (%s: event lag %.2fs, ARI latency %.2fs, %d calls"
                             "%s)", st.reason, st.event_lag, st.ari_latency, st.calls,
                             f" of {st.max_calls}" if st.max_calls else "")
-            self._reason = st.reason
-        shown = (st.reason, st.shed)
-        if shown != self._shown:        # the gauges move only when the state does (not on every call)
-            self._shown = shown
-            self._metrics.admission_state(st.reason, st.shed)
+        self._shown = shown
+        self._metrics.admission_state(st.reason, st.shed)
 
     async def _sync(self, force: bool = False) -> None:
         now = self._clock()
